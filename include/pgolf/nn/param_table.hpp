@@ -1,0 +1,153 @@
+// The parameter table: one row per parameter tensor of a model, computed at compile time. It is the
+// single source of truth for where a tensor lives in the flat parameter buffer and how the rest of
+// the library treats it (initialisation, optimizer group, export policy), so optimizers and the
+// exporter never match names at run time.
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "pgolf/core/error.hpp"
+#include "pgolf/core/fixed_string.hpp"
+#include "pgolf/core/rng.hpp"
+
+namespace pgolf {
+
+using ParamName = FixedString<64>;
+
+enum class InitKind {
+  zeros,
+  ones,
+  constant,      // every element = value
+  normal,        // N(0, value^2)
+  uniform,       // U(-value, value)
+  mix_identity,  // shape [2, n]: first row 1, second row 0 (resid_mix)
+};
+
+struct Init {
+  InitKind kind = InitKind::zeros;
+  double value = 0.0;
+};
+
+enum class OptimGroup {
+  muon_matrix,  // 2-D block weights: Muon
+  adam_embed,   // token embedding (tied head): Adam, embedding learning rate
+  adam_head,    // untied output head: Adam, head learning rate
+  adam_scalar,  // vectors and control tensors: Adam, scalar learning rate
+};
+
+enum class ExportPolicy {
+  int8_per_row,      // > 65,536 elements and 2-D: int8 per row with an fp16 scale per row
+  float16,           // small tensors kept as fp16
+  float32_control,   // control tensors (scales, gains, mixes, skip weights) kept in fp32
+};
+
+struct ParamInfo {
+  ParamName name;
+  std::size_t offset = 0;  // into the flat parameter buffer, in elements
+  int rows = 0;            // shape [rows, cols]; a vector has cols == 1 and rank == 1
+  int cols = 1;
+  int rank = 1;
+  Init init{};
+  OptimGroup group = OptimGroup::adam_scalar;
+  ExportPolicy export_policy = ExportPolicy::float32_control;
+  int block = -1;  // owning physical block, -1 for model-level tensors
+
+  constexpr std::size_t numel() const { return std::size_t(rows) * std::size_t(cols); }
+};
+
+// The reference's export rule (quantize_state_dict_int8): big matrices are quantised, small control
+// tensors stay fp32, any other small tensor is stored fp16.
+constexpr ExportPolicy reference_export_policy(std::size_t numel, int rank, bool control) {
+  if (numel > 65536 && rank == 2) return ExportPolicy::int8_per_row;
+  return control ? ExportPolicy::float32_control : ExportPolicy::float16;
+}
+
+template <std::size_t N>
+constexpr std::size_t table_size(const std::array<ParamInfo, N>& table) {
+  std::size_t total = 0;
+  for (const auto& p : table) total += p.numel();
+  return total;
+}
+
+template <std::size_t N>
+constexpr const ParamInfo* find_param(const std::array<ParamInfo, N>& table, std::string_view name) {
+  for (const auto& p : table)
+    if (p.name.view() == name) return &p;
+  return nullptr;
+}
+
+// The random stream of a tensor is a hash of its name, so a tensor draws the same values in every
+// variant that has it, whatever else the table holds.
+constexpr std::uint32_t name_stream(std::string_view name) {
+  std::uint32_t h = 2166136261u;  // FNV-1a
+  for (char c : name) {
+    h ^= std::uint8_t(c);
+    h *= 16777619u;
+  }
+  return h;
+}
+
+// Fills a tensor from its Init with draws keyed by (seed, stream, element index).
+template <class T>
+void init_param(const ParamInfo& p, std::uint32_t stream, std::uint64_t seed, T* out) {
+  const std::size_t n = p.numel();
+  switch (p.init.kind) {
+    case InitKind::zeros:
+      for (std::size_t i = 0; i < n; ++i) out[i] = T(0);
+      break;
+    case InitKind::ones:
+      for (std::size_t i = 0; i < n; ++i) out[i] = T(1);
+      break;
+    case InitKind::constant:
+      for (std::size_t i = 0; i < n; ++i) out[i] = T(p.init.value);
+      break;
+    case InitKind::normal:
+      for (std::size_t i = 0; i < n; ++i) out[i] = T(p.init.value * normal01(seed, stream, i));
+      break;
+    case InitKind::uniform:
+      for (std::size_t i = 0; i < n; ++i)
+        out[i] = T(p.init.value * (2.0 * uniform01(seed, stream, i) - 1.0));
+      break;
+    case InitKind::mix_identity:
+      PGOLF_CHECK(p.rows == 2, "parameter ", p.name.c_str(), ": mix_identity init needs 2 rows");
+      for (int c = 0; c < p.cols; ++c) {
+        out[c] = T(1);
+        out[p.cols + c] = T(0);
+      }
+      break;
+  }
+}
+
+template <class T, std::size_t N>
+void init_params(const std::array<ParamInfo, N>& table, std::uint64_t seed, std::span<T> buffer) {
+  PGOLF_CHECK(buffer.size() == table_size(table), "parameter buffer holds ", buffer.size(),
+              " elements, the table needs ", table_size(table));
+  for (std::size_t i = 0; i < N; ++i)
+    init_param(table[i], name_stream(table[i].name.view()), seed, buffer.data() + table[i].offset);
+}
+
+constexpr std::string_view to_string(OptimGroup g) {
+  switch (g) {
+    case OptimGroup::muon_matrix: return "muon_matrix";
+    case OptimGroup::adam_embed: return "adam_embed";
+    case OptimGroup::adam_head: return "adam_head";
+    case OptimGroup::adam_scalar: return "adam_scalar";
+  }
+  return "?";
+}
+
+constexpr std::string_view to_string(ExportPolicy e) {
+  switch (e) {
+    case ExportPolicy::int8_per_row: return "int8_per_row";
+    case ExportPolicy::float16: return "float16";
+    case ExportPolicy::float32_control: return "float32_control";
+  }
+  return "?";
+}
+
+}  // namespace pgolf

@@ -1,0 +1,24 @@
+// Linear without bias, PyTorch convention: y[N, out] = x[N, in] W^T with W stored [out, in].
+#pragma once
+
+#include <cstddef>
+
+#include "pgolf/ops/cpu/blas.hpp"
+
+namespace pgolf::ops::cpu {
+
+template <class T>
+void linear_forward(const T* x, const T* W, T* y, int N, int in, int out) {
+  gemm<T>(false, true, N, out, in, T(1), x, in, W, in, T(0), y, out);
+}
+
+// dx = dy W (overwritten, or added when accumulate_dx: several projections read the same input);
+// dW += dy^T x (always accumulated: a shared weight's gradient is the sum over its uses).
+template <class T>
+void linear_backward(const T* dy, const T* x, const T* W, T* dx, T* dW, int N, int in, int out,
+                     bool accumulate_dx) {
+  if (dx != nullptr) gemm<T>(false, false, N, in, out, T(1), dy, out, W, in, accumulate_dx ? T(1) : T(0), dx, in);
+  if (dW != nullptr) gemm<T>(true, false, out, in, N, T(1), dy, out, x, in, T(1), dW, in);
+}
+
+}  // namespace pgolf::ops::cpu

@@ -1,0 +1,35 @@
+// Compiled once per PGOLF_BAD_SPEC case by the compile-fail tests: each case must be rejected at
+// compile time by a static_assert whose message names the offending field. Case 0 is the control:
+// a valid spec that must compile, proving the harness itself works.
+#include "pgolf/model/gpt.hpp"
+
+#ifndef PGOLF_BAD_SPEC
+#error "define PGOLF_BAD_SPEC"
+#endif
+
+constexpr pgolf::GptSpec kSpec = [] {
+  pgolf::GptSpec s{.vocab = 64, .dim = 32, .depth = {.layers = 2}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 8}};
+#if PGOLF_BAD_SPEC == 1
+  s.attention.heads = 5;  // 32 % 5 != 0
+#elif PGOLF_BAD_SPEC == 2
+  s.attention.kv_heads = 3;  // 4 % 3 != 0
+#elif PGOLF_BAD_SPEC == 3
+  s.attention.rope_dims = 7;
+#elif PGOLF_BAD_SPEC == 4
+  s.attention.rope_dims = 16;  // head dim is 8
+#elif PGOLF_BAD_SPEC == 5
+  s.depth.loops = 3;  // 2 layers
+#elif PGOLF_BAD_SPEC == 6
+  s.vocab = 0;
+#elif PGOLF_BAD_SPEC == 7
+  s.head.softcap = 0.0;
+#elif PGOLF_BAD_SPEC == 8
+  s.mlp.mult = 0;
+#endif
+  return s;
+}();
+
+int main() {
+  pgolf::Gpt<kSpec, float> model(1, 4);
+  return model.num_params > 0 ? 0 : 1;
+}

@@ -1,0 +1,65 @@
+// Logit softcap and mean cross-entropy.
+#include <catch2/catch.hpp>
+
+#include "pgolf/ops/cpu/cross_entropy.hpp"
+#include "pgolf/ops/cpu/softcap.hpp"
+#include "../test_util.hpp"
+
+using namespace pgolf;
+using namespace pgolf::test;
+
+TEST_CASE("softcap forward and backward", "[forward][gradcheck][softcap]") {
+  auto z = randn(50, 80, 40.0);
+  std::vector<double> y(z.size());
+  ops::cpu::softcap_forward(z.data(), z.size(), 30.0, y.data());
+  for (std::size_t i = 0; i < z.size(); ++i) {
+    REQUIRE(y[i] == Approx(30.0 * std::tanh(z[i] / 30.0)).epsilon(1e-15));
+    REQUIRE(std::abs(y[i]) < 30.0);
+  }
+  const auto r = randn(z.size(), 81);
+  auto loss = [&] {
+    ops::cpu::softcap_forward(z.data(), z.size(), 30.0, y.data());
+    return weighted_sum(r, y.data());
+  };
+  loss();
+  std::vector<double> dz(z.size());
+  ops::cpu::softcap_backward(r.data(), y.data(), z.size(), 30.0, dz.data());
+  REQUIRE(fd_max_error(loss, z.data(), dz.data(), z.size()) < 1e-6);
+}
+
+TEST_CASE("cross-entropy forward is the mean negative log-softmax", "[forward][cross_entropy]") {
+  const int N = 4, V = 9;
+  auto z = randn(N * V, 82, 3.0);
+  const std::vector<std::int32_t> y = {0, 8, 3, 3};
+  std::vector<double> rows(N);
+  const double loss = ops::cpu::cross_entropy_forward(z.data(), y.data(), N, V, rows.data());
+  double mean = 0;
+  for (int n = 0; n < N; ++n) {
+    double s = 0;
+    for (int i = 0; i < V; ++i) s += std::exp(z[n * V + i]);
+    const double nll = -std::log(std::exp(z[n * V + y[n]]) / s);
+    REQUIRE(rows[n] == Approx(nll).epsilon(1e-13));
+    mean += nll / N;
+  }
+  REQUIRE(loss == Approx(mean).epsilon(1e-13));
+  // Uniform logits give log(V).
+  std::vector<double> flat(N * V, 0.25);
+  REQUIRE(ops::cpu::cross_entropy_forward(flat.data(), y.data(), N, V, rows.data()) == Approx(std::log(9.0)));
+}
+
+TEST_CASE("cross-entropy backward matches finite differences", "[gradcheck][cross_entropy]") {
+  const int N = 5, V = 7;
+  auto z = randn(N * V, 83, 2.0);
+  const std::vector<std::int32_t> y = {6, 0, 2, 2, 5};
+  std::vector<double> rows(N), dz(N * V);
+  auto loss = [&] { return ops::cpu::cross_entropy_forward(z.data(), y.data(), N, V, rows.data()); };
+  ops::cpu::cross_entropy_backward(z.data(), y.data(), N, V, 1.0 / N, dz.data());
+  REQUIRE(fd_max_error(loss, z.data(), dz.data(), z.size()) < 1e-6);
+}
+
+TEST_CASE("cross-entropy rejects targets outside the vocabulary", "[forward][cross_entropy]") {
+  std::vector<double> z(2 * 3), rows(2);
+  const std::vector<std::int32_t> y = {0, -1};
+  REQUIRE_THROWS_WITH(ops::cpu::cross_entropy_forward(z.data(), y.data(), 2, 3, rows.data()),
+                      Catch::Contains("target id -1"));
+}

@@ -1,0 +1,59 @@
+// Test helpers: reproducible random tensors and central finite differences in double precision.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "pgolf/core/rng.hpp"
+
+namespace pgolf::test {
+
+inline std::vector<double> randn(std::size_t n, std::uint32_t stream, double scale = 1.0) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = scale * normal01(12345, stream, i);
+  return v;
+}
+
+inline std::vector<double> randu(std::size_t n, std::uint32_t stream, double lo, double hi) {
+  std::vector<double> v(n);
+  for (std::size_t i = 0; i < n; ++i) v[i] = lo + (hi - lo) * uniform01(12345, stream, i);
+  return v;
+}
+
+// Relative error with a floor on the denominator: below the floor the check becomes absolute,
+// since central differences carry roundoff of about eps * |loss| / h whatever the gradient's size.
+inline double rel_err(double analytic, double numeric, double floor = 1e-6) {
+  return std::abs(analytic - numeric) / std::max(floor, std::abs(analytic) + std::abs(numeric));
+}
+
+// Largest relative error between grad[i] and the central difference of loss() in x[i], over the
+// given indices (all of x when indices is empty).
+inline double fd_max_error(const std::function<double()>& loss, double* x, const double* grad, std::size_t n,
+                           std::vector<std::size_t> indices = {}, double h = 1e-5, double floor = 1e-6) {
+  if (indices.empty())
+    for (std::size_t i = 0; i < n; ++i) indices.push_back(i);
+  double worst = 0;
+  for (std::size_t i : indices) {
+    const double saved = x[i];
+    x[i] = saved + h;
+    const double up = loss();
+    x[i] = saved - h;
+    const double down = loss();
+    x[i] = saved;
+    worst = std::max(worst, rel_err(grad[i], (up - down) / (2 * h), floor));
+  }
+  return worst;
+}
+
+// Weighted sum <r, y>: a scalar whose gradient with respect to y is r.
+inline double weighted_sum(const std::vector<double>& r, const double* y) {
+  double s = 0;
+  for (std::size_t i = 0; i < r.size(); ++i) s += r[i] * y[i];
+  return s;
+}
+
+}  // namespace pgolf::test
