@@ -1,0 +1,116 @@
+// Muon (MomentUm Orthogonalized by Newton-Schulz) for the 2-D block matrices, as the reference:
+//   buf = mu * buf + G;  U = G + mu * buf (Nesterov)
+//   [MuonEq-R] U_i /= max(||U_i||, 1e-7) per row
+//   X = NS5(U / (||U||_F + 1e-7)), quintic (3.4445, -4.7750, 2.0315), on the wide orientation
+//   X *= sqrt(max(1, rows / cols));  W *= (1 - lr * wd);  W -= lr * X
+// The CPU reference runs Newton-Schulz in the parameter precision; the reference trainer runs it in
+// bf16 on the GPU (the CUDA backend does the same).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <span>
+#include <vector>
+
+#include "pgolf/core/error.hpp"
+#include "pgolf/nn/param_table.hpp"
+#include "pgolf/ops/cpu/blas.hpp"
+
+namespace pgolf {
+
+struct MuonOptions {
+  double momentum = 0.95;
+  int ns_steps = 5;
+  bool nesterov = true;
+  double weight_decay = 0.0;  // decoupled, scaled by the (scheduled) learning rate
+  bool row_normalize = false;  // MuonEq-R
+};
+
+// Quintic Newton-Schulz orthogonalisation of G [rows, cols] into out (may alias G).
+template <class T>
+void newton_schulz5(const T* G, int rows, int cols, int steps, T* out) {
+  constexpr T a = T(3.4445), b = T(-4.7750), c = T(2.0315);
+  const bool transposed = rows > cols;
+  const int r = transposed ? cols : rows, k = transposed ? rows : cols;  // X is [r, k], r <= k
+  std::vector<T> X(std::size_t(r) * k), A(std::size_t(r) * r), B(std::size_t(r) * r), Y(std::size_t(r) * k);
+  double ss = 0;
+  for (std::size_t i = 0; i < std::size_t(rows) * cols; ++i) ss += double(G[i]) * double(G[i]);
+  const T inv = T(1.0 / (std::sqrt(ss) + 1e-7));
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) {
+      const T v = G[std::size_t(i) * cols + j] * inv;
+      if (transposed) X[std::size_t(j) * k + i] = v;
+      else X[std::size_t(i) * k + j] = v;
+    }
+  for (int s = 0; s < steps; ++s) {
+    ops::cpu::gemm<T>(false, true, r, r, k, T(1), X.data(), k, X.data(), k, T(0), A.data(), r);  // A = X X^T
+    B = A;
+    ops::cpu::gemm<T>(false, false, r, r, r, c, A.data(), r, A.data(), r, b, B.data(), r);     // B = bA + cAA
+    Y = X;
+    ops::cpu::gemm<T>(false, false, r, k, r, T(1), B.data(), r, X.data(), k, a, Y.data(), k);  // X = aX + BX
+    X.swap(Y);
+  }
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j)
+      out[std::size_t(i) * cols + j] = transposed ? X[std::size_t(j) * k + i] : X[std::size_t(i) * k + j];
+}
+
+// Muon over every muon_matrix row of a parameter table; momentum buffers mirror the parameters.
+template <class T>
+class Muon {
+ public:
+  template <std::size_t N>
+  Muon(const std::array<ParamInfo, N>& table, MuonOptions options) : options_(options) {
+    for (const auto& p : table)
+      if (p.group == OptimGroup::muon_matrix) {
+        PGOLF_CHECK(p.rank == 2, "Muon: parameter ", p.name.c_str(), " is not a matrix");
+        params_.push_back(p);
+      }
+    std::size_t total = 0;
+    for (const auto& p : params_) total += p.numel();
+    buf_.assign(total, T(0));
+  }
+
+  void set_momentum(double m) { options_.momentum = m; }
+  const MuonOptions& options() const { return options_; }
+  std::span<const T> momentum_buffer() const { return buf_; }
+  std::span<T> momentum_buffer() { return buf_; }
+
+  void step(std::span<T> params, std::span<const T> grads, double lr) {
+    const T mu = T(options_.momentum);
+    std::size_t at = 0;
+    std::vector<T> U;
+    for (const auto& p : params_) {
+      const std::size_t n = p.numel();
+      T* W = params.data() + p.offset;
+      const T* G = grads.data() + p.offset;
+      T* buf = buf_.data() + at;
+      at += n;
+      U.resize(n);
+      for (std::size_t i = 0; i < n; ++i) {
+        buf[i] = mu * buf[i] + G[i];
+        U[i] = options_.nesterov ? G[i] + mu * buf[i] : buf[i];
+      }
+      if (options_.row_normalize)
+        for (int r = 0; r < p.rows; ++r) {
+          T* row = U.data() + std::size_t(r) * p.cols;
+          T ss = 0;
+          for (int j = 0; j < p.cols; ++j) ss += row[j] * row[j];
+          const T s = T(1) / std::max(std::sqrt(ss), T(1e-7));
+          for (int j = 0; j < p.cols; ++j) row[j] *= s;
+        }
+      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data());
+      const T shape = T(std::sqrt(std::max(1.0, double(p.rows) / double(p.cols))));
+      const T decay = T(1.0 - lr * options_.weight_decay);
+      for (std::size_t i = 0; i < n; ++i) W[i] = W[i] * decay - T(lr) * shape * U[i];
+    }
+  }
+
+ private:
+  MuonOptions options_;
+  std::vector<ParamInfo> params_;
+  std::vector<T> buf_;
+};
+
+}  // namespace pgolf

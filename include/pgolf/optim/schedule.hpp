@@ -1,0 +1,42 @@
+// Learning-rate multiplier and Muon momentum warm-up, as the reference trainer computes them.
+// There is no LR warm-up: the multiplier is 1, then decays linearly to 0 over the warmdown.
+#pragma once
+
+#include <algorithm>
+
+namespace pgolf {
+
+struct WarmdownSchedule {
+  long long iterations = 20000;
+  long long warmdown_iters = 1200;
+  double max_wallclock_ms = 600000.0;  // <= 0: warmdown by iterations instead of by wall clock
+
+  // step: optimizer steps taken so far; elapsed_ms: training time so far (validation excluded).
+  double multiplier(long long step, double elapsed_ms) const {
+    if (warmdown_iters <= 0) return 1.0;
+    if (max_wallclock_ms <= 0) {
+      const long long start = std::max(iterations - warmdown_iters, 0LL);
+      if (step >= start && step < iterations)
+        return std::max(double(iterations - step) / double(std::max(warmdown_iters, 1LL)), 0.0);
+      return 1.0;
+    }
+    // The decay starts when the projected remaining time equals warmdown_iters average steps.
+    const double step_ms = elapsed_ms / double(std::max(step, 1LL));
+    const double warmdown_ms = double(warmdown_iters) * step_ms;
+    const double remaining_ms = std::max(max_wallclock_ms - elapsed_ms, 0.0);
+    return remaining_ms <= warmdown_ms ? remaining_ms / std::max(warmdown_ms, 1e-9) : 1.0;
+  }
+};
+
+struct MomentumWarmup {
+  double start = 0.85;
+  double end = 0.95;
+  long long steps = 500;
+
+  double at(long long step) const {
+    const double f = steps > 0 ? std::min(double(step) / double(steps), 1.0) : 1.0;
+    return (1.0 - f) * start + f * end;
+  }
+};
+
+}  // namespace pgolf

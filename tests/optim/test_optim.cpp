@@ -1,0 +1,192 @@
+// Optimizers and schedules against direct formulas, over several steps, in double.
+#include <catch2/catch.hpp>
+
+#include <array>
+#include <cmath>
+#include <vector>
+
+#include "pgolf/optim/adam.hpp"
+#include "pgolf/optim/clip.hpp"
+#include "pgolf/optim/muon.hpp"
+#include "pgolf/optim/schedule.hpp"
+#include "../test_util.hpp"
+
+using namespace pgolf;
+using namespace pgolf::test;
+
+namespace {
+
+using Mat = std::vector<std::vector<double>>;
+
+Mat matmul(const Mat& A, const Mat& B) {
+  Mat C(A.size(), std::vector<double>(B[0].size(), 0.0));
+  for (std::size_t i = 0; i < A.size(); ++i)
+    for (std::size_t k = 0; k < B.size(); ++k)
+      for (std::size_t j = 0; j < B[0].size(); ++j) C[i][j] += A[i][k] * B[k][j];
+  return C;
+}
+Mat transpose(const Mat& A) {
+  Mat T(A[0].size(), std::vector<double>(A.size()));
+  for (std::size_t i = 0; i < A.size(); ++i)
+    for (std::size_t j = 0; j < A[0].size(); ++j) T[j][i] = A[i][j];
+  return T;
+}
+
+// zeropower_via_newtonschulz5 written out with plain loops.
+Mat ns5_direct(Mat G, int steps) {
+  double ss = 0;
+  for (auto& r : G)
+    for (double v : r) ss += v * v;
+  for (auto& r : G)
+    for (double& v : r) v /= std::sqrt(ss) + 1e-7;
+  const bool tall = G.size() > G[0].size();
+  Mat X = tall ? transpose(G) : G;
+  for (int s = 0; s < steps; ++s) {
+    const Mat A = matmul(X, transpose(X));
+    const Mat AA = matmul(A, A);
+    Mat B = A;
+    for (std::size_t i = 0; i < A.size(); ++i)
+      for (std::size_t j = 0; j < A.size(); ++j) B[i][j] = -4.7750 * A[i][j] + 2.0315 * AA[i][j];
+    const Mat BX = matmul(B, X);
+    for (std::size_t i = 0; i < X.size(); ++i)
+      for (std::size_t j = 0; j < X[0].size(); ++j) X[i][j] = 3.4445 * X[i][j] + BX[i][j];
+  }
+  return tall ? transpose(X) : X;
+}
+
+Mat to_mat(const double* p, int rows, int cols) {
+  Mat M(rows, std::vector<double>(cols));
+  for (int i = 0; i < rows; ++i)
+    for (int j = 0; j < cols; ++j) M[i][j] = p[i * cols + j];
+  return M;
+}
+
+constexpr std::array<ParamInfo, 3> kTable = [] {
+  std::array<ParamInfo, 3> t{};
+  t[0].name = "wide";
+  t[0].offset = 0, t[0].rows = 4, t[0].cols = 6, t[0].rank = 2, t[0].group = OptimGroup::muon_matrix;
+  t[1].name = "gain";
+  t[1].offset = 24, t[1].rows = 5, t[1].cols = 1, t[1].rank = 1, t[1].group = OptimGroup::adam_scalar;
+  t[2].name = "tall";
+  t[2].offset = 29, t[2].rows = 9, t[2].cols = 3, t[2].rank = 2, t[2].group = OptimGroup::muon_matrix;
+  return t;
+}();
+constexpr std::size_t kTotal = 29 + 27;
+
+}  // namespace
+
+TEST_CASE("Newton-Schulz matches the direct formula, wide and tall", "[forward][muon]") {
+  for (auto [rows, cols] : {std::pair{4, 7}, std::pair{9, 3}, std::pair{5, 5}}) {
+    const auto G = randn(std::size_t(rows) * cols, 200 + rows);
+    std::vector<double> out(G.size());
+    newton_schulz5(G.data(), rows, cols, 5, out.data());
+    const Mat ref = ns5_direct(to_mat(G.data(), rows, cols), 5);
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) REQUIRE(out[i * cols + j] == Approx(ref[i][j]).margin(1e-12));
+    // It orthogonalises approximately: the singular values land in roughly [0.7, 1.2].
+    const Mat X = to_mat(out.data(), rows, cols);
+    const Mat S = rows <= cols ? matmul(X, transpose(X)) : matmul(transpose(X), X);
+    for (std::size_t i = 0; i < S.size(); ++i) {
+      CHECK(S[i][i] > 0.4);
+      CHECK(S[i][i] < 1.5);
+    }
+  }
+}
+
+TEST_CASE("Muon over several steps matches the direct formula (Nesterov, WD, row norm)", "[forward][muon]") {
+  for (bool row_norm : {false, true}) {
+    MuonOptions opt{.momentum = 0.9, .ns_steps = 5, .nesterov = true, .weight_decay = 0.04, .row_normalize = row_norm};
+    Muon<double> muon(kTable, opt);
+    auto params = randn(kTotal, 210);
+    auto ref = params;
+    std::vector<double> buf_ref(kTotal, 0.0);
+    for (int step = 0; step < 4; ++step) {
+      const auto grads = randn(kTotal, 220 + step);
+      const double lr = 0.02 * (step + 1);
+      muon.step(params, grads, lr);
+      for (const auto& p : kTable) {
+        if (p.group != OptimGroup::muon_matrix) continue;
+        Mat U(p.rows, std::vector<double>(p.cols));
+        for (int i = 0; i < p.rows; ++i)
+          for (int j = 0; j < p.cols; ++j) {
+            const std::size_t e = p.offset + std::size_t(i) * p.cols + j;
+            buf_ref[e] = 0.9 * buf_ref[e] + grads[e];
+            U[i][j] = grads[e] + 0.9 * buf_ref[e];
+          }
+        if (row_norm)
+          for (auto& r : U) {
+            double n = 0;
+            for (double v : r) n += v * v;
+            for (double& v : r) v /= std::max(std::sqrt(n), 1e-7);
+          }
+        const Mat X = ns5_direct(U, 5);
+        const double shape = std::sqrt(std::max(1.0, double(p.rows) / p.cols));
+        for (int i = 0; i < p.rows; ++i)
+          for (int j = 0; j < p.cols; ++j) {
+            const std::size_t e = p.offset + std::size_t(i) * p.cols + j;
+            ref[e] = ref[e] * (1 - lr * 0.04) - lr * shape * X[i][j];
+          }
+      }
+    }
+    for (std::size_t e = 0; e < kTotal; ++e) REQUIRE(params[e] == Approx(ref[e]).margin(1e-12));
+    // Non-matrix tensors are untouched by Muon.
+    const auto initial = randn(kTotal, 210);
+    for (std::size_t e = 24; e < 29; ++e) REQUIRE(params[e] == initial[e]);
+  }
+}
+
+TEST_CASE("Adam and AdamW over several steps match the bias-corrected formula", "[forward][adam]") {
+  for (double wd : {0.0, 0.1}) {
+    Adam<double> adam(kTable, OptimGroup::adam_scalar, AdamOptions{.beta1 = 0.9, .beta2 = 0.95, .eps = 1e-8, .weight_decay = wd});
+    auto params = randn(kTotal, 230);
+    const auto initial = params;
+    std::vector<double> ref(params.begin() + 24, params.begin() + 29), m(5, 0.0), v(5, 0.0);
+    for (int t = 1; t <= 5; ++t) {
+      const auto grads = randn(kTotal, 240 + t);
+      const double lr = 0.04 / t;
+      adam.step(params, grads, lr);
+      for (int i = 0; i < 5; ++i) {
+        const double g = grads[24 + i];
+        m[i] = 0.9 * m[i] + 0.1 * g;
+        v[i] = 0.95 * v[i] + 0.05 * g * g;
+        const double mhat = m[i] / (1 - std::pow(0.9, t)), vhat = v[i] / (1 - std::pow(0.95, t));
+        ref[i] = ref[i] * (1 - lr * wd) - lr * mhat / (std::sqrt(vhat) + 1e-8);
+      }
+    }
+    REQUIRE(adam.steps_taken() == 5);
+    for (int i = 0; i < 5; ++i) REQUIRE(params[24 + i] == Approx(ref[i]).epsilon(1e-12));
+    for (std::size_t e = 0; e < 24; ++e) REQUIRE(params[e] == initial[e]);  // other groups untouched
+  }
+}
+
+TEST_CASE("warmdown by iterations and by wall clock, momentum warm-up", "[forward][schedule]") {
+  WarmdownSchedule it{.iterations = 100, .warmdown_iters = 20, .max_wallclock_ms = 0};
+  CHECK(it.multiplier(0, 0) == 1.0);
+  CHECK(it.multiplier(79, 0) == 1.0);
+  CHECK(it.multiplier(80, 0) == 1.0);
+  CHECK(it.multiplier(90, 0) == Approx(0.5));
+  CHECK(it.multiplier(99, 0) == Approx(0.05));
+  WarmdownSchedule wc{.iterations = 20000, .warmdown_iters = 1200, .max_wallclock_ms = 600000};
+  // 1000 steps in 500 s: 500 ms/step, warmdown 600 s > 100 s remaining -> 100/600.
+  CHECK(wc.multiplier(1000, 500000) == Approx(100.0 / 600.0));
+  // 1000 steps in 100 s: 100 ms/step, warmdown 120 s < 500 s remaining -> 1.
+  CHECK(wc.multiplier(1000, 100000) == 1.0);
+  CHECK(wc.multiplier(1000, 700000) == 0.0);
+  CHECK(WarmdownSchedule{.warmdown_iters = 0}.multiplier(5, 1e9) == 1.0);
+  MomentumWarmup mw{.start = 0.85, .end = 0.95, .steps = 500};
+  CHECK(mw.at(0) == Approx(0.85));
+  CHECK(mw.at(250) == Approx(0.90));
+  CHECK(mw.at(500) == Approx(0.95));
+  CHECK(mw.at(5000) == Approx(0.95));
+}
+
+TEST_CASE("global-norm clipping", "[forward][clip]") {
+  std::vector<double> g = {3.0, 4.0};
+  CHECK(clip_grad_norm<double>(g, 10.0) == Approx(5.0));
+  CHECK(g[0] == 3.0);  // under the limit: untouched
+  CHECK(clip_grad_norm<double>(g, 1.0) == Approx(5.0));
+  CHECK(g[0] == Approx(3.0 / (5.0 + 1e-6)));
+  CHECK(g[1] == Approx(4.0 / (5.0 + 1e-6)));
+  std::vector<double> bad = {1.0, std::nan("")};
+  CHECK(std::isnan(clip_grad_norm<double>(bad, 1.0)));
+}
