@@ -17,16 +17,34 @@ namespace pgolf {
 
 inline constexpr double kInt8ClipQuantile = 99.99984 / 100.0;
 
-// torch.quantile(values, q) with linear interpolation; values is taken by copy and sorted.
-inline float quantile_linear(std::vector<float> values, double q) {
+// torch.quantile(values, q) with linear interpolation; reorders values (two selections, no sort).
+inline float quantile_linear(std::vector<float>& values, double q) {
   PGOLF_CHECK(!values.empty(), "quantile of an empty tensor");
-  std::sort(values.begin(), values.end());
   const double pos = q * double(values.size() - 1);
   const std::size_t lo = std::size_t(std::floor(pos));
-  const std::size_t hi = std::min(lo + 1, values.size() - 1);
-  const float frac = float(pos - double(lo));
-  return values[lo] + frac * (values[hi] - values[lo]);
+  std::nth_element(values.begin(), values.begin() + lo, values.end());
+  const float v_lo = values[lo];
+  const float v_hi = lo + 1 < values.size() ? *std::min_element(values.begin() + lo + 1, values.end()) : v_lo;
+  return v_lo + float(pos - double(lo)) * (v_hi - v_lo);
 }
+
+namespace detail {
+// Clip |x| to the 99.99984th percentile of |x|; returns the clip (0 for an empty span).
+template <class T>
+float int8_clip(const T* x, std::size_t n, std::vector<float>& scratch) {
+  scratch.resize(n);
+  for (std::size_t i = 0; i < n; ++i) scratch[i] = std::abs(float(x[i]));
+  return n > 0 ? quantile_linear(scratch, kInt8ClipQuantile) : 0.0f;
+}
+// q = clamp(round_half_even(clamp(x, -clip, clip) / scale), -127, 127), as torch.round does.
+template <class T>
+void int8_codes(const T* x, std::size_t n, float clip, float scale, std::int8_t* q) {
+  for (std::size_t i = 0; i < n; ++i) {
+    const float c = std::min(std::max(float(x[i]), -clip), clip);
+    q[i] = std::int8_t(std::min(std::max(std::nearbyint(c / scale), -127.0f), 127.0f));
+  }
+}
+}  // namespace detail
 
 struct Int8Rows {
   int rows = 0, cols = 0;
@@ -37,17 +55,12 @@ struct Int8Rows {
 template <class T>
 Int8Rows quantize_int8_rows(const T* W, int rows, int cols) {
   Int8Rows out{rows, cols, std::vector<std::int8_t>(std::size_t(rows) * cols), std::vector<std::uint16_t>(rows)};
-  std::vector<float> mag(cols);
+  std::vector<float> scratch;
   for (int r = 0; r < rows; ++r) {
     const T* w = W + std::size_t(r) * cols;
-    for (int j = 0; j < cols; ++j) mag[j] = std::abs(float(w[j]));
-    const float clip = cols > 0 ? quantile_linear(mag, kInt8ClipQuantile) : 0.0f;
+    const float clip = detail::int8_clip(w, std::size_t(cols), scratch);
     const float scale = std::max(clip / 127.0f, 1.0f / 127.0f);
-    for (int j = 0; j < cols; ++j) {
-      const float c = std::min(std::max(float(w[j]), -clip), clip);
-      const float v = std::nearbyint(c / scale);  // FE_TONEAREST: half to even, as torch.round
-      out.q[std::size_t(r) * cols + j] = std::int8_t(std::min(std::max(v, -127.0f), 127.0f));
-    }
+    detail::int8_codes(w, std::size_t(cols), clip, scale, out.q.data() + std::size_t(r) * cols);
     out.scales[r] = float_to_half_bits(scale);
   }
   return out;
@@ -68,14 +81,10 @@ struct Int8Tensor {
 
 template <class T>
 Int8Tensor quantize_int8_tensor(const T* x, std::size_t n) {
-  std::vector<float> mag(n);
-  for (std::size_t i = 0; i < n; ++i) mag[i] = std::abs(float(x[i]));
-  const float clip = n > 0 ? quantile_linear(mag, kInt8ClipQuantile) : 0.0f;
+  std::vector<float> scratch;
+  const float clip = detail::int8_clip(x, n, scratch);
   Int8Tensor out{std::vector<std::int8_t>(n), clip > 0 ? clip / 127.0f : 1.0f};
-  for (std::size_t i = 0; i < n; ++i) {
-    const float c = std::min(std::max(float(x[i]), -clip), clip);
-    out.q[i] = std::int8_t(std::min(std::max(std::nearbyint(c / out.scale), -127.0f), 127.0f));
-  }
+  detail::int8_codes(x, n, clip, out.scale, out.q.data());
   return out;
 }
 
