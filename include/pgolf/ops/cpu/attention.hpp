@@ -1,14 +1,17 @@
 // Causal self-attention with grouped KV heads and a learned per-head query gain:
 //   s_tj = gain_h * (q_t . k_j) / sqrt(D)   for j <= t,   y_t = softmax_j(s_t) v.
 // Query head h reads KV head h / (H / Hkv). The forward saves only the log-sum-exp of each row;
-// the backward recomputes the probabilities (the flash-attention scheme, so memory is O(T), not
+// the backward recomputes the probabilities (the flash-attention scheme: saved memory is O(T), not
 // O(T^2), and the CUDA kernels can be checked against exactly this computation).
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <limits>
 #include <vector>
+
+#include "pgolf/ops/cpu/blas.hpp"
 
 namespace pgolf::ops::cpu {
 
@@ -20,43 +23,55 @@ struct AttentionShape {
 };
 
 template <class T>
+void gemm_serial_(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
+                  T* C, int ldc) {
+  detail::blas_single_threaded();
+  detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
+template <class T>
 T dot(const T* a, const T* b, int n) {
   T s = 0;
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
   return s;
 }
 
+// The work per (batch, head) runs as matrix products over blocks of kBlock query rows: a block
+// of rows [r0, r1) only sees keys [0, r1), so the causal mask skips the upper triangle's blocks.
+inline constexpr int kAttentionBlock = 64;
+
 // q: [B,T,H,D], k, v: [B,T,Hkv,D], gain: [H]; y: [B,T,H,D], lse: [B,H,T].
 template <class T>
 void attention_forward(const T* q, const T* k, const T* v, const T* gain, const AttentionShape& s, T* y, T* lse) {
   const int group = s.H / s.Hkv;
   const T scale = T(1) / std::sqrt(T(s.D));
+  const int ldq = s.H * s.D, ldk = s.Hkv * s.D;
 #pragma omp parallel
   {
-    std::vector<T> score(s.T);
+    std::vector<T> P(std::size_t(kAttentionBlock) * s.T);
 #pragma omp for schedule(dynamic) collapse(2)
     for (int b = 0; b < s.B; ++b)
       for (int h = 0; h < s.H; ++h) {
         const int g = h / group;
         const T c = gain[h] * scale;
-        for (int t = 0; t < s.T; ++t) {
-          const T* qt = q + s.q_index(b, t, h);
-          T m = -std::numeric_limits<T>::infinity();
-          for (int j = 0; j <= t; ++j) {
-            score[j] = c * dot(qt, k + s.kv_index(b, j, g), s.D);
-            m = score[j] > m ? score[j] : m;
+        const T* K = k + s.kv_index(b, 0, g);
+        const T* V = v + s.kv_index(b, 0, g);
+        for (int r0 = 0; r0 < s.T; r0 += kAttentionBlock) {
+          const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
+          gemm_serial_(false, true, rows, r1, s.D, c, q + s.q_index(b, r0, h), ldq, K, ldk, T(0), P.data(), r1);
+          for (int i = 0; i < rows; ++i) {
+            const int t = r0 + i;
+            T* p = P.data() + std::size_t(i) * r1;
+            T m = -std::numeric_limits<T>::infinity();
+            for (int j = 0; j <= t; ++j) m = p[j] > m ? p[j] : m;
+            T l = 0;
+            for (int j = 0; j <= t; ++j) l += (p[j] = std::exp(p[j] - m));
+            const T inv = T(1) / l;
+            for (int j = 0; j <= t; ++j) p[j] *= inv;
+            for (int j = t + 1; j < r1; ++j) p[j] = 0;
+            lse[s.lse_index(b, h, t)] = m + std::log(l);
           }
-          T l = 0;
-          T* yt = y + s.q_index(b, t, h);
-          for (int d = 0; d < s.D; ++d) yt[d] = 0;
-          for (int j = 0; j <= t; ++j) {
-            const T p = std::exp(score[j] - m);
-            l += p;
-            const T* vj = v + s.kv_index(b, j, g);
-            for (int d = 0; d < s.D; ++d) yt[d] += p * vj[d];
-          }
-          for (int d = 0; d < s.D; ++d) yt[d] /= l;
-          lse[s.lse_index(b, h, t)] = m + std::log(l);
+          gemm_serial_(false, false, rows, s.D, r1, T(1), P.data(), r1, V, ldk, T(0), y + s.q_index(b, r0, h), ldq);
         }
       }
   }
@@ -64,49 +79,59 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
 
 // Overwrites dq, dk, dv; adds into dgain. Work is split by (batch, KV head) so each thread owns
 // the dk/dv rows it writes; the gain gradient is reduced in a fixed order (deterministic).
+//   P = exp(c QK^T - lse), dV += P^T dY, dP = dY V^T, dS = P (dP - rowsum(dY y)),
+//   dQ = c dS K, dK += c dS^T Q, dgain = scale * sum(dS * QK^T).
 template <class T>
 void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T* gain, const T* y, const T* lse,
                         const AttentionShape& s, T* dq, T* dk, T* dv, T* dgain) {
   const int group = s.H / s.Hkv;
   const T scale = T(1) / std::sqrt(T(s.D));
+  const int ldq = s.H * s.D, ldk = s.Hkv * s.D;
   std::vector<T> dgain_part(std::size_t(s.B) * s.H, T(0));
-#pragma omp parallel for schedule(dynamic) collapse(2)
-  for (int b = 0; b < s.B; ++b)
-    for (int g = 0; g < s.Hkv; ++g) {
-      for (int t = 0; t < s.T; ++t) {
-        T* dkt = dk + s.kv_index(b, t, g);
-        T* dvt = dv + s.kv_index(b, t, g);
-        for (int d = 0; d < s.D; ++d) dkt[d] = dvt[d] = 0;
-      }
-      for (int h = g * group; h < (g + 1) * group; ++h) {
-        const T c = gain[h] * scale;
-        T dg = 0;
-        for (int t = 0; t < s.T; ++t) {
-          const T* qt = q + s.q_index(b, t, h);
-          const T* dyt = dy + s.q_index(b, t, h);
-          T* dqt = dq + s.q_index(b, t, h);
-          for (int d = 0; d < s.D; ++d) dqt[d] = 0;
-          const T Dt = dot(dyt, y + s.q_index(b, t, h), s.D);
-          const T l = lse[s.lse_index(b, h, t)];
-          for (int j = 0; j <= t; ++j) {
-            const T* kj = k + s.kv_index(b, j, g);
-            const T* vj = v + s.kv_index(b, j, g);
-            const T qk = dot(qt, kj, s.D);
-            const T p = std::exp(c * qk - l);
-            const T ds = p * (dot(dyt, vj, s.D) - Dt);
-            T* dkj = dk + s.kv_index(b, j, g);
-            T* dvj = dv + s.kv_index(b, j, g);
-            for (int d = 0; d < s.D; ++d) {
-              dvj[d] += p * dyt[d];
-              dqt[d] += ds * c * kj[d];
-              dkj[d] += ds * c * qt[d];
+#pragma omp parallel
+  {
+    const std::size_t block = std::size_t(kAttentionBlock) * s.T;
+    std::vector<T> QK(block), P(block), dP(block);
+#pragma omp for schedule(dynamic) collapse(2)
+    for (int b = 0; b < s.B; ++b)
+      for (int g = 0; g < s.Hkv; ++g) {
+        const T* K = k + s.kv_index(b, 0, g);
+        const T* V = v + s.kv_index(b, 0, g);
+        T* dK = dk + s.kv_index(b, 0, g);
+        T* dV = dv + s.kv_index(b, 0, g);
+        for (int t = 0; t < s.T; ++t)
+          for (int d = 0; d < s.D; ++d) dK[std::size_t(t) * ldk + d] = dV[std::size_t(t) * ldk + d] = 0;
+        for (int h = g * group; h < (g + 1) * group; ++h) {
+          const T c = gain[h] * scale;
+          T dg = 0;
+          for (int r0 = 0; r0 < s.T; r0 += kAttentionBlock) {
+            const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
+            const T* Q = q + s.q_index(b, r0, h);
+            const T* dY = dy + s.q_index(b, r0, h);
+            gemm_serial_(false, true, rows, r1, s.D, T(1), Q, ldq, K, ldk, T(0), QK.data(), r1);
+            gemm_serial_(false, true, rows, r1, s.D, T(1), dY, ldq, V, ldk, T(0), dP.data(), r1);
+            for (int i = 0; i < rows; ++i) {
+              const int t = r0 + i;
+              const std::size_t row = std::size_t(i) * r1;
+              const T Dt = dot(dY + std::size_t(i) * ldq, y + s.q_index(b, t, h), s.D);
+              const T l = lse[s.lse_index(b, h, t)];
+              for (int j = 0; j <= t; ++j) {
+                const T p = std::exp(c * QK[row + j] - l);
+                const T ds = p * (dP[row + j] - Dt);
+                P[row + j] = p;
+                dg += ds * QK[row + j];
+                dP[row + j] = ds;  // dP now holds dS
+              }
+              for (int j = t + 1; j < r1; ++j) P[row + j] = dP[row + j] = 0;
             }
-            dg += ds * scale * qk;
+            gemm_serial_(true, false, r1, s.D, rows, T(1), P.data(), r1, dY, ldq, T(1), dV, ldk);
+            gemm_serial_(false, false, rows, s.D, r1, c, dP.data(), r1, K, ldk, T(0), dq + s.q_index(b, r0, h), ldq);
+            gemm_serial_(true, false, r1, s.D, rows, c, dP.data(), r1, Q, ldq, T(1), dK, ldk);
           }
+          dgain_part[std::size_t(b) * s.H + h] = dg * scale;
         }
-        dgain_part[std::size_t(b) * s.H + h] = dg;
       }
-    }
+  }
   for (int b = 0; b < s.B; ++b)
     for (int h = 0; h < s.H; ++h) dgain[h] += dgain_part[std::size_t(b) * s.H + h];
 }
