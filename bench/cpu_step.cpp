@@ -1,69 +1,74 @@
-// CPU reference step time: forward + backward of a spec on the CPU backend (float), averaged over
-// repeats after one warm-up step. The CPU backend is the correctness reference, not the fast path;
-// this benchmark tracks its cost so tests and small CPU runs stay affordable.
+// CPU step benchmark: full training steps of the Trainer (loader, forward, backward, Muon, Adam)
+// on the bundled FineWeb shard, for the tiny preset (the spec of pgolf-tiny) or the baseline spec.
+// Reports the mean and spread of ms/step after warm-up steps, and tokens/s. A benchmark, never a
+// test: the figures depend on the machine.
 //
-//   pgolf-bench-cpu-step [--batch B] [--seq T] [--repeats R]
-#include <chrono>
+//   pgolf-bench-cpu-step [--spec tiny|baseline] [--batch-tokens N] [--seq T] [--steps S] [--warmup W]
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
+#include <string>
 #include <vector>
 
 #include <omp.h>
+
+#include <CLI/CLI.hpp>
 
 #include <pgolf/pgolf.hpp>
 
 namespace {
 
+constexpr pgolf::GptSpec kTiny{
+    .vocab = 1024, .dim = 128, .depth = {.layers = 4}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32}};
+constexpr pgolf::GptSpec kBaseline{};
+
 template <pgolf::GptSpec S>
-void bench(const char* name, int batch, int seq, int repeats) {
-  pgolf::Gpt<S, float> model(batch, seq);
-  model.init(1);
-  std::vector<std::int32_t> tokens(std::size_t(batch) * seq + 1);
-  for (std::size_t i = 0; i < tokens.size(); ++i) tokens[i] = std::int32_t(pgolf::uniform01(2, 0, i) * S.vocab);
-  const std::vector<std::int32_t> x(tokens.begin(), tokens.end() - 1), y(tokens.begin() + 1, tokens.end());
-  auto step = [&] {
-    model.forward(x, y);
-    model.zero_grad();
-    model.backward();
-  };
-  step();  // warm-up
+int bench(const char* name, pgolf::TrainConfig cfg, int steps, int warmup) {
+  using Model = pgolf::Gpt<S, float>;
+  pgolf::RunLog quiet;
+  cfg.iterations = warmup + steps;
+  pgolf::Trainer<Model> tr(cfg, quiet);
+  const auto r = tr.run();
   std::vector<double> ms;
-  for (int r = 0; r < repeats; ++r) {
-    const auto t0 = std::chrono::steady_clock::now();
-    step();
-    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
-  }
+  for (std::size_t i = std::size_t(warmup); i < r.train.size(); ++i)
+    ms.push_back(r.train[i].train_ms - (i > 0 ? r.train[i - 1].train_ms : 0.0));
   double mean = 0, var = 0;
-  for (double v : ms) mean += v / repeats;
-  for (double v : ms) var += (v - mean) * (v - mean) / std::max(1, repeats - 1);
-  const double tokens_per_s = double(batch) * seq / (mean / 1e3);
-  std::printf("%-10s params %9zu  batch %d x seq %d  step %9.1f ms +- %.1f  %9.0f tokens/s\n", name,
-              model.num_params, batch, seq, mean, std::sqrt(var), tokens_per_s);
+  for (double v : ms) mean += v / double(ms.size());
+  for (double v : ms) var += (v - mean) * (v - mean) / double(std::max<std::size_t>(1, ms.size() - 1));
+  std::printf("spec %s params %zu batch_tokens %lld seq %d micro_batch_seqs %d threads %d\n", name, Model::num_params,
+              cfg.train_batch_tokens, cfg.train_seq_len, cfg.micro_batch_rows(), omp_get_max_threads());
+  std::printf("pgolf train step: %.1f ms +- %.1f over %d steps, %.0f tokens/s\n", mean, std::sqrt(var), steps,
+              double(cfg.train_batch_tokens) / (mean / 1e3));
+  return 0;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  int batch = 1, seq = 256, repeats = 3;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    const int v = std::atoi(argv[i + 1]);
-    if (v <= 0) {
-      std::fprintf(stderr, "error: %s must be a positive integer\n", argv[i]);
-      return 2;
-    }
-    if (!std::strcmp(argv[i], "--batch")) batch = v;
-    else if (!std::strcmp(argv[i], "--seq")) seq = v;
-    else if (!std::strcmp(argv[i], "--repeats")) repeats = v;
-    else {
-      std::fprintf(stderr, "usage: %s [--batch B] [--seq T] [--repeats R]\n", argv[0]);
-      return 2;
-    }
+  std::string spec = "tiny";
+  pgolf::TrainConfig cfg = pgolf::app::with_bundled_data({});
+  cfg.train_batch_tokens = 8192;
+  cfg.train_seq_len = 256;
+  cfg.micro_batch_tokens = 8192;
+  cfg.max_wallclock_seconds = 0;
+  cfg.warmdown_iters = 0;
+  cfg.val_loss_every = 0;
+  cfg.train_log_every = 0;
+  cfg.val_tokens = 257;  // the trainer validates once at the end; keep that out of the way
+  int steps = 10, warmup = 2;
+  CLI::App app("pgolf CPU training-step benchmark", "pgolf-bench-cpu-step");
+  app.add_option("--spec", spec)->check(CLI::IsMember({"tiny", "baseline"}))->capture_default_str();
+  app.add_option("--batch-tokens", cfg.train_batch_tokens)->capture_default_str();
+  app.add_option("--seq", cfg.train_seq_len)->capture_default_str();
+  app.add_option("--micro-batch-tokens", cfg.micro_batch_tokens)->capture_default_str();
+  app.add_option("--steps", steps)->check(CLI::PositiveNumber)->capture_default_str();
+  app.add_option("--warmup", warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  if (cfg.val_tokens <= cfg.train_seq_len) cfg.val_tokens = cfg.train_seq_len + 1;
+  try {
+    return spec == "tiny" ? bench<kTiny>("tiny", cfg, steps, warmup) : bench<kBaseline>("baseline", cfg, steps, warmup);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "error: %s\n", e.what());
+    return 1;
   }
-  std::printf("CPU reference forward+backward, float, %d OpenMP threads\n", omp_get_max_threads());
-  bench<pgolf::GptSpec{.dim = 128, .depth = {.layers = 4}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32}}>(
-      "tiny", batch, seq, repeats);
-  bench<pgolf::GptSpec{}>("baseline", batch, seq, repeats);
-  return 0;
 }

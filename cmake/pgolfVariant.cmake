@@ -2,6 +2,13 @@
 #
 # Builds one specialised binary for one model variant: the variant's spec is a compile-time
 # constant in <file>, so each ablation compiles into its own executable.
+#
+# The binary gets two definitions:
+#   PGOLF_CODE_BYTES       the bytes of <file> plus every header under include/pgolf/ (what a
+#                          submission ships besides the model), counted at configure time;
+#   PGOLF_BUNDLED_DATA_DIR the bundled tokenizers and FineWeb sample, the default data.
+set(_PGOLF_VARIANT_LIST_DIR "${CMAKE_CURRENT_LIST_DIR}")
+
 function(pgolf_add_variant name)
   cmake_parse_arguments(ARG "" "SOURCE" "LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCE)
@@ -12,4 +19,25 @@ function(pgolf_add_variant name)
   endif()
   add_executable(${name} ${ARG_SOURCE})
   target_link_libraries(${name} PRIVATE pgolf::pgolf ${ARG_LIBRARIES})
+
+  # Headers: the source tree (cmake/ next to include/) or an install (lib/cmake/pgolf -> include/).
+  foreach(candidate "${_PGOLF_VARIANT_LIST_DIR}/../include/pgolf" "${_PGOLF_VARIANT_LIST_DIR}/../../../include/pgolf")
+    if(IS_DIRECTORY "${candidate}")
+      set(header_dir "${candidate}")
+      break()
+    endif()
+  endforeach()
+  get_filename_component(source "${ARG_SOURCE}" ABSOLUTE)
+  file(SIZE "${source}" code_bytes)
+  if(header_dir)
+    file(GLOB_RECURSE headers "${header_dir}/*.hpp" "${header_dir}/*.cuh")
+    foreach(h IN LISTS headers)
+      file(SIZE "${h}" n)
+      math(EXPR code_bytes "${code_bytes} + ${n}")
+    endforeach()
+  endif()
+  target_compile_definitions(${name} PRIVATE PGOLF_CODE_BYTES=${code_bytes})
+  if(PGOLF_BUNDLED_DATA_DIR)
+    target_compile_definitions(${name} PRIVATE PGOLF_BUNDLED_DATA_DIR="${PGOLF_BUNDLED_DATA_DIR}")
+  endif()
 endfunction()

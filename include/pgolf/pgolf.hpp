@@ -1,9 +1,23 @@
 // Umbrella header: everything a variant binary needs.
 #pragma once
 
+#include "pgolf/app/main.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/rng.hpp"
+#include "pgolf/data/byte_tables.hpp"
+#include "pgolf/data/shard.hpp"
+#include "pgolf/data/token_stream.hpp"
+#include "pgolf/export/artifact.hpp"
+#include "pgolf/export/compress.hpp"
+#include "pgolf/export/int8.hpp"
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/model/gpt_params.hpp"
 #include "pgolf/model/gpt_spec.hpp"
 #include "pgolf/nn/param_table.hpp"
+#include "pgolf/optim/adam.hpp"
+#include "pgolf/optim/muon.hpp"
+#include "pgolf/optim/schedule.hpp"
+#include "pgolf/train/checkpoint.hpp"
+#include "pgolf/train/config.hpp"
+#include "pgolf/train/evaluate.hpp"
+#include "pgolf/train/trainer.hpp"

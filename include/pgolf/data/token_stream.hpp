@@ -56,6 +56,14 @@ class TokenStream {
 
   std::size_t file_index() const { return file_; }
   std::size_t position() const { return pos_; }
+  // Resumes at a position recorded by file_index()/position() (checkpoint resume).
+  void seek(std::size_t file, std::size_t pos) {
+    PGOLF_CHECK(file < files_.size(), "TokenStream::seek: shard ", file, " of ", files_.size());
+    open(file);
+    PGOLF_CHECK(pos <= shard_.size(), "TokenStream::seek: position ", pos, " beyond ", files_[file].string(), " (",
+                shard_.size(), " tokens)");
+    pos_ = pos;
+  }
 
  private:
   void open(std::size_t i) {
@@ -107,6 +115,7 @@ class TokenLoader {
   }
 
   const TokenStream& stream() const { return stream_; }
+  TokenStream& stream() { return stream_; }
 
  private:
   TokenStream stream_;

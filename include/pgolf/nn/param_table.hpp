@@ -42,6 +42,7 @@ enum class OptimGroup {
 
 enum class ExportPolicy {
   int8_per_row,      // > 65,536 elements and 2-D: int8 per row with an fp16 scale per row
+  int8_per_tensor,   // > 65,536 elements, not 2-D: int8 with one fp32 scale
   float16,           // small tensors kept as fp16
   float32_control,   // control tensors (scales, gains, mixes, skip weights) kept in fp32
 };
@@ -63,7 +64,7 @@ struct ParamInfo {
 // The reference's export rule (quantize_state_dict_int8): big matrices are quantised, small control
 // tensors stay fp32, any other small tensor is stored fp16.
 constexpr ExportPolicy reference_export_policy(std::size_t numel, int rank, bool control) {
-  if (numel > 65536 && rank == 2) return ExportPolicy::int8_per_row;
+  if (numel > 65536) return rank == 2 ? ExportPolicy::int8_per_row : ExportPolicy::int8_per_tensor;
   return control ? ExportPolicy::float32_control : ExportPolicy::float16;
 }
 
@@ -88,6 +89,28 @@ constexpr std::uint32_t name_stream(std::string_view name) {
   for (char c : name) {
     h ^= std::uint8_t(c);
     h *= 16777619u;
+  }
+  return h;
+}
+
+// Identifies a table's layout (names, shapes, offsets, export policies): checkpoints and artifacts
+// carry it so that loading one into a different variant fails instead of scrambling weights.
+template <std::size_t N>
+constexpr std::uint64_t table_fingerprint(const std::array<ParamInfo, N>& table) {
+  std::uint64_t h = 1469598103934665603ull;  // FNV-1a, 64-bit
+  auto mix = [&h](std::uint64_t v) {
+    for (int i = 0; i < 8; ++i) {
+      h ^= (v >> (8 * i)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  };
+  for (const auto& p : table) {
+    for (char c : p.name.view()) mix(std::uint8_t(c));
+    mix(p.offset);
+    mix(std::uint64_t(p.rows));
+    mix(std::uint64_t(p.cols));
+    mix(std::uint64_t(p.rank));
+    mix(std::uint64_t(p.export_policy));
   }
   return h;
 }
@@ -144,6 +167,7 @@ constexpr std::string_view to_string(OptimGroup g) {
 constexpr std::string_view to_string(ExportPolicy e) {
   switch (e) {
     case ExportPolicy::int8_per_row: return "int8_per_row";
+    case ExportPolicy::int8_per_tensor: return "int8_per_tensor";
     case ExportPolicy::float16: return "float16";
     case ExportPolicy::float32_control: return "float32_control";
   }

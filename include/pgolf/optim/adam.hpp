@@ -38,6 +38,10 @@ class Adam {
   long long steps_taken() const { return t_; }
   std::span<const T> first_moment() const { return m_; }
   std::span<const T> second_moment() const { return v_; }
+  // Mutable state, for checkpoints.
+  std::span<T> first_moment() { return m_; }
+  std::span<T> second_moment() { return v_; }
+  void set_steps_taken(long long t) { t_ = t; }
 
   void step(std::span<T> params, std::span<const T> grads, double lr) {
     ++t_;

@@ -1,0 +1,132 @@
+// TrainConfig: every run-time knob of a training run (the architecture is the compile-time spec).
+// Defaults are the reference trainer's; the command line sets each field by flag or by the
+// reference's environment variable of the same meaning. validate() rejects impossible values
+// before any work starts, with a message naming the field.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "pgolf/core/error.hpp"
+#include "pgolf/core/json.hpp"
+#include "pgolf/export/compress.hpp"
+
+namespace pgolf {
+
+struct TrainConfig {
+  // schedule
+  long long iterations = 20000;            // ITERATIONS
+  long long warmdown_iters = 1200;         // WARMDOWN_ITERS
+  double max_wallclock_seconds = 600.0;    // MAX_WALLCLOCK_SECONDS; 0: no cap, warmdown by iterations
+  long long val_loss_every = 1000;         // VAL_LOSS_EVERY; 0: only at the end
+  long long train_log_every = 200;         // TRAIN_LOG_EVERY
+  // batch
+  long long train_batch_tokens = 524288;   // TRAIN_BATCH_TOKENS: tokens per optimizer step
+  int train_seq_len = 1024;                // TRAIN_SEQ_LEN
+  long long micro_batch_tokens = 8192;     // MICRO_BATCH_TOKENS: upper bound per forward/backward
+  // optimizers
+  double matrix_lr = 0.04;                 // MATRIX_LR (Muon)
+  double scalar_lr = 0.04;                 // SCALAR_LR
+  double tied_embed_lr = 0.05;             // TIED_EMBED_LR
+  double embed_lr = 0.6;                   // EMBED_LR (untied embedding)
+  double head_lr = 0.008;                  // HEAD_LR (untied head)
+  double muon_momentum = 0.95;             // MUON_MOMENTUM
+  double muon_momentum_warmup_start = 0.85;  // MUON_MOMENTUM_WARMUP_START
+  long long muon_momentum_warmup_steps = 500;  // MUON_MOMENTUM_WARMUP_STEPS
+  int muon_backend_steps = 5;              // MUON_BACKEND_STEPS
+  double beta1 = 0.9, beta2 = 0.95;        // BETA1, BETA2
+  double adam_eps = 1e-8;                  // ADAM_EPS
+  double grad_clip_norm = 0.0;             // GRAD_CLIP_NORM; 0: off
+  // data and evaluation
+  std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
+  std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
+  long long val_tokens = 0;                // score only the first N validation tokens; 0: all
+  // run
+  std::uint64_t seed = 1337;               // SEED
+  std::string run_id;              // RUN_ID
+  std::string out_dir;                     // logs, metrics, checkpoint, artifact; empty: none written
+  // export
+  Codec codec = Codec::zlib;
+  int codec_level = -1;                    // -1: the codec's default (zlib 9, zstd 22, brotli 11)
+
+  void validate() const {
+    PGOLF_CHECK(iterations >= 0, "iterations must be >= 0, got ", iterations);
+    PGOLF_CHECK(warmdown_iters >= 0, "warmdown_iters must be >= 0, got ", warmdown_iters);
+    PGOLF_CHECK(std::isfinite(max_wallclock_seconds) && max_wallclock_seconds >= 0,
+                "max_wallclock_seconds must be >= 0, got ", max_wallclock_seconds);
+    PGOLF_CHECK(val_loss_every >= 0, "val_loss_every must be >= 0, got ", val_loss_every);
+    PGOLF_CHECK(train_log_every >= 0, "train_log_every must be >= 0, got ", train_log_every);
+    PGOLF_CHECK(train_seq_len > 0, "train_seq_len must be positive, got ", train_seq_len);
+    PGOLF_CHECK(train_batch_tokens > 0, "train_batch_tokens must be positive, got ", train_batch_tokens);
+    PGOLF_CHECK(train_batch_tokens % train_seq_len == 0, "train_batch_tokens (", train_batch_tokens,
+                ") must be divisible by train_seq_len (", train_seq_len, ")");
+    PGOLF_CHECK(micro_batch_tokens > 0, "micro_batch_tokens must be positive, got ", micro_batch_tokens);
+    for (auto [name, v] : {std::pair{"matrix_lr", matrix_lr}, {"scalar_lr", scalar_lr}, {"tied_embed_lr", tied_embed_lr},
+                           {"embed_lr", embed_lr}, {"head_lr", head_lr}, {"adam_eps", adam_eps},
+                           {"grad_clip_norm", grad_clip_norm}})
+      PGOLF_CHECK(std::isfinite(v) && v >= 0, name, " must be a finite number >= 0, got ", v);
+    for (auto [name, v] : {std::pair{"muon_momentum", muon_momentum}, {"muon_momentum_warmup_start", muon_momentum_warmup_start},
+                           {"beta1", beta1}, {"beta2", beta2}})
+      PGOLF_CHECK(v >= 0 && v < 1, name, " must be in [0, 1), got ", v);
+    PGOLF_CHECK(muon_momentum_warmup_steps >= 0, "muon_momentum_warmup_steps must be >= 0, got ",
+                muon_momentum_warmup_steps);
+    PGOLF_CHECK(muon_backend_steps > 0, "muon_backend_steps must be positive, got ", muon_backend_steps);
+    PGOLF_CHECK(val_tokens >= 0, "val_tokens must be >= 0, got ", val_tokens);
+    PGOLF_CHECK(val_tokens == 0 || val_tokens > train_seq_len, "val_tokens (", val_tokens,
+                ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
+    codec_level_checked();
+  }
+
+  int codec_level_checked() const { return pgolf::codec_level(codec, codec_level); }
+
+  // Sequences per optimizer step, per micro-step, and the accumulation count that joins them: the
+  // fewest micro-steps whose micro-batch fits micro_batch_tokens and divides the batch exactly.
+  long long batch_rows() const { return train_batch_tokens / train_seq_len; }
+  int grad_accum_steps() const {
+    const long long rows = batch_rows();
+    const long long fit = std::max(1LL, micro_batch_tokens / train_seq_len);
+    long long a = (rows + fit - 1) / fit;
+    while (rows % a != 0) ++a;
+    return int(a);
+  }
+  int micro_batch_rows() const { return int(batch_rows() / grad_accum_steps()); }
+
+  std::string to_json() const {
+    return JsonLine()
+        .add("event", "config")
+        .add("iterations", iterations)
+        .add("warmdown_iters", warmdown_iters)
+        .add("max_wallclock_seconds", max_wallclock_seconds)
+        .add("val_loss_every", val_loss_every)
+        .add("train_log_every", train_log_every)
+        .add("train_batch_tokens", train_batch_tokens)
+        .add("train_seq_len", train_seq_len)
+        .add("micro_batch_tokens", micro_batch_tokens)
+        .add("grad_accum_steps", grad_accum_steps())
+        .add("matrix_lr", matrix_lr)
+        .add("scalar_lr", scalar_lr)
+        .add("tied_embed_lr", tied_embed_lr)
+        .add("embed_lr", embed_lr)
+        .add("head_lr", head_lr)
+        .add("muon_momentum", muon_momentum)
+        .add("muon_momentum_warmup_start", muon_momentum_warmup_start)
+        .add("muon_momentum_warmup_steps", muon_momentum_warmup_steps)
+        .add("muon_backend_steps", muon_backend_steps)
+        .add("beta1", beta1)
+        .add("beta2", beta2)
+        .add("adam_eps", adam_eps)
+        .add("grad_clip_norm", grad_clip_norm)
+        .add("data_path", data_path)
+        .add("tokenizer_path", tokenizer_path)
+        .add("val_tokens", val_tokens)
+        .add("seed", seed)
+        .add("run_id", run_id)
+        .add("out_dir", out_dir)
+        .add("codec", to_string(codec))
+        .add("codec_level", codec_level_checked())
+        .str();
+  }
+};
+
+}  // namespace pgolf

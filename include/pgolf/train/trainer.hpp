@@ -1,0 +1,292 @@
+// Trainer<Model>: the one training loop. It reads the parameter table for the optimizer groups
+// (Muon for block matrices, Adam for the embedding, the untied head and the scalars), accumulates
+// gradients over micro-batches so every step sees exactly train_batch_tokens, schedules the learning
+// rate (warmdown by iterations or by wall clock) and Muon's momentum warm-up, validates every
+// val_loss_every steps, stops at the wall-clock cap, and stops with the step number when the loss
+// stops being finite. The loop and its log lines follow the reference trainer step for step:
+// validation time is excluded from the training clock, and a run validates at step 0 and at the end.
+//
+// Reproducibility: the model is initialised from the seed by a counter-based generator, data are
+// read in a fixed order, and every CPU reduction has a fixed order, so the same seed and config
+// give the same numbers bit for bit. A checkpoint holds the full state (parameters, optimizer
+// buffers and counters, step, clock, data position), so a resumed run continues exactly.
+#pragma once
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "pgolf/core/error.hpp"
+#include "pgolf/core/file_io.hpp"
+#include "pgolf/core/json.hpp"
+#include "pgolf/data/byte_tables.hpp"
+#include "pgolf/data/token_stream.hpp"
+#include "pgolf/nn/param_table.hpp"
+#include "pgolf/optim/adam.hpp"
+#include "pgolf/optim/clip.hpp"
+#include "pgolf/optim/muon.hpp"
+#include "pgolf/optim/schedule.hpp"
+#include "pgolf/train/checkpoint.hpp"
+#include "pgolf/train/config.hpp"
+#include "pgolf/train/evaluate.hpp"
+#include "pgolf/train/run_log.hpp"
+
+namespace pgolf {
+
+// What the Trainer needs from a model (Gpt satisfies it; so will every other model family).
+template <class M>
+concept TrainableModel = requires(M m, std::span<const std::int32_t> ids, std::uint64_t seed) {
+  typename M::Scalar;
+  { M::param_table };
+  { M::kVocab } -> std::convertible_to<int>;
+  m.init(seed);
+  { m.forward(ids, ids) } -> std::convertible_to<double>;
+  m.backward(1.0);
+  m.zero_grad();
+  m.params();
+  m.grads();
+  m.row_losses();
+};
+
+template <TrainableModel Model>
+class Trainer {
+ public:
+  using T = typename Model::Scalar;
+
+  struct TrainRecord {
+    long long step;
+    double train_loss, train_ms, lr_scale;
+  };
+  struct ValRecord {
+    long long step;
+    double val_loss, val_bpb, train_ms;
+  };
+  struct Result {
+    long long steps = 0;
+    double train_ms = 0;
+    bool stopped_early = false;  // by the wall-clock cap
+    std::vector<TrainRecord> train;
+    std::vector<ValRecord> val;
+  };
+
+  // Validates the config, then loads the tokenizer, its byte tables and the validation tokens, and
+  // initialises the model from the seed. Training shards are opened by run(), so eval-only use
+  // needs only validation shards.
+  Trainer(TrainConfig config, RunLog& log)
+      : cfg_((config.validate(), std::move(config))),
+        log_(log),
+        tokenizer_(checked_path(cfg_.tokenizer_path, "tokenizer_path")),
+        tables_((tokenizer_.check_vocab(Model::kVocab), data::ByteTables(tokenizer_, Model::kVocab))),
+        val_(data::load_validation_tokens(data::find_shards(checked_path(cfg_.data_path, "data_path"), "val"),
+                                          cfg_.train_seq_len, Model::kVocab, cfg_.val_tokens)),
+        model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
+        muon_(Model::param_table, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps}),
+        embed_(Model::param_table, OptimGroup::adam_embed, adam_options()),
+        head_(Model::param_table, OptimGroup::adam_head, adam_options()),
+        scalar_(Model::param_table, OptimGroup::adam_scalar, adam_options()) {
+    model_.init(cfg_.seed);
+  }
+
+  Model& model() { return model_; }
+  const TrainConfig& config() const { return cfg_; }
+  const data::ByteTables& tables() const { return tables_; }
+  std::span<const std::int32_t> val_tokens() const { return val_; }
+  long long step() const { return step_; }
+  double train_ms() const { return train_ms_; }
+
+  BpbMeter validate() { return evaluate(model_, val_, tables_); }
+
+  Result run() {
+    const auto& c = cfg_;
+    const int accum = c.grad_accum_steps();
+    const double cap_ms = c.max_wallclock_seconds * 1000.0;
+    const WarmdownSchedule schedule{c.iterations, c.warmdown_iters, cap_ms};
+    const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
+    const bool tied = embed_.empty() == false && head_.empty();
+    const double embed_lr = tied ? c.tied_embed_lr : c.embed_lr;
+    data::TokenLoader& loader = train_loader();
+
+    Result res;
+    long long stop_after = -1;
+    auto t0 = Clock::now();
+    for (;;) {
+      const bool last = step_ == c.iterations || (stop_after >= 0 && step_ >= stop_after);
+      if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
+        train_ms_ += ms_since(t0);
+        const BpbMeter m = validate();
+        log_.print(fmt("step:%lld/%lld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step_,
+                       c.iterations, m.val_loss(), m.val_bpb(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
+        log_.metric(JsonLine()
+                        .add("event", "val")
+                        .add("step", step_)
+                        .add("val_loss", m.val_loss())
+                        .add("val_bpb", m.val_bpb())
+                        .add("val_tokens", m.tokens)
+                        .add("val_bytes", m.bytes)
+                        .add("train_time_ms", train_ms_)
+                        .str());
+        res.val.push_back({step_, m.val_loss(), m.val_bpb(), train_ms_});
+        t0 = Clock::now();
+      }
+      if (last) {
+        if (stop_after >= 0 && step_ < c.iterations) {
+          res.stopped_early = true;
+          log_.print(fmt("stopping_early: wallclock_cap train_time:%.0fms step:%lld/%lld", train_ms_, step_,
+                         c.iterations));
+        }
+        break;
+      }
+
+      const double scale = schedule.multiplier(step_, train_ms_ + ms_since(t0));
+      model_.zero_grad();
+      double loss = 0;
+      for (int a = 0; a < accum; ++a) {
+        const data::Batch b = loader.next_batch(c.train_batch_tokens, c.train_seq_len, accum);
+        loss += model_.forward(b.x, b.y) / accum;
+        model_.backward(1.0 / accum);
+      }
+      if (!std::isfinite(loss)) {
+        log_.finish_progress();
+        PGOLF_FAIL("training diverged at step ", step_ + 1, "/", c.iterations, ": train_loss is ", loss,
+                   " (lower the learning rates or enable --grad-clip-norm)");
+      }
+      muon_.set_momentum(warmup.at(step_));
+      if (c.grad_clip_norm > 0) clip_grad_norm(model_.grads(), c.grad_clip_norm);
+      muon_.step(model_.params(), model_.grads(), c.matrix_lr * scale);
+      embed_.step(model_.params(), model_.grads(), embed_lr * scale);
+      head_.step(model_.params(), model_.grads(), c.head_lr * scale);
+      scalar_.step(model_.params(), model_.grads(), c.scalar_lr * scale);
+      ++step_;
+
+      const double approx_ms = train_ms_ + ms_since(t0);
+      res.train.push_back({step_, loss, approx_ms, scale});
+      if (c.train_log_every > 0 && (step_ <= 10 || step_ % c.train_log_every == 0 || stop_after >= 0))
+        log_.print(fmt("step:%lld/%lld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step_, c.iterations, loss,
+                       approx_ms, approx_ms / double(step_)));
+      log_.metric(JsonLine()
+                      .add("event", "train")
+                      .add("step", step_)
+                      .add("train_loss", loss)
+                      .add("lr_scale", scale)
+                      .add("train_time_ms", approx_ms)
+                      .str());
+      log_.progress(step_, c.iterations, approx_ms, loss);
+      if (stop_after < 0 && cap_ms > 0 && approx_ms >= cap_ms) stop_after = step_;
+    }
+    log_.finish_progress();
+    res.steps = step_;
+    res.train_ms = train_ms_;
+    return res;
+  }
+
+  // Full training state. Optimizer buffers are listed in a fixed order after the parameters.
+  Checkpoint<T> checkpoint() const {
+    Checkpoint<T> ck;
+    ck.fingerprint = table_fingerprint(Model::param_table);
+    ck.step = step_;
+    ck.train_ms = train_ms_;
+    ck.seed = cfg_.seed;
+    if (loader_) {
+      ck.data_file = loader_->stream().file_index();
+      ck.data_pos = loader_->stream().position();
+    } else {
+      ck.data_file = resume_file_;
+      ck.data_pos = resume_pos_;
+    }
+    auto put = [&ck](std::span<const T> s) { ck.tensors.emplace_back(s.begin(), s.end()); };
+    put(model_.params());
+    put(muon_.momentum_buffer());
+    for (const Adam<T>* a : {&embed_, &head_, &scalar_}) {
+      put(a->first_moment());
+      put(a->second_moment());
+      ck.counters.push_back(a->steps_taken());
+    }
+    return ck;
+  }
+
+  void restore(const Checkpoint<T>& ck) {
+    PGOLF_CHECK(ck.tensors.size() == 8 && ck.counters.size() == 3,
+                "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
+                " counters; expected 8 and 3)");
+    std::size_t i = 0;
+    auto get = [&](std::span<T> dst, const char* what) {
+      const auto& src = ck.tensors[i++];
+      PGOLF_CHECK(src.size() == dst.size(), "checkpoint ", what, " holds ", src.size(), " values, expected ",
+                  dst.size());
+      std::copy(src.begin(), src.end(), dst.begin());
+    };
+    get(model_.params(), "parameters");
+    get(muon_.momentum_buffer(), "Muon momentum");
+    Adam<T>* adams[] = {&embed_, &head_, &scalar_};
+    for (int k = 0; k < 3; ++k) {
+      get(adams[k]->first_moment(), "Adam first moment");
+      get(adams[k]->second_moment(), "Adam second moment");
+      adams[k]->set_steps_taken(ck.counters[std::size_t(k)]);
+    }
+    step_ = ck.step;
+    train_ms_ = ck.train_ms;
+    resume_file_ = ck.data_file;
+    resume_pos_ = ck.data_pos;
+    if (loader_) loader_->stream().seek(resume_file_, resume_pos_);
+  }
+
+  void save_checkpoint(const std::filesystem::path& path) const { write_file_bytes(path, encode_checkpoint(checkpoint())); }
+
+  // Loads the full state from a checkpoint file (resume), or only the weights when params_only.
+  void load_checkpoint(const std::filesystem::path& path, bool params_only = false) {
+    const auto ck = decode_checkpoint<T>(read_file_bytes(path), table_fingerprint(Model::param_table), path.string());
+    if (params_only) {
+      PGOLF_CHECK(ck.tensors[0].size() == model_.params().size(), path.string(), " holds ", ck.tensors[0].size(),
+                  " parameters, expected ", model_.params().size());
+      std::copy(ck.tensors[0].begin(), ck.tensors[0].end(), model_.params().begin());
+    } else {
+      restore(ck);
+    }
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static double ms_since(Clock::time_point t) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
+  }
+  template <class... A>
+  static std::string fmt(const char* f, A... a) {
+    char buf[512];
+    std::snprintf(buf, sizeof buf, f, a...);
+    return buf;
+  }
+  static const std::string& checked_path(const std::string& p, const char* field) {
+    PGOLF_CHECK(!p.empty(), "TrainConfig.", field, " is empty");
+    return p;
+  }
+  AdamOptions adam_options() const {
+    return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps};
+  }
+  data::TokenLoader& train_loader() {
+    if (!loader_) {
+      loader_.emplace(data::find_shards(cfg_.data_path, "train"), Model::kVocab);
+      if (resume_file_ != 0 || resume_pos_ != 0) loader_->stream().seek(resume_file_, resume_pos_);
+    }
+    return *loader_;
+  }
+
+  TrainConfig cfg_;
+  RunLog& log_;
+  data::Tokenizer tokenizer_;
+  data::ByteTables tables_;
+  std::vector<std::int32_t> val_;
+  Model model_;
+  Muon<T> muon_;
+  Adam<T> embed_, head_, scalar_;
+  std::optional<data::TokenLoader> loader_;
+  long long step_ = 0;
+  double train_ms_ = 0;
+  std::uint64_t resume_file_ = 0, resume_pos_ = 0;
+};
+
+}  // namespace pgolf
