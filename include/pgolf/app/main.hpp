@@ -27,6 +27,7 @@
 
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/file_io.hpp"
+#include "pgolf/core/format.hpp"
 #include "pgolf/core/json.hpp"
 #include "pgolf/export/artifact.hpp"
 #include "pgolf/train/checkpoint.hpp"
@@ -138,12 +139,6 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   cmd.add_option("--device", device, "backend")->check(CLI::IsMember({"cpu"}))->capture_default_str();
 }
 
-inline std::string fmt(const char* f, auto... a) {
-  char buf[512];
-  std::snprintf(buf, sizeof buf, f, a...);
-  return buf;
-}
-
 // Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines.
 template <class Model>
 int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::path& artifact_path, long long code_bytes) {
@@ -151,8 +146,8 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   const TrainConfig& c = tr.config();
   const std::string codec = std::string(to_string(c.codec));
   const std::size_t raw_fp32 = Model::num_params * sizeof(float);
-  log.print(fmt("Serialized model: %zu bytes", raw_fp32));
-  log.print(fmt("Code size: %lld bytes", code_bytes));
+  log.print(format("Serialized model: %zu bytes", raw_fp32));
+  log.print(format("Code size: %lld bytes", code_bytes));
   const std::vector<T> trained(tr.model().params().begin(), tr.model().params().end());
   const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
   write_file_bytes(artifact_path, bytes);
@@ -163,13 +158,13 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
                       tr.model().params(), artifact_path.string());
   const BpbMeter m = tr.validate();
   const double eval_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log.print(fmt("Serialized model int8+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", codec.c_str(),
+  log.print(format("Serialized model int8+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", codec.c_str(),
                 info.file_bytes, info.raw_bytes, raw_fp32, double(raw_fp32) / double(info.raw_bytes)));
-  log.print(fmt("Total submission size int8+%s: %lld bytes", codec.c_str(), (long long)info.file_bytes + code_bytes));
-  log.print(fmt("artifact: %s", artifact_path.string().c_str()));
-  log.print(fmt("final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", codec.c_str(), m.val_loss(),
+  log.print(format("Total submission size int8+%s: %lld bytes", codec.c_str(), (long long)info.file_bytes + code_bytes));
+  log.print(format("artifact: %s", artifact_path.string().c_str()));
+  log.print(format("final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", codec.c_str(), m.val_loss(),
                 m.val_bpb(), eval_ms));
-  log.print(fmt("final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", codec.c_str(), m.val_loss(), m.val_bpb()));
+  log.print(format("final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", codec.c_str(), m.val_loss(), m.val_bpb()));
   log.metric(JsonLine()
                  .add("event", "export")
                  .add("artifact", artifact_path.string())
@@ -234,21 +229,21 @@ int main(int argc, char** argv, const Variant& variant) {
       RunLog log({.out_dir = out, .console = true, .progress = !no_progress});
       log.metric(cfg.to_json());
       Trainer<Model> tr(cfg, log);
-      log.print(detail::fmt("variant:%s device:%s run_id:%s", variant.name.c_str(), device.c_str(), cfg.run_id.c_str()));
-      log.print(detail::fmt("model_params:%zu", Model::num_params));
-      log.print(detail::fmt("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
+      log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), device.c_str(), cfg.run_id.c_str()));
+      log.print(format("model_params:%zu", Model::num_params));
+      log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
                             "iterations:%lld max_wallclock_seconds:%.3f",
                             cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
                             cfg.iterations, cfg.max_wallclock_seconds));
-      log.print(detail::fmt("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.val_tokens().size() - 1));
-      log.print(detail::fmt("seed:%llu", (unsigned long long)cfg.seed));
+      log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.val_tokens().size() - 1));
+      log.print(format("seed:%llu", (unsigned long long)cfg.seed));
       if (!resume.empty()) {
         tr.load_checkpoint(resume);
-        log.print(detail::fmt("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
+        log.print(format("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
       }
       tr.run();
       tr.save_checkpoint(out / "checkpoint.bin");
-      log.print(detail::fmt("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
+      log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
       return detail::export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
     }
 
@@ -261,17 +256,17 @@ int main(int argc, char** argv, const Variant& variant) {
       } else {
         const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(bytes), Model::param_table,
                                                   tr.model().params(), file);
-        log.print(detail::fmt("artifact:%s codec:%s bytes:%zu payload:%zu", file.c_str(),
+        log.print(format("artifact:%s codec:%s bytes:%zu payload:%zu", file.c_str(),
                               std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
       }
       const BpbMeter m = tr.validate();
-      log.print(detail::fmt("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
+      log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
                             (long long)m.tokens, (long long)m.bytes));
       return 0;
     }
     tr.load_checkpoint(file, /*params_only=*/true);
     const BpbMeter before = tr.validate();
-    log.print(detail::fmt("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
+    log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
     return detail::export_and_score(tr, log, output.empty() ? out / "model.pgolf" : std::filesystem::path(output),
                                     variant.code_bytes);
   } catch (const std::exception& e) {

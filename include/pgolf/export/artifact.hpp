@@ -27,7 +27,6 @@
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
@@ -101,37 +100,50 @@ std::vector<std::uint8_t> encode_artifact(const std::array<ParamInfo, N>& table,
   return std::move(out.bytes());
 }
 
+namespace detail {
+struct ArtifactHeader {
+  std::uint32_t version;
+  Codec codec;
+  std::uint64_t fingerprint, raw_size, stored_size;
+  std::uint32_t stored_crc, tensors;
+};
+
+// Checks size, magic and the header's CRC, then returns the header's fields.
+inline ArtifactHeader read_artifact_header(std::span<const std::uint8_t> bytes, const std::string& what) {
+  PGOLF_CHECK(bytes.size() >= kArtifactHeaderBytes, what, " is truncated: ", bytes.size(),
+              " bytes, shorter than the ", kArtifactHeaderBytes, "-byte header");
+  PGOLF_CHECK(std::memcmp(bytes.data(), kArtifactMagic, 8) == 0, what, " is not a pgolf artifact (bad magic)");
+  ByteReader r(bytes.subspan(8, kArtifactHeaderBytes - 8), what + " header");
+  ArtifactHeader h{};
+  h.version = r.get<std::uint32_t>();
+  h.codec = Codec(r.get<std::uint32_t>());
+  h.fingerprint = r.get<std::uint64_t>();
+  h.raw_size = r.get<std::uint64_t>();
+  h.stored_size = r.get<std::uint64_t>();
+  h.stored_crc = r.get<std::uint32_t>();
+  h.tensors = r.get<std::uint32_t>();
+  PGOLF_CHECK(r.get<std::uint32_t>() == crc32_of(bytes.first(48)), what, " header is corrupted (checksum mismatch)");
+  return h;
+}
+}  // namespace detail
+
 // Decodes an artifact into params (dequantised). `what` names the source in error messages.
 template <class T, std::size_t N>
 ArtifactInfo decode_artifact(std::span<const std::uint8_t> bytes, const std::array<ParamInfo, N>& table,
                              std::span<T> params, const std::string& what = "artifact") {
   PGOLF_CHECK(params.size() == table_size(table), "decode_artifact: ", params.size(),
               " parameters, the table needs ", table_size(table));
-  PGOLF_CHECK(bytes.size() >= kArtifactHeaderBytes, what, " is truncated: ", bytes.size(),
-              " bytes, shorter than the ", kArtifactHeaderBytes, "-byte header");
-  PGOLF_CHECK(std::memcmp(bytes.data(), kArtifactMagic, 8) == 0, what, " is not a pgolf artifact (bad magic)");
-  ByteReader h(bytes.first(kArtifactHeaderBytes), what + " header");
-  std::array<char, 8> magic{};
-  h.get_into(std::span<char>(magic));
-  const auto version = h.get<std::uint32_t>();
-  const auto codec = Codec(h.get<std::uint32_t>());
-  const auto fingerprint = h.get<std::uint64_t>();
-  const auto raw_size = h.get<std::uint64_t>();
-  const auto stored_size = h.get<std::uint64_t>();
-  const auto stored_crc = h.get<std::uint32_t>();
-  const auto tensors = h.get<std::uint32_t>();
-  const auto header_crc = h.get<std::uint32_t>();
-  PGOLF_CHECK(header_crc == crc32_of(bytes.first(48)), what, " header is corrupted (checksum mismatch)");
-  PGOLF_CHECK(version == kArtifactVersion, what, " has format version ", version, "; this build reads version ",
+  const detail::ArtifactHeader h = detail::read_artifact_header(bytes, what);
+  PGOLF_CHECK(h.version == kArtifactVersion, what, " has format version ", h.version, "; this build reads version ",
               kArtifactVersion);
-  PGOLF_CHECK(bytes.size() - kArtifactHeaderBytes == stored_size, what, " is ",
-              bytes.size() < kArtifactHeaderBytes + stored_size ? "truncated" : "followed by extra bytes", ": ",
-              bytes.size(), " bytes, the header says ", kArtifactHeaderBytes + stored_size);
+  PGOLF_CHECK(bytes.size() - kArtifactHeaderBytes == h.stored_size, what, " is ",
+              bytes.size() < kArtifactHeaderBytes + h.stored_size ? "truncated" : "followed by extra bytes", ": ",
+              bytes.size(), " bytes, the header says ", kArtifactHeaderBytes + h.stored_size);
   const auto stored = bytes.subspan(kArtifactHeaderBytes);
-  PGOLF_CHECK(crc32_of(stored) == stored_crc, what, " payload is corrupted (checksum mismatch)");
-  PGOLF_CHECK(fingerprint == table_fingerprint(table) && tensors == N, what,
+  PGOLF_CHECK(crc32_of(stored) == h.stored_crc, what, " payload is corrupted (checksum mismatch)");
+  PGOLF_CHECK(h.fingerprint == table_fingerprint(table) && h.tensors == N, what,
               " was exported from a different model variant (parameter-table fingerprint or tensor count differs)");
-  const std::vector<std::uint8_t> raw = decompress_bytes(stored, codec, std::size_t(raw_size));
+  const std::vector<std::uint8_t> raw = decompress_bytes(stored, h.codec, std::size_t(h.raw_size));
 
   ByteReader r(raw, what + " payload");
   std::vector<std::uint16_t> halves;
@@ -167,31 +179,13 @@ ArtifactInfo decode_artifact(std::span<const std::uint8_t> bytes, const std::arr
     }
   }
   PGOLF_CHECK(r.remaining() == 0, what, " payload has ", r.remaining(), " unread bytes");
-  return ArtifactInfo{codec, std::size_t(raw_size), std::size_t(stored_size), bytes.size(), std::size_t(tensors)};
+  return ArtifactInfo{h.codec, std::size_t(h.raw_size), std::size_t(h.stored_size), bytes.size(), std::size_t(h.tensors)};
 }
 
 // Reads only the header fields (for printing an artifact's size breakdown without a model).
 inline ArtifactInfo peek_artifact(std::span<const std::uint8_t> bytes, const std::string& what = "artifact") {
-  PGOLF_CHECK(bytes.size() >= kArtifactHeaderBytes && std::memcmp(bytes.data(), kArtifactMagic, 8) == 0, what,
-              " is not a pgolf artifact");
-  ByteReader h(bytes.subspan(8, kArtifactHeaderBytes - 8), what + " header");
-  h.get<std::uint32_t>();
-  ArtifactInfo info;
-  info.codec = Codec(h.get<std::uint32_t>());
-  h.get<std::uint64_t>();
-  info.raw_bytes = h.get<std::uint64_t>();
-  info.stored_bytes = h.get<std::uint64_t>();
-  h.get<std::uint32_t>();
-  info.tensors = h.get<std::uint32_t>();
-  info.file_bytes = bytes.size();
-  return info;
-}
-
-inline bool is_artifact_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  char magic[8] = {};
-  in.read(magic, 8);
-  return in.gcount() == 8 && std::memcmp(magic, kArtifactMagic, 8) == 0;
+  const detail::ArtifactHeader h = detail::read_artifact_header(bytes, what);
+  return ArtifactInfo{h.codec, std::size_t(h.raw_size), std::size_t(h.stored_size), bytes.size(), std::size_t(h.tensors)};
 }
 
 }  // namespace pgolf

@@ -23,6 +23,7 @@
 
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/file_io.hpp"
+#include "pgolf/core/format.hpp"
 #include "pgolf/core/json.hpp"
 #include "pgolf/data/byte_tables.hpp"
 #include "pgolf/data/token_stream.hpp"
@@ -107,8 +108,7 @@ class Trainer {
     const double cap_ms = c.max_wallclock_seconds * 1000.0;
     const WarmdownSchedule schedule{c.iterations, c.warmdown_iters, cap_ms};
     const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
-    const bool tied = embed_.empty() == false && head_.empty();
-    const double embed_lr = tied ? c.tied_embed_lr : c.embed_lr;
+    const double embed_lr = head_.empty() ? c.tied_embed_lr : c.embed_lr;  // no head group: tied
     data::TokenLoader& loader = train_loader();
 
     Result res;
@@ -119,7 +119,7 @@ class Trainer {
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ += ms_since(t0);
         const BpbMeter m = validate();
-        log_.print(fmt("step:%lld/%lld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step_,
+        log_.print(format("step:%lld/%lld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step_,
                        c.iterations, m.val_loss(), m.val_bpb(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
         log_.metric(JsonLine()
                         .add("event", "val")
@@ -136,7 +136,7 @@ class Trainer {
       if (last) {
         if (stop_after >= 0 && step_ < c.iterations) {
           res.stopped_early = true;
-          log_.print(fmt("stopping_early: wallclock_cap train_time:%.0fms step:%lld/%lld", train_ms_, step_,
+          log_.print(format("stopping_early: wallclock_cap train_time:%.0fms step:%lld/%lld", train_ms_, step_,
                          c.iterations));
         }
         break;
@@ -166,7 +166,7 @@ class Trainer {
       const double approx_ms = train_ms_ + ms_since(t0);
       res.train.push_back({step_, loss, approx_ms, scale});
       if (c.train_log_every > 0 && (step_ <= 10 || step_ % c.train_log_every == 0 || stop_after >= 0))
-        log_.print(fmt("step:%lld/%lld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step_, c.iterations, loss,
+        log_.print(format("step:%lld/%lld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step_, c.iterations, loss,
                        approx_ms, approx_ms / double(step_)));
       log_.metric(JsonLine()
                       .add("event", "train")
@@ -253,12 +253,6 @@ class Trainer {
   using Clock = std::chrono::steady_clock;
   static double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
-  }
-  template <class... A>
-  static std::string fmt(const char* f, A... a) {
-    char buf[512];
-    std::snprintf(buf, sizeof buf, f, a...);
-    return buf;
   }
   static const std::string& checked_path(const std::string& p, const char* field) {
     PGOLF_CHECK(!p.empty(), "TrainConfig.", field, " is empty");

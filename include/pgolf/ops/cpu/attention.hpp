@@ -23,13 +23,6 @@ struct AttentionShape {
 };
 
 template <class T>
-void gemm_serial_(bool ta, bool tb, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb, T beta,
-                  T* C, int ldc) {
-  detail::blas_single_threaded();
-  detail::gemm_serial(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
-}
-
-template <class T>
 T dot(const T* a, const T* b, int n) {
   T s = 0;
   for (int i = 0; i < n; ++i) s += a[i] * b[i];
@@ -58,7 +51,7 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
         const T* V = v + s.kv_index(b, 0, g);
         for (int r0 = 0; r0 < s.T; r0 += kAttentionBlock) {
           const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
-          gemm_serial_(false, true, rows, r1, s.D, c, q + s.q_index(b, r0, h), ldq, K, ldk, T(0), P.data(), r1);
+          gemm_serial(false, true, rows, r1, s.D, c, q + s.q_index(b, r0, h), ldq, K, ldk, T(0), P.data(), r1);
           for (int i = 0; i < rows; ++i) {
             const int t = r0 + i;
             T* p = P.data() + std::size_t(i) * r1;
@@ -71,7 +64,7 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
             for (int j = t + 1; j < r1; ++j) p[j] = 0;
             lse[s.lse_index(b, h, t)] = m + std::log(l);
           }
-          gemm_serial_(false, false, rows, s.D, r1, T(1), P.data(), r1, V, ldk, T(0), y + s.q_index(b, r0, h), ldq);
+          gemm_serial(false, false, rows, s.D, r1, T(1), P.data(), r1, V, ldk, T(0), y + s.q_index(b, r0, h), ldq);
         }
       }
   }
@@ -108,8 +101,8 @@ void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T
             const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
             const T* Q = q + s.q_index(b, r0, h);
             const T* dY = dy + s.q_index(b, r0, h);
-            gemm_serial_(false, true, rows, r1, s.D, T(1), Q, ldq, K, ldk, T(0), QK.data(), r1);
-            gemm_serial_(false, true, rows, r1, s.D, T(1), dY, ldq, V, ldk, T(0), dP.data(), r1);
+            gemm_serial(false, true, rows, r1, s.D, T(1), Q, ldq, K, ldk, T(0), QK.data(), r1);
+            gemm_serial(false, true, rows, r1, s.D, T(1), dY, ldq, V, ldk, T(0), dP.data(), r1);
             for (int i = 0; i < rows; ++i) {
               const int t = r0 + i;
               const std::size_t row = std::size_t(i) * r1;
@@ -124,9 +117,9 @@ void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T
               }
               for (int j = t + 1; j < r1; ++j) P[row + j] = dP[row + j] = 0;
             }
-            gemm_serial_(true, false, r1, s.D, rows, T(1), P.data(), r1, dY, ldq, T(1), dV, ldk);
-            gemm_serial_(false, false, rows, s.D, r1, c, dP.data(), r1, K, ldk, T(0), dq + s.q_index(b, r0, h), ldq);
-            gemm_serial_(true, false, r1, s.D, rows, c, dP.data(), r1, Q, ldq, T(1), dK, ldk);
+            gemm_serial(true, false, r1, s.D, rows, T(1), P.data(), r1, dY, ldq, T(1), dV, ldk);
+            gemm_serial(false, false, rows, s.D, r1, c, dP.data(), r1, K, ldk, T(0), dq + s.q_index(b, r0, h), ldq);
+            gemm_serial(true, false, r1, s.D, rows, c, dP.data(), r1, Q, ldq, T(1), dK, ldk);
           }
           dgain_part[std::size_t(b) * s.H + h] = dg * scale;
         }

@@ -18,7 +18,7 @@ namespace pgolf::ops::cpu {
 
 namespace detail {
 template <class T>
-void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+void cblas_gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
                  T beta, T* C, int ldc) {
   const auto ta = trans_a ? CblasTrans : CblasNoTrans;
   const auto tb = trans_b ? CblasTrans : CblasNoTrans;
@@ -37,15 +37,22 @@ inline bool blas_single_threaded() {
 }
 }  // namespace detail
 
+// C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C on the calling thread only.
+template <class T>
+void gemm_serial(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
+                 T beta, T* C, int ldc) {
+  detail::blas_single_threaded();
+  detail::cblas_gemm(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+}
+
 // C[M,N] = alpha * op(A)[M,K] * op(B)[K,N] + beta * C, all row-major.
 template <class T>
 void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, int lda, const T* B, int ldb,
           T beta, T* C, int ldc) {
-  detail::blas_single_threaded();
   const int threads = omp_in_parallel() ? 1 : omp_get_max_threads();
   const double work = double(M) * N * K;
   if (threads <= 1 || work < double(1 << 20) || M == 0 || N == 0) {
-    detail::gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_serial(trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     return;
   }
   // Split the longer output side into one block per thread (multiples of 16 keep kernels aligned).
@@ -58,10 +65,10 @@ void gemm(bool trans_a, bool trans_b, int M, int N, int K, T alpha, const T* A, 
     const int lo = i * chunk, n = std::min(chunk, extent - lo);
     if (by_rows) {
       const T* Ab = trans_a ? A + lo : A + std::size_t(lo) * lda;
-      detail::gemm_serial(trans_a, trans_b, n, N, K, alpha, Ab, lda, B, ldb, beta, C + std::size_t(lo) * ldc, ldc);
+      gemm_serial(trans_a, trans_b, n, N, K, alpha, Ab, lda, B, ldb, beta, C + std::size_t(lo) * ldc, ldc);
     } else {
       const T* Bb = trans_b ? B + std::size_t(lo) * ldb : B + lo;
-      detail::gemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, Bb, ldb, beta, C + lo, ldc);
+      gemm_serial(trans_a, trans_b, M, n, K, alpha, A, lda, Bb, ldb, beta, C + lo, ldc);
     }
   }
 }
