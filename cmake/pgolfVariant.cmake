@@ -1,7 +1,11 @@
-# pgolf_add_variant(<name> SOURCE <file> [LIBRARIES <lib>...])
+# pgolf_add_variant(<name> SOURCE <file> [CUDA] [LIBRARIES <lib>...])
 #
 # Builds one specialised binary for one model variant: the variant's spec is a compile-time
 # constant in <file>, so each ablation compiles into its own executable.
+#
+# CUDA: where the CUDA language is enabled, <file> is compiled by nvcc with PGOLF_WITH_CUDA=1 and
+# linked with the CUDA runtime and cuBLASLt, so the binary also carries the GPU specialisation
+# (app::gpt_main picks it with --device); elsewhere the option is ignored and the binary is CPU-only.
 #
 # The binary gets two definitions:
 #   PGOLF_CODE_BYTES       the bytes of <file> plus every header under include/pgolf/ (what a
@@ -10,7 +14,7 @@
 set(_PGOLF_VARIANT_LIST_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
 function(pgolf_add_variant name)
-  cmake_parse_arguments(ARG "" "SOURCE" "LIBRARIES" ${ARGN})
+  cmake_parse_arguments(ARG "CUDA" "SOURCE" "LIBRARIES" ${ARGN})
   if(NOT ARG_SOURCE)
     message(FATAL_ERROR "pgolf_add_variant(${name}): SOURCE <file> is required")
   endif()
@@ -19,6 +23,13 @@ function(pgolf_add_variant name)
   endif()
   add_executable(${name} ${ARG_SOURCE})
   target_link_libraries(${name} PRIVATE pgolf::pgolf ${ARG_LIBRARIES})
+  get_property(languages GLOBAL PROPERTY ENABLED_LANGUAGES)
+  if(ARG_CUDA AND "CUDA" IN_LIST languages)
+    set_source_files_properties(${ARG_SOURCE} PROPERTIES LANGUAGE CUDA)
+    find_package(CUDAToolkit REQUIRED)
+    target_compile_definitions(${name} PRIVATE PGOLF_WITH_CUDA=1)
+    target_link_libraries(${name} PRIVATE CUDA::cudart CUDA::cublasLt)
+  endif()
 
   # Headers: the source tree (cmake/ next to include/) or an install (lib/cmake/pgolf -> include/).
   foreach(candidate "${_PGOLF_VARIANT_LIST_DIR}/../include/pgolf" "${_PGOLF_VARIANT_LIST_DIR}/../../../include/pgolf")

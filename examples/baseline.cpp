@@ -11,6 +11,6 @@
 constexpr pgolf::GptSpec kSpec{};
 
 int main(int argc, char** argv) {
-  return pgolf::app::main<pgolf::Gpt<kSpec, float>>(
+  return pgolf::app::gpt_main<kSpec>(
       argc, argv, {.name = "pgolf-baseline", .description = "pgolf-baseline: the parameter-golf reference GPT (9x512)"});
 }

@@ -20,7 +20,7 @@ int main(int argc, char** argv) {
   preset.micro_batch_tokens = 8192;
   preset.muon_momentum_warmup_steps = 100;
   preset.val_tokens = 131072;
-  return pgolf::app::main<pgolf::Gpt<kTiny, float>>(
+  return pgolf::app::gpt_main<kTiny>(
       argc, argv,
       {.name = "pgolf-tiny", .description = "pgolf-tiny: a 4x128 reference GPT for CPU runs", .defaults = preset});
 }

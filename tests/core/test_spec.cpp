@@ -48,8 +48,8 @@ TEST_CASE("baseline parameter table: 17,059,912 parameters, groups and export as
   REQUIRE(cq != nullptr);
   CHECK(cq->group == OptimGroup::muon_matrix);
   CHECK(cq->block == 8);
-  CHECK(cq->init.kind == InitKind::uniform);
-  CHECK(cq->init.value == Approx(1 / std::sqrt(512.0)));
+  CHECK(cq->init.kind == InitKind::uniform_fan_in);
+  CHECK(cq->init.value == 512.0);
   const auto* ck = find_param(table, "blocks.0.attn.c_k.weight");
   CHECK(ck->rows == 256);
   CHECK(ck->cols == 512);

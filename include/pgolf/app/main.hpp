@@ -1,4 +1,4 @@
-// app::main<Model>: the command line every variant binary shares.
+// app::main<Model, GpuModel>: the command line every variant binary shares.
 //
 //   <binary> train  [flags]              train, validate, save a checkpoint, export, score the round trip
 //   <binary> eval   FILE [flags]         val_loss / val_bpb of a checkpoint or an artifact
@@ -9,18 +9,26 @@
 // for it (ITERATIONS, TRAIN_BATCH_TOKENS, MATRIX_LR, DATA_PATH, ...) the flag reads the same
 // variable, and an explicit flag wins. Values are checked before any work starts.
 //
+// --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
+// binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
+// auto means cuda when a device is present. On cuda the micro-batch defaults to 65,536 tokens
+// unless --micro-batch-tokens / MICRO_BATCH_TOKENS says otherwise. Checkpoints and artifacts are
+// the same files on both backends.
+//
 // Sizes: "model bytes" is the artifact file (header + compressed payload). "code bytes" is what a
 // submission would ship besides it: the variant's source file plus every header under
 // include/pgolf/, counted by pgolf_add_variant() at configure time (PGOLF_CODE_BYTES); 0 when
 // the binary was built without it.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <ctime>
 #include <exception>
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <CLI/CLI.hpp>
@@ -136,7 +144,8 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
       ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli"}))->capture_default_str();
   cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11)")
       ->envname("COMPRESS_LEVEL")->capture_default_str();
-  cmd.add_option("--device", device, "backend")->check(CLI::IsMember({"cpu"}))->capture_default_str();
+  cmd.add_option("--device", device, "backend: auto (cuda when a GPU is present), cpu or cuda")
+      ->envname("PGOLF_DEVICE")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
 }
 
 // Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines.
@@ -148,14 +157,15 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   const std::size_t raw_fp32 = Model::num_params * sizeof(float);
   log.print(format("Serialized model: %zu bytes", raw_fp32));
   log.print(format("Code size: %lld bytes", code_bytes));
-  const std::vector<T> trained(tr.model().params().begin(), tr.model().params().end());
+  const std::vector<T> trained = params_to_host(tr.model());
   const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
   write_file_bytes(artifact_path, bytes);
 
   const auto t0 = std::chrono::steady_clock::now();
-  const ArtifactInfo info =
-      decode_artifact(std::span<const std::uint8_t>(read_file_bytes(artifact_path)), Model::param_table,
-                      tr.model().params(), artifact_path.string());
+  std::vector<T> loaded(Model::num_params);
+  const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(read_file_bytes(artifact_path)),
+                                            Model::param_table, std::span<T>(loaded), artifact_path.string());
+  params_from_host(tr.model(), std::span<const T>(loaded));
   const BpbMeter m = tr.validate();
   const double eval_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log.print(format("Serialized model int8+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", codec.c_str(),
@@ -176,16 +186,76 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
                  .add("roundtrip_val_loss", m.val_loss())
                  .add("roundtrip_val_bpb", m.val_bpb())
                  .str());
-  std::copy(trained.begin(), trained.end(), tr.model().params().begin());
+  params_from_host(tr.model(), std::span<const T>(trained));
   return 0;
+}
+
+struct Command {
+  enum Kind { train, eval, exp } kind = train;
+  std::string device, resume, file, output;
+  bool no_progress = false;
+};
+
+template <class Model>
+int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
+  const std::filesystem::path out = cfg.out_dir;
+  if (cmd.kind == Command::train) {
+    RunLog log({.out_dir = out, .console = true, .progress = !cmd.no_progress});
+    log.metric(cfg.to_json());
+    Trainer<Model> tr(cfg, log);
+    log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), cmd.device.c_str(), cfg.run_id.c_str()));
+    log.print(format("model_params:%zu", Model::num_params));
+    log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
+                     "iterations:%lld max_wallclock_seconds:%.3f",
+                     cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
+                     cfg.iterations, cfg.max_wallclock_seconds));
+    log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.val_tokens().size() - 1));
+    log.print(format("seed:%llu", (unsigned long long)cfg.seed));
+    if (!cmd.resume.empty()) {
+      tr.load_checkpoint(cmd.resume);
+      log.print(format("resumed:%s step:%lld train_time:%.0fms", cmd.resume.c_str(), tr.step(), tr.train_ms()));
+    }
+    tr.run();
+    tr.save_checkpoint(out / "checkpoint.bin");
+    log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
+    return export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
+  }
+
+  using T = typename Model::Scalar;
+  RunLog log({.out_dir = {}, .console = true, .progress = false});
+  Trainer<Model> tr(cfg, log);
+  if (cmd.kind == Command::eval) {
+    const auto bytes = read_file_bytes(cmd.file);
+    if (is_checkpoint(bytes)) {
+      tr.load_checkpoint(cmd.file, /*params_only=*/true);
+    } else {
+      std::vector<T> loaded(Model::num_params);
+      const ArtifactInfo info =
+          decode_artifact(std::span<const std::uint8_t>(bytes), Model::param_table, std::span<T>(loaded), cmd.file);
+      params_from_host(tr.model(), std::span<const T>(loaded));
+      log.print(format("artifact:%s codec:%s bytes:%zu payload:%zu", cmd.file.c_str(),
+                       std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
+    }
+    const BpbMeter m = tr.validate();
+    log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
+                     (long long)m.tokens, (long long)m.bytes));
+    return 0;
+  }
+  tr.load_checkpoint(cmd.file, /*params_only=*/true);
+  const BpbMeter before = tr.validate();
+  log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
+  return export_and_score(tr, log, cmd.output.empty() ? out / "model.pgolf" : std::filesystem::path(cmd.output),
+                          variant.code_bytes);
 }
 
 }  // namespace detail
 
-template <class Model>
+// Model: the CPU specialisation. GpuModel: the CUDA one (void when the binary has no CUDA backend);
+// it provides static bool device_available().
+template <class Model, class GpuModel = void>
 int main(int argc, char** argv, const Variant& variant) {
   TrainConfig cfg = with_bundled_data(variant.defaults);
-  std::string codec = std::string(to_string(cfg.codec)), device = "cpu", resume, file, output;
+  std::string codec = std::string(to_string(cfg.codec)), device = "auto", resume, file, output;
   bool no_progress = false;
 
   CLI::App app(variant.description.empty() ? variant.name : variant.description, variant.name);
@@ -222,53 +292,27 @@ int main(int argc, char** argv, const Variant& variant) {
     cfg.codec = parse_codec(codec);
     if (cfg.run_id.empty()) cfg.run_id = detail::default_run_id(variant.name);
     if (cfg.out_dir.empty()) cfg.out_dir = (std::filesystem::path("runs") / cfg.run_id).string();
+    detail::Command cmd;
+    cmd.kind = train->parsed() ? detail::Command::train : eval->parsed() ? detail::Command::eval : detail::Command::exp;
+    cmd.resume = resume, cmd.file = file, cmd.output = output, cmd.no_progress = no_progress;
+    if constexpr (std::is_void_v<GpuModel>) {
+      PGOLF_CHECK(device != "cuda", variant.name, " was built without the CUDA backend (--device cuda); build it with "
+                  "pgolf_add_variant(... CUDA) where nvcc is present");
+      cmd.device = "cpu";
+    } else {
+      const bool have_gpu = GpuModel::device_available();
+      PGOLF_CHECK(device != "cuda" || have_gpu, "--device cuda: no CUDA device found");
+      cmd.device = device == "auto" ? (have_gpu ? "cuda" : "cpu") : device;
+    }
+    if (cmd.device == "cuda") {
+      const CLI::App* sub = train->parsed() ? train : eval->parsed() ? eval : exp;
+      if (sub->get_option("--micro-batch-tokens")->count() == 0)
+        cfg.micro_batch_tokens = std::max<long long>(cfg.micro_batch_tokens, 65536);
+    }
     cfg.validate();
-    const std::filesystem::path out = cfg.out_dir;
-
-    if (train->parsed()) {
-      RunLog log({.out_dir = out, .console = true, .progress = !no_progress});
-      log.metric(cfg.to_json());
-      Trainer<Model> tr(cfg, log);
-      log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), device.c_str(), cfg.run_id.c_str()));
-      log.print(format("model_params:%zu", Model::num_params));
-      log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
-                            "iterations:%lld max_wallclock_seconds:%.3f",
-                            cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
-                            cfg.iterations, cfg.max_wallclock_seconds));
-      log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.val_tokens().size() - 1));
-      log.print(format("seed:%llu", (unsigned long long)cfg.seed));
-      if (!resume.empty()) {
-        tr.load_checkpoint(resume);
-        log.print(format("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
-      }
-      tr.run();
-      tr.save_checkpoint(out / "checkpoint.bin");
-      log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
-      return detail::export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
-    }
-
-    RunLog log({.out_dir = {}, .console = true, .progress = false});
-    Trainer<Model> tr(cfg, log);
-    if (eval->parsed()) {
-      const auto bytes = read_file_bytes(file);
-      if (is_checkpoint(bytes)) {
-        tr.load_checkpoint(file, /*params_only=*/true);
-      } else {
-        const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(bytes), Model::param_table,
-                                                  tr.model().params(), file);
-        log.print(format("artifact:%s codec:%s bytes:%zu payload:%zu", file.c_str(),
-                              std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
-      }
-      const BpbMeter m = tr.validate();
-      log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
-                            (long long)m.tokens, (long long)m.bytes));
-      return 0;
-    }
-    tr.load_checkpoint(file, /*params_only=*/true);
-    const BpbMeter before = tr.validate();
-    log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
-    return detail::export_and_score(tr, log, output.empty() ? out / "model.pgolf" : std::filesystem::path(output),
-                                    variant.code_bytes);
+    if constexpr (!std::is_void_v<GpuModel>)
+      if (cmd.device == "cuda") return detail::run<GpuModel>(variant, cfg, cmd);
+    return detail::run<Model>(variant, cfg, cmd);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

@@ -53,7 +53,7 @@ constexpr auto gpt_param_table() {
     offset += p.numel();
   };
   // PyTorch's default Linear init (kaiming_uniform with a = sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-  auto linear_init = [](int fan_in) { return Init{InitKind::uniform, 1.0 / std::sqrt(double(fan_in))}; };
+  auto linear_init = [](int fan_in) { return Init{InitKind::uniform_fan_in, double(fan_in)}; };
   const int d = S.dim, kv = S.kv_dim(), hid = S.hidden();
 
   add("tok_emb.weight", S.vocab, d, 2, Init{InitKind::normal, S.embedding.init_std}, OptimGroup::adam_embed, false, -1);

@@ -25,6 +25,9 @@ enum class InitKind {
   constant,      // every element = value
   normal,        // N(0, value^2)
   uniform,       // U(-value, value)
+  uniform_fan_in,  // U(-1/sqrt(value), 1/sqrt(value)), value = fan_in (PyTorch's Linear default);
+                   // the square root is taken at run time so the table stays a constant expression
+                   // for every compiler (nvcc's std::sqrt is not constexpr)
   mix_identity,  // shape [2, n]: first row 1, second row 0 (resid_mix)
 };
 
@@ -135,6 +138,11 @@ void init_param(const ParamInfo& p, std::uint32_t stream, std::uint64_t seed, T*
     case InitKind::uniform:
       for (std::size_t i = 0; i < n; ++i)
         out[i] = T(p.init.value * (2.0 * uniform01(seed, stream, i) - 1.0));
+      break;
+    case InitKind::uniform_fan_in: {
+      const double bound = 1.0 / std::sqrt(p.init.value);
+      for (std::size_t i = 0; i < n; ++i) out[i] = T(bound * (2.0 * uniform01(seed, stream, i) - 1.0));
+    }
       break;
     case InitKind::mix_identity:
       PGOLF_CHECK(p.rows == 2, "parameter ", p.name.c_str(), ": mix_identity init needs 2 rows");

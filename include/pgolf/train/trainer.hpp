@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pgolf/core/error.hpp"
@@ -39,7 +40,55 @@
 
 namespace pgolf {
 
-// What the Trainer needs from a model (Gpt satisfies it; so will every other model family).
+// Backend hooks. A CPU model hands out std::spans and is stepped by Muon<T> / Adam<T>; a GPU model
+// (GptCuda) hands out device buffers and provides its own optimizers (make_muon / make_adam) and
+// host copies (params_host / set_params). The loop below is the same for both.
+template <class M>
+auto make_muon_for(M& m, const MuonOptions& o) {
+  if constexpr (requires { m.make_muon(o); }) return m.make_muon(o);
+  else return Muon<typename M::Scalar>(M::param_table, o);
+}
+template <class M>
+auto make_adam_for(M& m, OptimGroup g, const AdamOptions& o) {
+  if constexpr (requires { m.make_adam(g, o); }) return m.make_adam(g, o);
+  else return Adam<typename M::Scalar>(M::param_table, g, o);
+}
+// The parameters in the table layout, on the host.
+template <class M>
+std::vector<typename M::Scalar> params_to_host(const M& m) {
+  if constexpr (requires { m.params_host(); }) return m.params_host();
+  else return {m.params().begin(), m.params().end()};
+}
+template <class M>
+void params_from_host(M& m, std::span<const typename M::Scalar> p) {
+  PGOLF_CHECK(p.size() == table_size(M::param_table), "parameters: got ", p.size(), " values, the model has ",
+              table_size(M::param_table));
+  if constexpr (requires { m.set_params(p); }) m.set_params(p);
+  else std::copy(p.begin(), p.end(), m.params().begin());
+}
+// Optimizer state (a host span or a device buffer) to and from host vectors for checkpoints.
+template <class T, class X>
+std::vector<T> state_to_host(const X& x) {
+  if constexpr (requires { x.download(std::span<T>()); }) {
+    std::vector<T> v(x.size());
+    if (!v.empty()) x.download(std::span<T>(v));
+    return v;
+  } else {
+    return {x.begin(), x.end()};
+  }
+}
+template <class T, class X>
+void state_from_host(X&& x, const std::vector<T>& v, const char* what) {
+  PGOLF_CHECK(v.size() == std::size_t(x.size()), "checkpoint ", what, " holds ", v.size(), " values, expected ",
+              x.size());
+  if constexpr (requires { x.upload(std::span<const T>()); }) {
+    if (!v.empty()) x.upload(std::span<const T>(v));
+  } else {
+    std::copy(v.begin(), v.end(), x.begin());
+  }
+}
+
+// What the Trainer needs from a model (Gpt and GptCuda satisfy it; so will every other family).
 template <class M>
 concept TrainableModel = requires(M m, std::span<const std::int32_t> ids, std::uint64_t seed) {
   typename M::Scalar;
@@ -86,10 +135,10 @@ class Trainer {
         val_(data::load_validation_tokens(data::find_shards(checked_path(cfg_.data_path, "data_path"), "val"),
                                           cfg_.train_seq_len, Model::kVocab, cfg_.val_tokens)),
         model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
-        muon_(Model::param_table, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps}),
-        embed_(Model::param_table, OptimGroup::adam_embed, adam_options()),
-        head_(Model::param_table, OptimGroup::adam_head, adam_options()),
-        scalar_(Model::param_table, OptimGroup::adam_scalar, adam_options()) {
+        muon_(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps})),
+        embed_(make_adam_for(model_, OptimGroup::adam_embed, adam_options())),
+        head_(make_adam_for(model_, OptimGroup::adam_head, adam_options())),
+        scalar_(make_adam_for(model_, OptimGroup::adam_scalar, adam_options())) {
     model_.init(cfg_.seed);
   }
 
@@ -198,12 +247,11 @@ class Trainer {
       ck.data_file = resume_file_;
       ck.data_pos = resume_pos_;
     }
-    auto put = [&ck](std::span<const T> s) { ck.tensors.emplace_back(s.begin(), s.end()); };
-    put(model_.params());
-    put(muon_.momentum_buffer());
-    for (const Adam<T>* a : {&embed_, &head_, &scalar_}) {
-      put(a->first_moment());
-      put(a->second_moment());
+    ck.tensors.push_back(params_to_host(model_));
+    ck.tensors.push_back(state_to_host<T>(muon_.momentum_buffer()));
+    for (const AdamT* a : {&embed_, &head_, &scalar_}) {
+      ck.tensors.push_back(state_to_host<T>(a->first_moment()));
+      ck.tensors.push_back(state_to_host<T>(a->second_moment()));
       ck.counters.push_back(a->steps_taken());
     }
     return ck;
@@ -213,19 +261,12 @@ class Trainer {
     PGOLF_CHECK(ck.tensors.size() == 8 && ck.counters.size() == 3,
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
                 " counters; expected 8 and 3)");
-    std::size_t i = 0;
-    auto get = [&](std::span<T> dst, const char* what) {
-      const auto& src = ck.tensors[i++];
-      PGOLF_CHECK(src.size() == dst.size(), "checkpoint ", what, " holds ", src.size(), " values, expected ",
-                  dst.size());
-      std::copy(src.begin(), src.end(), dst.begin());
-    };
-    get(model_.params(), "parameters");
-    get(muon_.momentum_buffer(), "Muon momentum");
-    Adam<T>* adams[] = {&embed_, &head_, &scalar_};
+    params_from_host(model_, std::span<const T>(ck.tensors[0]));
+    state_from_host(muon_.momentum_buffer(), ck.tensors[1], "Muon momentum");
+    AdamT* adams[] = {&embed_, &head_, &scalar_};
     for (int k = 0; k < 3; ++k) {
-      get(adams[k]->first_moment(), "Adam first moment");
-      get(adams[k]->second_moment(), "Adam second moment");
+      state_from_host(adams[k]->first_moment(), ck.tensors[2 + 2 * std::size_t(k)], "Adam first moment");
+      state_from_host(adams[k]->second_moment(), ck.tensors[3 + 2 * std::size_t(k)], "Adam second moment");
       adams[k]->set_steps_taken(ck.counters[std::size_t(k)]);
     }
     step_ = ck.step;
@@ -241,9 +282,9 @@ class Trainer {
   void load_checkpoint(const std::filesystem::path& path, bool params_only = false) {
     const auto ck = decode_checkpoint<T>(read_file_bytes(path), table_fingerprint(Model::param_table), path.string());
     if (params_only) {
-      PGOLF_CHECK(ck.tensors[0].size() == model_.params().size(), path.string(), " holds ", ck.tensors[0].size(),
-                  " parameters, expected ", model_.params().size());
-      std::copy(ck.tensors[0].begin(), ck.tensors[0].end(), model_.params().begin());
+      PGOLF_CHECK(ck.tensors[0].size() == Model::num_params, path.string(), " holds ", ck.tensors[0].size(),
+                  " parameters, expected ", Model::num_params);
+      params_from_host(model_, std::span<const T>(ck.tensors[0]));
     } else {
       restore(ck);
     }
@@ -275,8 +316,10 @@ class Trainer {
   data::ByteTables tables_;
   std::vector<std::int32_t> val_;
   Model model_;
-  Muon<T> muon_;
-  Adam<T> embed_, head_, scalar_;
+  using MuonT = decltype(make_muon_for(std::declval<Model&>(), MuonOptions{}));
+  using AdamT = decltype(make_adam_for(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
+  MuonT muon_;
+  AdamT embed_, head_, scalar_;
   std::optional<data::TokenLoader> loader_;
   long long step_ = 0;
   double train_ms_ = 0;

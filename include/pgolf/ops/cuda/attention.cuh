@@ -1,0 +1,261 @@
+// Causal self-attention with grouped KV heads on the GPU, forward and backward.
+//
+// Layout: q [B, H, T, Hd], k, v [B, G, T, Hd] (bf16, from qk_norm_rope). For one (batch, KV head)
+// pair its r = H/G query heads are contiguous, so the pair is a single [r*T, Hd] matrix against a
+// [T, Hd] key matrix, and every product below is one strided-batched cuBLASLt call over a chunk of
+// pairs. With c_h = gain_h / sqrt(Hd) for the row's head h:
+//   forward:  S = Q K^T (fp32);  P = softmax(c_h S) under the causal mask (bf16), lse saved;  Y = P V
+//   backward: S = Q K^T again;  P = exp(c_h S - lse);  dV = P^T dY;  dP = dY V^T (fp32);
+//             dZ = P * (dP - rowsum(P * dP));  dQ = (c_h dZ) K;  dK = (c_h dZ)^T Q;
+//             d gain_h = sum over the head's rows of sum_j dZ S / sqrt(Hd)
+// The gain's gradient is a sum with heavy cancellation (each row of dZ sums to zero), so it is
+// taken from the fp32 dZ and S inside the kernel, before dZ is rounded to bf16 for the products,
+// and the row term rowsum(P * dP) (= rowsum(dY * Y)) comes from the same fp32 P and dP rather than
+// from the bf16 output, so the two sides of that cancellation agree.
+// Only lse [B, H, T] is saved (O(T), as flash attention); the score matrices live in a workspace
+// bounded by a chunk of pairs. This version still computes the masked upper triangle (half the
+// products' flops are wasted) and round-trips scores through memory; a fused tensor-core kernel
+// that skips masked tiles and keeps scores on chip is the next step. Its floor is the causal flops
+// (2 * 2*B*H*T*T*Hd / 2 forward) over the bf16 tensor rate.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+
+#include "pgolf/backend/cuda/buffer.hpp"
+#include "pgolf/backend/cuda/gemm.hpp"
+#include "pgolf/ops/cuda/common.cuh"
+
+namespace pgolf::ops::cuda {
+
+struct AttentionDims {
+  int B, T, H, G, Hd;
+  int group() const { return H / G; }
+  __host__ __device__ std::size_t tokens() const { return std::size_t(B) * T; }
+  std::size_t pairs() const { return std::size_t(B) * G; }
+};
+
+namespace detail {
+
+// Row `row` of a chunk starting at pair p0: head h = ((p0 + row / rT) % G) * r + (row % rT) / T.
+__device__ __forceinline__ float row_gain(const float* gain, std::size_t p0, std::size_t row, int T, int r, int G) {
+  const std::size_t rT = std::size_t(r) * T;
+  const std::size_t pair = p0 + row / rT;
+  return gain[int(pair % G) * r + int((row % rT) / T)];
+}
+
+// One warp per score row. Row i of a pair is query position t = i % T; keys j > t are masked.
+__global__ inline void causal_softmax_kernel(const float* __restrict__ S, std::size_t rows, int T, int r, int G,
+                                             std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
+                                             bf16* __restrict__ P, float* __restrict__ lse) {
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
+  const int t = int(row % T);
+  const float* s = S + row * T;
+  float m = -INFINITY;
+  for (int j = lane; j <= t; j += 32) m = fmaxf(m, s[j] * scale);
+  m = warp_max(m);
+  float sum = 0.f;
+  for (int j = lane; j <= t; j += 32) sum += __expf(s[j] * scale - m);
+  sum = warp_sum(sum);
+  const float l = m + __logf(sum);
+  if (lane == 0) lse[row] = l;
+  bf16* p = P + row * T;
+  for (int j = lane; j < T; j += 32) p[j] = __float2bfloat16_rn(j <= t ? __expf(s[j] * scale - l) : 0.f);
+}
+
+__global__ inline void causal_probs_kernel(const float* __restrict__ S, std::size_t rows, int T, int r, int G,
+                                           std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
+                                           const float* __restrict__ lse, bf16* __restrict__ P) {
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
+  const int t = int(row % T);
+  const float l = lse[row];
+  for (int j = lane; j < T; j += 32)
+    P[row * T + j] = __float2bfloat16_rn(j <= t ? __expf(S[row * T + j] * scale - l) : 0.f);
+}
+
+// dZ = P * (dP - sum_j P dP) with P recomputed in fp32; writes c_h dZ (bf16) into dS and the row's
+// sum_j dZ * S / sqrt(Hd) (its share of d gain).
+__global__ inline void softmax_backward_kernel(const float* __restrict__ S, const float* __restrict__ dP,
+                                               std::size_t rows, int T, int r, int G, std::size_t p0,
+                                               const float* __restrict__ gain, float inv_sqrt_d,
+                                               const float* __restrict__ lse, bf16* __restrict__ dS,
+                                               float* __restrict__ gain_part) {
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
+  const int t = int(row % T);
+  const float l = lse[row];
+  float d = 0.f;
+  for (int j = lane; j <= t; j += 32) d += __expf(S[row * T + j] * scale - l) * dP[row * T + j];
+  d = warp_sum(d);
+  float acc = 0.f;
+  for (int j = lane; j < T; j += 32) {
+    const std::size_t e = row * T + j;
+    float z = 0.f;
+    if (j <= t) {
+      const float p = __expf(S[e] * scale - l);
+      z = p * (dP[e] - d);
+      acc += z * S[e];
+    }
+    dS[e] = __float2bfloat16_rn(z * scale);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) gain_part[row] = acc * inv_sqrt_d;
+}
+
+// d gain_h += sum over b, t of part[b, h, t], in a fixed order (one block per head).
+__global__ inline void head_sum_kernel(const float* __restrict__ part, int B, int H, int T, float* __restrict__ dgain) {
+  __shared__ float buf[256];
+  const int h = blockIdx.x;
+  float s = 0.f;
+  for (int i = threadIdx.x; i < B * T; i += blockDim.x) {
+    const int b = i / T, t = i % T;
+    s += part[(std::size_t(b) * H + h) * T + t];
+  }
+  buf[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) buf[threadIdx.x] += buf[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) dgain[h] += buf[0];
+}
+
+// [B, H, T, Hd] <-> tokens [B*T, H*Hd]: i walks the head-major layout; ToTokens picks the direction.
+template <int Hd, bool ToTokens>
+__global__ void relayout_kernel(const bf16* __restrict__ in, AttentionDims d, bf16* __restrict__ out) {
+  const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= d.tokens() * d.H * Hd) return;
+  const int e = int(i % Hd);
+  const std::size_t rest = i / Hd;
+  const int t = int(rest % d.T);
+  const std::size_t bh = rest / d.T;
+  const std::size_t tok = ((bh / d.H * d.T + t) * d.H + bh % d.H) * Hd + e;
+  if constexpr (ToTokens) out[tok] = in[i];
+  else out[i] = in[tok];
+}
+
+}  // namespace detail
+
+template <int Hd>
+class Attention {
+ public:
+  // workspace_bytes bounds the score buffers (fp32 S and dP, bf16 P per pair: 10 * r*T*T bytes).
+  Attention(pgolf::cuda::Gemm& gemm, AttentionDims d, std::size_t workspace_bytes = std::size_t(1536) << 20)
+      : gemm_(gemm), d_(d) {
+    PGOLF_CHECK(d.Hd == Hd, "Attention: head dim ", d.Hd, " but the kernels were built for ", Hd);
+    PGOLF_CHECK(d.G > 0 && d.H % d.G == 0, "Attention: ", d.H, " query heads do not divide into ", d.G, " KV heads");
+    const std::size_t per_pair = std::size_t(d.group()) * d.T * d.T * (2 * sizeof(float) + sizeof(bf16));
+    chunk_ = int(std::clamp<std::size_t>(workspace_bytes / per_pair, 1, d.pairs()));
+    const std::size_t elems = std::size_t(chunk_) * d.group() * d.T * d.T;
+    S_ = pgolf::cuda::DeviceBuffer<float>(elems);
+    dP_ = pgolf::cuda::DeviceBuffer<float>(elems);
+    P_ = pgolf::cuda::DeviceBuffer<bf16>(elems);
+    heads_ = pgolf::cuda::DeviceBuffer<bf16>(d.tokens() * d.H * Hd);
+    gain_part_ = pgolf::cuda::DeviceBuffer<float>(d.tokens() * d.H);
+  }
+
+  const AttentionDims& dims() const { return d_; }
+  int chunk() const { return chunk_; }
+
+  // gain [H] -> y_tokens [B*T, H*Hd], lse [B,H,T] (all the backward needs besides q, k, v).
+  void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
+               cudaStream_t st = nullptr) {
+    bf16* y_heads = heads_.data();
+    const float inv = 1.f / std::sqrt(float(Hd));
+    for (std::size_t p0 = 0; p0 < d_.pairs(); p0 += chunk_) {
+      const int n = int(std::min<std::size_t>(chunk_, d_.pairs() - p0));
+      const std::size_t rows = std::size_t(n) * rT();
+      gemm_.run(scores_shape(n), q + p0 * q_stride(), k + p0 * kv_stride(), S_.data(), 1.f, 0.f, st);
+      detail::causal_softmax_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
+          S_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, P_.data(), lse + p0 * rT());
+      PGOLF_CUDA_CHECK_LAUNCH("causal_softmax");
+      gemm_.run(pv_shape(n), P_.data(), v + p0 * kv_stride(), y_heads + p0 * q_stride(), 1.f, 0.f, st);
+    }
+    const std::size_t total = d_.tokens() * d_.H * Hd;
+    detail::relayout_kernel<Hd, true><<<blocks_for(total, 256), 256, 0, st>>>(y_heads, d_, y_tokens);
+    PGOLF_CUDA_CHECK_LAUNCH("heads_to_tokens");
+  }
+
+  // dy_tokens [B*T, H*Hd] -> dq [B,H,T,Hd], dk, dv [B,G,T,Hd] (fp32, overwritten); dgain [H] accumulates.
+  void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
+                const float* lse, float* dq, float* dk, float* dv, float* dgain,
+                cudaStream_t st = nullptr) {
+    const float inv = 1.f / std::sqrt(float(Hd));
+    const std::size_t total = d_.tokens() * d_.H * Hd;
+    bf16* dy = heads_.data();
+    detail::relayout_kernel<Hd, false><<<blocks_for(total, 256), 256, 0, st>>>(dy_tokens, d_, dy);
+    PGOLF_CUDA_CHECK_LAUNCH("tokens_to_heads");
+    for (std::size_t p0 = 0; p0 < d_.pairs(); p0 += chunk_) {
+      const int n = int(std::min<std::size_t>(chunk_, d_.pairs() - p0));
+      const std::size_t rows = std::size_t(n) * rT();
+      const bf16* qc = q + p0 * q_stride();
+      const bf16* kc = k + p0 * kv_stride();
+      const bf16* vc = v + p0 * kv_stride();
+      const bf16* dyc = dy + p0 * q_stride();
+      gemm_.run(scores_shape(n), qc, kc, S_.data(), 1.f, 0.f, st);
+      detail::causal_probs_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
+          S_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data());
+      PGOLF_CUDA_CHECK_LAUNCH("causal_probs");
+      gemm_.run(pt_shape(n), P_.data(), dyc, dv + p0 * kv_stride(), 1.f, 0.f, st);  // dV = P^T dY
+      gemm_.run(scores_shape(n), dyc, vc, dP_.data(), 1.f, 0.f, st);                 // dP = dY V^T
+      detail::softmax_backward_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
+          S_.data(), dP_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data(),
+          gain_part_.data() + p0 * rT());
+      PGOLF_CUDA_CHECK_LAUNCH("softmax_backward");
+      gemm_.run(ds_k_shape(n), P_.data(), kc, dq + p0 * q_stride(), 1.f, 0.f, st);  // dQ = dS K
+      gemm_.run(pt_shape(n), P_.data(), qc, dk + p0 * kv_stride(), 1.f, 0.f, st);   // dK = dS^T Q
+    }
+    detail::head_sum_kernel<<<d_.H, 256, 0, st>>>(gain_part_.data(), d_.B, d_.H, d_.T, dgain);
+    PGOLF_CUDA_CHECK_LAUNCH("attention_gain_sum");
+  }
+
+ private:
+  std::size_t rT() const { return std::size_t(d_.group()) * d_.T; }
+  std::size_t q_stride() const { return rT() * Hd; }
+  std::size_t kv_stride() const { return std::size_t(d_.T) * Hd; }
+  long long score_stride() const { return (long long)(rT()) * d_.T; }
+
+  // S[rT, T] = A[rT, Hd] B[T, Hd]^T   (also dP = dY V^T)
+  pgolf::cuda::GemmShape scores_shape(int n) const {
+    using pgolf::cuda::DType;
+    return {.ta = false, .tb = true, .M = int(rT()), .N = d_.T, .K = Hd, .lda = Hd, .ldb = Hd, .ldc = d_.T,
+            .a = DType::bf16, .b = DType::bf16, .c = DType::f32, .batch = n, .stride_a = (long long)q_stride(),
+            .stride_b = (long long)kv_stride(), .stride_c = score_stride()};
+  }
+  // Y[rT, Hd] = P[rT, T] V[T, Hd]
+  pgolf::cuda::GemmShape pv_shape(int n) const {
+    using pgolf::cuda::DType;
+    return {.ta = false, .tb = false, .M = int(rT()), .N = Hd, .K = d_.T, .lda = d_.T, .ldb = Hd, .ldc = Hd,
+            .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = n, .stride_a = score_stride(),
+            .stride_b = (long long)kv_stride(), .stride_c = (long long)q_stride()};
+  }
+  // dQ[rT, Hd] = dS[rT, T] K[T, Hd]   (fp32 out)
+  pgolf::cuda::GemmShape ds_k_shape(int n) const {
+    auto s = pv_shape(n);
+    s.c = pgolf::cuda::DType::f32;
+    return s;
+  }
+  // [T, Hd] = X[rT, T]^T Z[rT, Hd]   (dV = P^T dY, dK = dS^T Q; fp32 out)
+  pgolf::cuda::GemmShape pt_shape(int n) const {
+    using pgolf::cuda::DType;
+    return {.ta = true, .tb = false, .M = d_.T, .N = Hd, .K = int(rT()), .lda = d_.T, .ldb = Hd, .ldc = Hd,
+            .a = DType::bf16, .b = DType::bf16, .c = DType::f32, .batch = n, .stride_a = score_stride(),
+            .stride_b = (long long)q_stride(), .stride_c = (long long)kv_stride()};
+  }
+
+  pgolf::cuda::Gemm& gemm_;
+  AttentionDims d_;
+  int chunk_ = 1;
+  pgolf::cuda::DeviceBuffer<float> S_, dP_, gain_part_;
+  pgolf::cuda::DeviceBuffer<bf16> P_, heads_;
+};
+
+}  // namespace pgolf::ops::cuda

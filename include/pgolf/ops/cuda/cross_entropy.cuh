@@ -1,0 +1,148 @@
+// Logit softcap + cross-entropy on the GPU, one warp per row with the vocabulary a compile-time
+// constant (each lane keeps V/32 logits in registers, loaded as 16-byte vectors).
+//   forward:  z = cap * tanh(l / cap);  lse = logsumexp(z);  loss_n = lse - z[y_n]   (row losses, lse)
+//   backward: dl = scale * (exp(z - lse) - onehot(y)) * (1 - (z / cap)^2), written over l
+// The logits are written once by the head's product (bf16) and read once in each direction; no
+// fp32 logits tensor is materialised. The mean loss is a fixed-order sum of the row losses.
+#pragma once
+
+#include "pgolf/ops/cuda/common.cuh"
+
+namespace pgolf::ops::cuda {
+
+namespace detail {
+
+// Each lane owns V/256 runs of 8 consecutive logits, read and written as 16-byte vectors.
+template <int V>
+struct CeLayout {
+  static_assert(V % 256 == 0, "the CUDA cross-entropy kernels need the vocabulary to be a multiple of 256");
+  static constexpr int kVecs = V / 256;
+  __device__ static int col(int lane, int v) { return 8 * (lane + 32 * v); }
+};
+
+__device__ __forceinline__ void load8(const bf16* p, float* out) {
+  const uint4 raw = *reinterpret_cast<const uint4*>(p);
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    const float2 f = __bfloat1622float2(h[i]);
+    out[2 * i] = f.x;
+    out[2 * i + 1] = f.y;
+  }
+}
+__device__ __forceinline__ void store8(bf16* p, const float* in) {
+  uint4 raw;
+  __nv_bfloat162* h = reinterpret_cast<__nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int i = 0; i < 4; ++i) h[i] = __floats2bfloat162_rn(in[2 * i], in[2 * i + 1]);
+  *reinterpret_cast<uint4*>(p) = raw;
+}
+
+template <int V>
+__global__ void softcap_ce_forward_kernel(const bf16* __restrict__ logits, const std::int32_t* __restrict__ targets,
+                                          std::size_t rows, float cap, float* __restrict__ row_loss,
+                                          float* __restrict__ lse, int* __restrict__ bad) {
+  using L = CeLayout<V>;
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int y = targets[row];
+  if (y < 0 || y >= V) {  // reported by the host; the row is not scored
+    if (lane == 0) {
+      atomicMin(bad, int(row));
+      row_loss[row] = 0.f;
+      lse[row] = 0.f;
+    }
+    return;
+  }
+  float z[L::kVecs][8], m = -INFINITY;
+#pragma unroll
+  for (int v = 0; v < L::kVecs; ++v) {
+    load8(logits + row * V + L::col(lane, v), z[v]);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      z[v][e] = cap * tanhf(z[v][e] / cap);
+      m = fmaxf(m, z[v][e]);
+    }
+  }
+  m = warp_max(m);
+  float s = 0.f, zy = 0.f;
+#pragma unroll
+  for (int v = 0; v < L::kVecs; ++v)
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      s += __expf(z[v][e] - m);
+      if (L::col(lane, v) + e == y) zy = z[v][e];
+    }
+  s = warp_sum(s);
+  zy = warp_sum(zy);
+  if (lane == 0) {
+    const float l = m + __logf(s);
+    lse[row] = l;
+    row_loss[row] = l - zy;
+  }
+}
+
+template <int V>
+__global__ void softcap_ce_backward_kernel(bf16* __restrict__ logits, const std::int32_t* __restrict__ targets,
+                                           const float* __restrict__ lse, std::size_t rows, float cap, float scale) {
+  using L = CeLayout<V>;
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  const int y = targets[row];
+  const float l = lse[row];
+#pragma unroll
+  for (int v = 0; v < L::kVecs; ++v) {
+    bf16* p = logits + row * V + L::col(lane, v);
+    float x[8];
+    load8(p, x);
+#pragma unroll
+    for (int e = 0; e < 8; ++e) {
+      const float th = tanhf(x[e] / cap);
+      const float dz = scale * (__expf(cap * th - l) - (L::col(lane, v) + e == y ? 1.f : 0.f));
+      x[e] = dz * (1.f - th * th);
+    }
+    store8(p, x);
+  }
+}
+
+// Fixed-order sum of n floats in double by one block.
+__global__ inline void ordered_sum_kernel(const float* __restrict__ x, std::size_t n, double* __restrict__ out) {
+  __shared__ double part[1024];
+  double s = 0;
+  for (std::size_t i = threadIdx.x; i < n; i += blockDim.x) s += double(x[i]);
+  part[threadIdx.x] = s;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) *out = part[0];
+}
+
+}  // namespace detail
+
+// bad: device int set to the first row whose target is outside [0, V) (initialise to INT_MAX).
+template <int V>
+void softcap_ce_forward(const bf16* logits, const std::int32_t* targets, std::size_t rows, float cap, float* row_loss,
+                        float* lse, int* bad, cudaStream_t st = nullptr) {
+  detail::softcap_ce_forward_kernel<V>
+      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, rows, cap, row_loss, lse, bad);
+  PGOLF_CUDA_CHECK_LAUNCH("softcap_ce_forward");
+}
+
+template <int V>
+void softcap_ce_backward(bf16* logits, const std::int32_t* targets, const float* lse, std::size_t rows, float cap,
+                         float scale, cudaStream_t st = nullptr) {
+  detail::softcap_ce_backward_kernel<V>
+      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, lse, rows, cap, scale);
+  PGOLF_CUDA_CHECK_LAUNCH("softcap_ce_backward");
+}
+
+inline void ordered_sum(const float* x, std::size_t n, double* out, cudaStream_t st = nullptr) {
+  detail::ordered_sum_kernel<<<1, 1024, 0, st>>>(x, n, out);
+  PGOLF_CUDA_CHECK_LAUNCH("ordered_sum");
+}
+
+}  // namespace pgolf::ops::cuda

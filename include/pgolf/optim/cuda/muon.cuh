@@ -1,0 +1,187 @@
+// Muon on the GPU: the CPU reference's update (optim/muon.hpp) with Newton-Schulz in bf16 through
+// cuBLASLt, batched over the matrices of equal shape (the parameter table fixes them at compile
+// time: a 9-block baseline has four shapes, so each NS iteration is 3 batched products per shape
+// rather than 3 per matrix).
+//   1. one launch over all matrices: buf = mu*buf + G;  U = G + mu*buf (Nesterov)   (fp32)
+//   2. one block per matrix: ||U||_F in a fixed order
+//   3. per shape: X = bf16(U / (||U|| + 1e-7)), transposed to the wide orientation, packed [count, r, k]
+//   4. per shape, ns_steps times: A = X X^T;  B = b*A + c*A A;  X = a*X + B X   (bf16, fp32 accumulate)
+//   5. per shape: W = W*(1 - lr*wd) - lr*sqrt(max(1, rows/cols)) * X (untransposed)
+// The momentum buffer is packed in table order as the CPU optimizer's, so checkpoints move between
+// backends. MuonEq-R row normalisation is not implemented here yet (the constructor refuses it).
+#pragma once
+
+#include <array>
+#include <cmath>
+#include <map>
+#include <utility>
+#include <vector>
+
+#include "pgolf/backend/cuda/buffer.hpp"
+#include "pgolf/backend/cuda/gemm.hpp"
+#include "pgolf/nn/param_table.hpp"
+#include "pgolf/optim/cuda/adam.cuh"
+#include "pgolf/optim/muon.hpp"
+#include "pgolf/ops/cuda/common.cuh"
+
+namespace pgolf::cuda {
+
+namespace detail {
+
+__global__ inline void muon_momentum_kernel(const Segment* __restrict__ segs, const float* __restrict__ g,
+                                            float* __restrict__ buf, float* __restrict__ U, float mu, bool nesterov) {
+  const Segment s = segs[blockIdx.y];
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < s.n;
+       i += std::size_t(gridDim.x) * blockDim.x) {
+    const float gi = g[s.param + i];
+    const float b = mu * buf[s.state + i] + gi;
+    buf[s.state + i] = b;
+    U[s.state + i] = nesterov ? gi + mu * b : b;
+  }
+}
+
+__global__ inline void sumsq_kernel(const Segment* __restrict__ segs, const float* __restrict__ U,
+                                    float* __restrict__ out) {
+  __shared__ float part[1024];
+  const Segment s = segs[blockIdx.x];
+  float acc = 0.f;
+  for (std::size_t i = threadIdx.x; i < s.n; i += blockDim.x) acc += U[s.state + i] * U[s.state + i];
+  part[threadIdx.x] = acc;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  if (threadIdx.x == 0) out[blockIdx.x] = part[0];
+}
+
+// X[m] = bf16(U_m / (||U_m|| + 1e-7)), transposed when rows > cols. members: matrix indices of the shape.
+__global__ inline void muon_pack_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
+                                        const float* __restrict__ U, const float* __restrict__ sumsq, int rows,
+                                        int cols, bool transpose, ops::cuda::bf16* __restrict__ X) {
+  const std::size_t n = std::size_t(rows) * cols;
+  const int m = members[blockIdx.y];
+  const Segment s = segs[m];
+  const float inv = 1.f / (sqrtf(sumsq[m]) + 1e-7f);
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / cols, c = i % cols;
+    const std::size_t dst = transpose ? c * rows + r : i;
+    X[std::size_t(blockIdx.y) * n + dst] = __float2bfloat16_rn(U[s.state + i] * inv);
+  }
+}
+
+__global__ inline void muon_apply_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
+                                         const ops::cuda::bf16* __restrict__ X, int rows, int cols, bool transpose,
+                                         float* __restrict__ W, float lr_shape, float decay) {
+  const std::size_t n = std::size_t(rows) * cols;
+  const Segment s = segs[members[blockIdx.y]];
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / cols, c = i % cols;
+    const std::size_t src = transpose ? c * rows + r : i;
+    float& w = W[s.param + i];
+    w = w * decay - lr_shape * __bfloat162float(X[std::size_t(blockIdx.y) * n + src]);
+  }
+}
+
+}  // namespace detail
+
+class CudaMuon {
+ public:
+  template <std::size_t N>
+  CudaMuon(const std::array<ParamInfo, N>& dev_table, MuonOptions options, Gemm& gemm) : options_(options), gemm_(gemm) {
+    PGOLF_CHECK(!options.row_normalize, "Muon on the CUDA backend does not implement MuonEq-R row normalisation yet");
+    std::vector<Segment> segs;
+    std::map<std::pair<int, int>, std::vector<int>> by_shape;
+    std::size_t at = 0;
+    for (const auto& p : dev_table)
+      if (p.group == OptimGroup::muon_matrix) {
+        PGOLF_CHECK(p.rank == 2, "Muon: parameter ", p.name.c_str(), " is not a matrix");
+        by_shape[{p.rows, p.cols}].push_back(int(segs.size()));
+        segs.push_back({p.offset, at, p.numel()});
+        at += p.numel();
+      }
+    matrices_ = int(segs.size());
+    if (segs.empty()) return;
+    segs_ = DeviceBuffer<Segment>(segs.size());
+    segs_.upload(segs);
+    buf_ = DeviceBuffer<float>(at);
+    buf_.fill_bytes(0);
+    U_ = DeviceBuffer<float>(at);
+    sumsq_ = DeviceBuffer<float>(segs.size());
+    for (auto& [shape, members] : by_shape) {
+      Group g;
+      g.rows = shape.first;
+      g.cols = shape.second;
+      g.count = int(members.size());
+      g.members = DeviceBuffer<int>(members.size());
+      g.members.upload(members);
+      const std::size_t r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
+      g.X = DeviceBuffer<ops::cuda::bf16>(g.count * r * k);
+      g.Y = DeviceBuffer<ops::cuda::bf16>(g.count * r * k);
+      g.A = DeviceBuffer<ops::cuda::bf16>(g.count * r * r);
+      g.B = DeviceBuffer<ops::cuda::bf16>(g.count * r * r);
+      groups_.push_back(std::move(g));
+    }
+  }
+
+  void set_momentum(double m) { options_.momentum = m; }
+  const MuonOptions& options() const { return options_; }
+  DeviceBuffer<float>& momentum_buffer() { return buf_; }
+  const DeviceBuffer<float>& momentum_buffer() const { return buf_; }
+
+  void step(DeviceParamSpan params, DeviceParamSpan grads, double lr) { step(params.data, grads.data, lr); }
+  void step(float* params, const float* grads, double lr, cudaStream_t st = nullptr) {
+    if (matrices_ == 0) return;
+    using ops::cuda::bf16;
+    detail::muon_momentum_kernel<<<dim3(32, unsigned(matrices_)), 256, 0, st>>>(
+        segs_.data(), grads, buf_.data(), U_.data(), float(options_.momentum), options_.nesterov);
+    PGOLF_CUDA_CHECK_LAUNCH("muon_momentum");
+    detail::sumsq_kernel<<<unsigned(matrices_), 1024, 0, st>>>(segs_.data(), U_.data(), sumsq_.data());
+    PGOLF_CUDA_CHECK_LAUNCH("muon_sumsq");
+    constexpr float a = 3.4445f, b = -4.7750f, c = 2.0315f;
+    for (Group& g : groups_) {
+      const bool tr = g.rows > g.cols;
+      const int r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
+      const dim3 grid(32, unsigned(g.count));
+      detail::muon_pack_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), U_.data(), sumsq_.data(), g.rows,
+                                                     g.cols, tr, g.X.data());
+      PGOLF_CUDA_CHECK_LAUNCH("muon_pack");
+      const long long rk = (long long)r * k, rr = (long long)r * r;
+      const GemmShape xxt{.ta = false, .tb = true, .M = r, .N = r, .K = k, .lda = k, .ldb = k, .ldc = r,
+                          .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
+                          .stride_a = rk, .stride_b = rk, .stride_c = rr};
+      const GemmShape aa{.ta = false, .tb = false, .M = r, .N = r, .K = r, .lda = r, .ldb = r, .ldc = r,
+                         .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
+                         .stride_a = rr, .stride_b = rr, .stride_c = rr};
+      const GemmShape bx{.ta = false, .tb = false, .M = r, .N = k, .K = r, .lda = r, .ldb = k, .ldc = k,
+                         .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
+                         .stride_a = rr, .stride_b = rk, .stride_c = rk};
+      for (int s = 0; s < options_.ns_steps; ++s) {
+        gemm_.run(xxt, g.X.data(), g.X.data(), g.A.data(), 1.f, 0.f, st);                  // A = X X^T
+        gemm_.run(aa, g.A.data(), g.A.data(), g.A.data(), g.B.data(), c, b, st);            // B = bA + cAA
+        gemm_.run(bx, g.B.data(), g.X.data(), g.X.data(), g.Y.data(), 1.f, a, st);          // Y = aX + BX
+        std::swap(g.X, g.Y);
+      }
+      const float shape = float(std::sqrt(std::max(1.0, double(g.rows) / double(g.cols))));
+      detail::muon_apply_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), g.X.data(), g.rows, g.cols, tr,
+                                                      params, float(lr) * shape,
+                                                      float(1.0 - lr * options_.weight_decay));
+      PGOLF_CUDA_CHECK_LAUNCH("muon_apply");
+    }
+  }
+
+ private:
+  struct Group {
+    int rows = 0, cols = 0, count = 0;
+    DeviceBuffer<int> members;
+    DeviceBuffer<ops::cuda::bf16> X, Y, A, B;
+  };
+  MuonOptions options_;
+  Gemm& gemm_;
+  int matrices_ = 0;
+  DeviceBuffer<Segment> segs_;
+  DeviceBuffer<float> buf_, U_, sumsq_;
+  std::vector<Group> groups_;
+};
+
+}  // namespace pgolf::cuda

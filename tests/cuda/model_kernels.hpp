@@ -1,0 +1,14 @@
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+// One forward + backward of GptCuda on given parameters (table layout) and tokens.
+struct GpuStep {
+  double loss = 0;
+  std::vector<float> grads, row_losses;
+};
+GpuStep gpu_step_small(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                       const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);
+GpuStep gpu_step_small_shared(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                              const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);

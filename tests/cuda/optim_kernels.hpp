@@ -1,0 +1,9 @@
+#pragma once
+
+#include <vector>
+
+// Runs `steps` optimizer steps on the GPU over the kSmall parameter table (table layout in and
+// out): Muon for the matrices, Adam for the embedding and the scalars, grads[s] the gradient of
+// step s. Returns the parameters after the last step.
+std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const std::vector<std::vector<float>>& grads,
+                                       double matrix_lr, double adam_lr, double momentum);

@@ -1,0 +1,15 @@
+#include "train_kernels.hpp"
+
+#include "cuda_specs.hpp"
+#include "pgolf/model/gpt_cuda.cuh"
+#include "pgolf/train/trainer.hpp"
+
+GpuRun gpu_train_small(const pgolf::TrainConfig& cfg) {
+  pgolf::RunLog quiet;
+  pgolf::Trainer<pgolf::GptCuda<cuda_test::kSmall>> tr(cfg, quiet);
+  const auto r = tr.run();
+  GpuRun out;
+  for (const auto& t : r.train) out.losses.push_back(t.train_loss);
+  out.val_bpb = r.val.back().val_bpb;
+  return out;
+}
