@@ -148,14 +148,14 @@ int main() {
       });
       row("qk_norm_rope_forward", ms, 0, N * QKV * 4.0);
     }
-    auto attention = [&](int b, int t, const char* fname, const char* bname) {
+    auto attention = [&](int b, int t, const char* fname, const char* bname, int tiles) {
       const std::size_t n = std::size_t(b) * t;
       auto q = random_buf<bf16>(n * D, 10), k = random_buf<bf16>(n * G * Hd, 11), v = random_buf<bf16>(n * G * Hd, 12);
       auto gain = random_buf<float>(H, 13);
       Buf<bf16> yt(n * D);
       Buf<float> lse(n * H), dq(n * D), dk(n * G * Hd), dv(n * G * Hd), dg(H);
       auto dy = random_buf<bf16>(n * D, 14);
-      ops::cuda::Attention<64> attn(gemm, {b, t, H, G, Hd});
+      ops::cuda::Attention<64> attn(gemm, {b, t, H, G, Hd}, std::size_t(4) << 30, tiles);
       const double msf =
           time_ms([&] { attn.forward(q.data(), k.data(), v.data(), gain.data(), yt.data(), lse.data()); }, 10, 2);
       const double msb = time_ms([&] {
@@ -165,11 +165,14 @@ int main() {
       const double fwd_flops = 4.0 * b * H * double(t) * t * Hd / 2;  // causal
       row(fname, msf, fwd_flops, 0);
       row(bname, msb, 2.5 * fwd_flops, 0);
-      std::printf("    -> attention forward+backward at seq %d: %.1f TFLOP/s (causal flops, 3.5x forward)\n", t,
-                  3.5 * fwd_flops / ((msf + msb) / 1e3) / 1e12);
+      std::printf("    -> attention forward+backward at seq %d, %d query tiles: %.1f TFLOP/s (causal flops, 3.5x "
+                  "forward)\n", t, tiles, 3.5 * fwd_flops / ((msf + msb) / 1e3) / 1e12);
     };
-    attention(B, T, "attention forward  (B64 T1024 H8/4 d64)", "attention backward (B64 T1024 H8/4 d64)");
-    attention(32, 2048, "attention forward  (B32 T2048 H8/4 d64)", "attention backward (B32 T2048 H8/4 d64)");
+    const int tiles = ops::cuda::Attention<64>::kDefaultQueryTiles;
+    attention(B, T, "attention forward  (B64 T1024 H8/4 d64)", "attention backward (B64 T1024 H8/4 d64)", tiles);
+    attention(32, 2048, "attention forward  (B32 T2048 H8/4 d64)", "attention backward (B32 T2048 H8/4 d64)", tiles);
+    for (const int n : {1, 2, 8, 16})  // the tiling's trade-off: skipped scores against launches
+      attention(B, T, "  attention forward  (T1024, other tiling)", "  attention backward (T1024, other tiling)", n);
     {
       auto logits = random_buf<bf16>(N * V, 15, 3.f);
       std::vector<std::int32_t> tg(N);

@@ -13,9 +13,10 @@
 // and the row term rowsum(P * dP) (= rowsum(dY * Y)) comes from the same fp32 P and dP rather than
 // from the bf16 output, so the two sides of that cancellation agree.
 // Only lse [B, H, T] is saved (O(T), as flash attention); the score matrices live in a workspace
-// bounded by a chunk of pairs. This version still computes the masked upper triangle (half the
-// products' flops are wasted) and round-trips scores through memory; a fused tensor-core kernel
-// that skips masked tiles and keeps scores on chip is the next step. Its floor is the causal flops
+// bounded by a chunk of pairs. The products run per tile of query rows (T/4 by default) against
+// only the keys up to the tile's end, skipping most of the masked triangle; scores still round-trip
+// through memory, which is what bounds this version (bench/results). A fused tensor-core kernel
+// that keeps scores on chip is the next step. Its floor is the causal flops
 // (2 * 2*B*H*T*T*Hd / 2 forward) over the bf16 tensor rate.
 #pragma once
 
@@ -44,8 +45,11 @@ __device__ __forceinline__ float row_gain(const float* gain, std::size_t p0, std
   return gain[int(pair % G) * r + int((row % rT) / T)];
 }
 
+// The products read a row's scores up to the end of its query tile, so the kernels write that far.
+__device__ __forceinline__ int tile_end(int t, int tile, int T) { return min(T, (t / tile + 1) * tile); }
+
 // One warp per score row. Row i of a pair is query position t = i % T; keys j > t are masked.
-__global__ inline void causal_softmax_kernel(const float* __restrict__ S, std::size_t rows, int T, int r, int G,
+__global__ inline void causal_softmax_kernel(const float* __restrict__ S, std::size_t rows, int T, int tile, int r, int G,
                                              std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
                                              bf16* __restrict__ P, float* __restrict__ lse) {
   const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -63,10 +67,10 @@ __global__ inline void causal_softmax_kernel(const float* __restrict__ S, std::s
   const float l = m + __logf(sum);
   if (lane == 0) lse[row] = l;
   bf16* p = P + row * T;
-  for (int j = lane; j < T; j += 32) p[j] = __float2bfloat16_rn(j <= t ? __expf(s[j] * scale - l) : 0.f);
+  for (int j = lane; j < tile_end(t, tile, T); j += 32) p[j] = __float2bfloat16_rn(j <= t ? __expf(s[j] * scale - l) : 0.f);
 }
 
-__global__ inline void causal_probs_kernel(const float* __restrict__ S, std::size_t rows, int T, int r, int G,
+__global__ inline void causal_probs_kernel(const float* __restrict__ S, std::size_t rows, int T, int tile, int r, int G,
                                            std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
                                            const float* __restrict__ lse, bf16* __restrict__ P) {
   const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
@@ -75,14 +79,14 @@ __global__ inline void causal_probs_kernel(const float* __restrict__ S, std::siz
   const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
   const int t = int(row % T);
   const float l = lse[row];
-  for (int j = lane; j < T; j += 32)
+  for (int j = lane; j < tile_end(t, tile, T); j += 32)
     P[row * T + j] = __float2bfloat16_rn(j <= t ? __expf(S[row * T + j] * scale - l) : 0.f);
 }
 
 // dZ = P * (dP - sum_j P dP) with P recomputed in fp32; writes c_h dZ (bf16) into dS and the row's
 // sum_j dZ * S / sqrt(Hd) (its share of d gain).
 __global__ inline void softmax_backward_kernel(const float* __restrict__ S, const float* __restrict__ dP,
-                                               std::size_t rows, int T, int r, int G, std::size_t p0,
+                                               std::size_t rows, int T, int tile, int r, int G, std::size_t p0,
                                                const float* __restrict__ gain, float inv_sqrt_d,
                                                const float* __restrict__ lse, bf16* __restrict__ dS,
                                                float* __restrict__ gain_part) {
@@ -96,7 +100,7 @@ __global__ inline void softmax_backward_kernel(const float* __restrict__ S, cons
   for (int j = lane; j <= t; j += 32) d += __expf(S[row * T + j] * scale - l) * dP[row * T + j];
   d = warp_sum(d);
   float acc = 0.f;
-  for (int j = lane; j < T; j += 32) {
+  for (int j = lane; j < tile_end(t, tile, T); j += 32) {
     const std::size_t e = row * T + j;
     float z = 0.f;
     if (j <= t) {
@@ -147,11 +151,19 @@ __global__ void relayout_kernel(const bf16* __restrict__ in, AttentionDims d, bf
 template <int Hd>
 class Attention {
  public:
+  static constexpr int kDefaultQueryTiles = 4;  // the fastest of 1, 2, 4, 8, 16 at T = 1024 on an H100
+
   // workspace_bytes bounds the score buffers (fp32 S and dP, bf16 P per pair: 10 * r*T*T bytes).
-  Attention(pgolf::cuda::Gemm& gemm, AttentionDims d, std::size_t workspace_bytes = std::size_t(1536) << 20)
+  // query_tiles: how many tiles of query rows a sequence is cut into for the causal products.
+  Attention(pgolf::cuda::Gemm& gemm, AttentionDims d, std::size_t workspace_bytes = std::size_t(4) << 30,
+            int query_tiles = kDefaultQueryTiles)
       : gemm_(gemm), d_(d) {
     PGOLF_CHECK(d.Hd == Hd, "Attention: head dim ", d.Hd, " but the kernels were built for ", Hd);
     PGOLF_CHECK(d.G > 0 && d.H % d.G == 0, "Attention: ", d.H, " query heads do not divide into ", d.G, " KV heads");
+    PGOLF_CHECK(d.T % 8 == 0, "Attention: the CUDA path needs the sequence length to be a multiple of 8, got ", d.T);
+    PGOLF_CHECK(query_tiles >= 1, "Attention: query_tiles must be at least 1, got ", query_tiles);
+    // n tiles skip (n-1)/(2n) of the score matrix and cost n launches per head and product.
+    tile_ = std::max(8, (d.T / query_tiles + 7) / 8 * 8);
     const std::size_t per_pair = std::size_t(d.group()) * d.T * d.T * (2 * sizeof(float) + sizeof(bf16));
     chunk_ = int(std::clamp<std::size_t>(workspace_bytes / per_pair, 1, d.pairs()));
     const std::size_t elems = std::size_t(chunk_) * d.group() * d.T * d.T;
@@ -173,11 +185,18 @@ class Attention {
     for (std::size_t p0 = 0; p0 < d_.pairs(); p0 += chunk_) {
       const int n = int(std::min<std::size_t>(chunk_, d_.pairs() - p0));
       const std::size_t rows = std::size_t(n) * rT();
-      gemm_.run(scores_shape(n), q + p0 * q_stride(), k + p0 * kv_stride(), S_.data(), 1.f, 0.f, st);
+      for_blocks([&](const Tile& b) {  // S = Q K^T, only the tiles left of the diagonal
+        gemm_.run(shape(n, false, true, b.M, b.keys, Hd, Hd, Hd, d_.T, kF32, q_stride(), kv_stride(), score_stride()),
+                  q + p0 * q_stride() + b.row0 * Hd, k + p0 * kv_stride(), S_.data() + b.row0 * d_.T, 1.f, 0.f, st);
+      });
       detail::causal_softmax_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, P_.data(), lse + p0 * rT());
+          S_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, P_.data(), lse + p0 * rT());
       PGOLF_CUDA_CHECK_LAUNCH("causal_softmax");
-      gemm_.run(pv_shape(n), P_.data(), v + p0 * kv_stride(), y_heads + p0 * q_stride(), 1.f, 0.f, st);
+      for_blocks([&](const Tile& b) {  // Y = P V
+        gemm_.run(shape(n, false, false, b.M, Hd, b.keys, d_.T, Hd, Hd, kBF16, score_stride(), kv_stride(), q_stride()),
+                  P_.data() + b.row0 * d_.T, v + p0 * kv_stride(), y_heads + p0 * q_stride() + b.row0 * Hd, 1.f, 0.f,
+                  st);
+      });
     }
     const std::size_t total = d_.tokens() * d_.H * Hd;
     detail::relayout_kernel<Hd, true><<<blocks_for(total, 256), 256, 0, st>>>(y_heads, d_, y_tokens);
@@ -200,55 +219,70 @@ class Attention {
       const bf16* kc = k + p0 * kv_stride();
       const bf16* vc = v + p0 * kv_stride();
       const bf16* dyc = dy + p0 * q_stride();
-      gemm_.run(scores_shape(n), qc, kc, S_.data(), 1.f, 0.f, st);
+      float* dkc = dk + p0 * kv_stride();
+      float* dvc = dv + p0 * kv_stride();
+      // dK and dV sum over query tiles and the group's heads: zero, then accumulate (beta = 1).
+      PGOLF_CUDA_CHECK(cudaMemsetAsync(dkc, 0, std::size_t(n) * kv_stride() * sizeof(float), st));
+      PGOLF_CUDA_CHECK(cudaMemsetAsync(dvc, 0, std::size_t(n) * kv_stride() * sizeof(float), st));
+      const auto scores = [&](const Tile& b) {
+        return shape(n, false, true, b.M, b.keys, Hd, Hd, Hd, d_.T, kF32, q_stride(), kv_stride(), score_stride());
+      };
+      for_blocks([&](const Tile& b) {  // S = Q K^T again, dP = dY V^T
+        gemm_.run(scores(b), qc + b.row0 * Hd, kc, S_.data() + b.row0 * d_.T, 1.f, 0.f, st);
+        gemm_.run(scores(b), dyc + b.row0 * Hd, vc, dP_.data() + b.row0 * d_.T, 1.f, 0.f, st);
+      });
       detail::causal_probs_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data());
+          S_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data());
       PGOLF_CUDA_CHECK_LAUNCH("causal_probs");
-      gemm_.run(pt_shape(n), P_.data(), dyc, dv + p0 * kv_stride(), 1.f, 0.f, st);  // dV = P^T dY
-      gemm_.run(scores_shape(n), dyc, vc, dP_.data(), 1.f, 0.f, st);                 // dP = dY V^T
+      for_blocks([&](const Tile& b) {  // dV += P^T dY
+        gemm_.run(shape(n, true, false, b.keys, Hd, b.M, d_.T, Hd, Hd, kF32, score_stride(), q_stride(), kv_stride()),
+                  P_.data() + b.row0 * d_.T, dyc + b.row0 * Hd, dvc, 1.f, 1.f, st);
+      });
       detail::softmax_backward_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), dP_.data(), rows, d_.T, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data(),
+          S_.data(), dP_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data(),
           gain_part_.data() + p0 * rT());
       PGOLF_CUDA_CHECK_LAUNCH("softmax_backward");
-      gemm_.run(ds_k_shape(n), P_.data(), kc, dq + p0 * q_stride(), 1.f, 0.f, st);  // dQ = dS K
-      gemm_.run(pt_shape(n), P_.data(), qc, dk + p0 * kv_stride(), 1.f, 0.f, st);   // dK = dS^T Q
+      for_blocks([&](const Tile& b) {  // dQ = dS K;  dK += dS^T Q
+        gemm_.run(shape(n, false, false, b.M, Hd, b.keys, d_.T, Hd, Hd, kF32, score_stride(), kv_stride(), q_stride()),
+                  P_.data() + b.row0 * d_.T, kc, dq + p0 * q_stride() + b.row0 * Hd, 1.f, 0.f, st);
+        gemm_.run(shape(n, true, false, b.keys, Hd, b.M, d_.T, Hd, Hd, kF32, score_stride(), q_stride(), kv_stride()),
+                  P_.data() + b.row0 * d_.T, qc + b.row0 * Hd, dkc, 1.f, 1.f, st);
+      });
     }
     detail::head_sum_kernel<<<d_.H, 256, 0, st>>>(gain_part_.data(), d_.B, d_.H, d_.T, dgain);
     PGOLF_CUDA_CHECK_LAUNCH("attention_gain_sum");
   }
 
  private:
+  static constexpr auto kF32 = pgolf::cuda::DType::f32;
+  static constexpr auto kBF16 = pgolf::cuda::DType::bf16;
+
+  // A tile of query rows [row0, row0 + M) of one head of the pair (row0 = head * T + first query),
+  // which sees keys [0, keys): the causal mask leaves the keys beyond its last query out.
+  struct Tile {
+    std::size_t row0;
+    int M, keys;
+  };
+  template <class F>
+  void for_blocks(F&& f) const {
+    for (int j = 0; j < d_.group(); ++j)
+      for (int t0 = 0; t0 < d_.T; t0 += tile_) {
+        const int M = std::min(tile_, d_.T - t0);
+        f(Tile{std::size_t(j) * d_.T + t0, M, t0 + M});
+      }
+  }
+
   std::size_t rT() const { return std::size_t(d_.group()) * d_.T; }
   std::size_t q_stride() const { return rT() * Hd; }
   std::size_t kv_stride() const { return std::size_t(d_.T) * Hd; }
-  long long score_stride() const { return (long long)(rT()) * d_.T; }
+  std::size_t score_stride() const { return rT() * d_.T; }
 
-  // S[rT, T] = A[rT, Hd] B[T, Hd]^T   (also dP = dY V^T)
-  pgolf::cuda::GemmShape scores_shape(int n) const {
-    using pgolf::cuda::DType;
-    return {.ta = false, .tb = true, .M = int(rT()), .N = d_.T, .K = Hd, .lda = Hd, .ldb = Hd, .ldc = d_.T,
-            .a = DType::bf16, .b = DType::bf16, .c = DType::f32, .batch = n, .stride_a = (long long)q_stride(),
-            .stride_b = (long long)kv_stride(), .stride_c = score_stride()};
-  }
-  // Y[rT, Hd] = P[rT, T] V[T, Hd]
-  pgolf::cuda::GemmShape pv_shape(int n) const {
-    using pgolf::cuda::DType;
-    return {.ta = false, .tb = false, .M = int(rT()), .N = Hd, .K = d_.T, .lda = d_.T, .ldb = Hd, .ldc = Hd,
-            .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = n, .stride_a = score_stride(),
-            .stride_b = (long long)kv_stride(), .stride_c = (long long)q_stride()};
-  }
-  // dQ[rT, Hd] = dS[rT, T] K[T, Hd]   (fp32 out)
-  pgolf::cuda::GemmShape ds_k_shape(int n) const {
-    auto s = pv_shape(n);
-    s.c = pgolf::cuda::DType::f32;
-    return s;
-  }
-  // [T, Hd] = X[rT, T]^T Z[rT, Hd]   (dV = P^T dY, dK = dS^T Q; fp32 out)
-  pgolf::cuda::GemmShape pt_shape(int n) const {
-    using pgolf::cuda::DType;
-    return {.ta = true, .tb = false, .M = d_.T, .N = Hd, .K = int(rT()), .lda = d_.T, .ldb = Hd, .ldc = Hd,
-            .a = DType::bf16, .b = DType::bf16, .c = DType::f32, .batch = n, .stride_a = score_stride(),
-            .stride_b = (long long)q_stride(), .stride_c = (long long)kv_stride()};
+  // C[M, N] = op(A) op(B) batched over n pairs; A is bf16, B bf16, C of type c.
+  static pgolf::cuda::GemmShape shape(int n, bool ta, bool tb, int M, int N, int K, long long lda, long long ldb,
+                                      long long ldc, pgolf::cuda::DType c, std::size_t sa, std::size_t sb,
+                                      std::size_t sc) {
+    return {.ta = ta, .tb = tb, .M = M, .N = N, .K = K, .lda = lda, .ldb = ldb, .ldc = ldc, .a = kBF16, .b = kBF16,
+            .c = c, .batch = n, .stride_a = (long long)sa, .stride_b = (long long)sb, .stride_c = (long long)sc};
   }
 
   pgolf::cuda::Gemm& gemm_;
@@ -256,6 +290,7 @@ class Attention {
   int chunk_ = 1;
   pgolf::cuda::DeviceBuffer<float> S_, dP_, gain_part_;
   pgolf::cuda::DeviceBuffer<bf16> P_, heads_;
+  int tile_ = 64;
 };
 
 }  // namespace pgolf::ops::cuda
