@@ -38,9 +38,9 @@ std::vector<float> from_heads(const DeviceBuffer<float>& d, int B, int T, int X)
 
 GpuAttention gpu_attention_64(int B, int T, int H, int G, std::vector<float>& q, std::vector<float>& k,
                               std::vector<float>& v, const std::vector<float>& gain, std::vector<float>& dy,
-                              std::size_t workspace_bytes) {
+                              std::size_t workspace_bytes, int query_tiles) {
   pgolf::cuda::Gemm gemm;
-  pgolf::ops::cuda::Attention<kD> attn(gemm, {B, T, H, G, kD}, workspace_bytes);
+  pgolf::ops::cuda::Attention<kD> attn(gemm, {B, T, H, G, kD}, workspace_bytes, query_tiles);
   auto dq_in = to_heads(q, B, T, H), dk_in = to_heads(k, B, T, G), dv_in = to_heads(v, B, T, G);
   std::vector<bf16> dyb(dy.size());
   for (std::size_t i = 0; i < dy.size(); ++i) {

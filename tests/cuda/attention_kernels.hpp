@@ -11,4 +11,4 @@ struct GpuAttention {
 };
 GpuAttention gpu_attention_64(int B, int T, int H, int G, std::vector<float>& q, std::vector<float>& k,
                               std::vector<float>& v, const std::vector<float>& gain, std::vector<float>& dy,
-                              std::size_t workspace_bytes);
+                              std::size_t workspace_bytes, int query_tiles);

@@ -1,8 +1,9 @@
 // CUDA attention against the CPU reference (double) on the same bf16-representable inputs, so
 // only the GPU's own roundings differ: P and dS in bf16 for the products, y in bf16. Bounds:
 // y, dq, dk, dv relative L2 < 1e-2; lse within 1e-3 absolute; the gain gradient (fp32 path) within
-// 2e-3 relative L2. Two workspace sizes: one chunk holding every (batch, KV head) pair and chunks
-// of one pair each, so the chunked path is covered. Outputs are poisoned with NaN beforehand.
+// 2e-3 relative L2. Two workspace sizes (one chunk holding every (batch, KV head) pair, and chunks
+// of one pair each) and three query tilings (the default, none, and 7 tiles of 24 rows whose last
+// tile is short), so every path is covered. Outputs are poisoned with NaN beforehand.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -27,7 +28,12 @@ double rel_l2(const std::vector<float>& a, const std::vector<double>& b) {
 
 TEST_CASE("CUDA attention matches the CPU reference (GQA, causal, gain)", "[cuda][attention]") {
   const int B = 2, T = 160, H = 6, G = 2, D = 64;
-  for (const std::size_t workspace : {std::size_t(1) << 30, std::size_t(1)}) {
+  struct Case {
+    std::size_t workspace;
+    int tiles;
+  };
+  for (const Case cs : {Case{std::size_t(1) << 30, 4}, Case{1, 4}, Case{std::size_t(1) << 30, 1}, Case{1, 7}}) {
+    const std::size_t workspace = cs.workspace;
     std::vector<float> q(std::size_t(B) * T * H * D), k(std::size_t(B) * T * G * D), v(k.size()), dy(q.size());
     std::vector<float> gain(H);
     for (std::size_t i = 0; i < q.size(); ++i) q[i] = float(pgolf::normal01(31, 1, i));
@@ -35,7 +41,7 @@ TEST_CASE("CUDA attention matches the CPU reference (GQA, causal, gain)", "[cuda
     for (std::size_t i = 0; i < v.size(); ++i) v[i] = float(pgolf::normal01(31, 3, i));
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = float(pgolf::normal01(31, 4, i));
     for (int h = 0; h < H; ++h) gain[h] = float(0.5 + 0.4 * h);
-    const GpuAttention g = gpu_attention_64(B, T, H, G, q, k, v, gain, dy, workspace);
+    const GpuAttention g = gpu_attention_64(B, T, H, G, q, k, v, gain, dy, workspace, cs.tiles);
 
     auto d = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
     const auto qd = d(q), kd = d(k), vd = d(v), dyd = d(dy), gd = d(gain);
@@ -46,7 +52,7 @@ TEST_CASE("CUDA attention matches the CPU reference (GQA, causal, gain)", "[cuda
                                         dq.data(), dk.data(), dv.data(), dgain.data());
     double lse_err = 0;
     for (std::size_t i = 0; i < lse.size(); ++i) lse_err = std::max(lse_err, std::abs(double(g.lse[i]) - lse[i]));
-    std::printf("  workspace %zu: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", workspace, rel_l2(g.y, y),
+    std::printf("  workspace %zu, %d tiles: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", workspace, cs.tiles, rel_l2(g.y, y),
                 lse_err, rel_l2(g.dq, dq), rel_l2(g.dk, dk), rel_l2(g.dv, dv), rel_l2(g.dgain, dgain));
     CHECK(rel_l2(g.y, y) < 1e-2);
     CHECK(lse_err < 1e-3);
