@@ -8,22 +8,17 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 
+#include "../train/train_fixture.hpp"
 #include "cuda_specs.hpp"
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/train/trainer.hpp"
 #include "train_kernels.hpp"
 
 TEST_CASE("Training on the GPU follows the CPU's loss curve for 100 steps", "[cuda][train]") {
-  pgolf::TrainConfig c;
-  c.data_path = (std::filesystem::path(PGOLF_DATA_DIR) / "fineweb_sp1024_mini").string();
-  c.tokenizer_path = (std::filesystem::path(PGOLF_DATA_DIR) / "tokenizers/fineweb_1024_bpe.model").string();
+  pgolf::TrainConfig c = pgolf::test::small_config();  // the bundled data, no periodic val or logs
   c.iterations = 100;
   c.warmdown_iters = 30;
-  c.max_wallclock_seconds = 0;
-  c.val_loss_every = 0;
-  c.train_log_every = 0;
   c.train_batch_tokens = 2048;
   c.train_seq_len = 256;
   c.micro_batch_tokens = 2048;

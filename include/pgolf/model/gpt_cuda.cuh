@@ -13,7 +13,6 @@
 #pragma once
 
 #include <algorithm>
-#include <climits>
 #include <cstdint>
 #include <span>
 #include <vector>
@@ -165,10 +164,8 @@ class GptCuda {
     x_final_ = x;
     op::rmsnorm_forward<kDim>(x, N, eps, hf_.data(), rstd_f_.data());
     linear(hf_.data(), head_w(), logits_.data(), kDim, kVocab, cuda::DType::bf16);
-    const int none = INT_MAX;
-    PGOLF_CUDA_CHECK(cudaMemcpy(bad_.data(), &none, sizeof(int), cudaMemcpyHostToDevice));
     op::softcap_ce_forward<kVocab>(logits_.data(), targets_.data(), N, float(S.head.softcap), row_loss_.data(),
-                                   lse_ce_.data(), bad_.data());
+                                   lse_ce_.data());
     op::ordered_sum(row_loss_.data(), N, loss_sum_.data());
     double sum = 0;
     PGOLF_CUDA_CHECK(cudaMemcpy(&sum, loss_sum_.data(), sizeof(double), cudaMemcpyDeviceToHost));
@@ -299,7 +296,7 @@ class GptCuda {
     targets_ = Buf<std::int32_t>(N);
     emb_ = Buf<float>(ND), x0_ = Buf<float>(ND), rstd0_ = Buf<float>(N), hf_ = Buf<bf16>(ND), rstd_f_ = Buf<float>(N);
     logits_ = Buf<bf16>(N * kVocab), row_loss_ = Buf<float>(N), lse_ce_ = Buf<float>(N);
-    loss_sum_ = Buf<double>(1), bad_ = Buf<int>(1);
+    loss_sum_ = Buf<double>(1);
     layers_.resize(kLayers);
     for (int v = 0; v < kLayers; ++v) {
       Layer& L = layers_[v];
@@ -328,7 +325,6 @@ class GptCuda {
   Buf<float> emb_, x0_, rstd0_, rstd_f_, row_loss_, lse_ce_;
   Buf<bf16> hf_, logits_;
   Buf<double> loss_sum_;
-  Buf<int> bad_;
   std::vector<Layer> layers_;
   const float* x_final_ = nullptr;
   Buf<float> gx_, gx1_, gxin_, gx0_, dn_, gskip_, dq_, dk_, dv_;

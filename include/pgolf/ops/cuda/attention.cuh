@@ -38,98 +38,97 @@ struct AttentionDims {
 
 namespace detail {
 
-// Row `row` of a chunk starting at pair p0: head h = ((p0 + row / rT) % G) * r + (row % rT) / T.
-__device__ __forceinline__ float row_gain(const float* gain, std::size_t p0, std::size_t row, int T, int r, int G) {
-  const std::size_t rT = std::size_t(r) * T;
-  const std::size_t pair = p0 + row / rT;
-  return gain[int(pair % G) * r + int((row % rT) / T)];
-}
+// The score rows of a chunk of (batch, KV head) pairs starting at pair p0, one warp per row.
+// Row i of a pair is query position t = i % T of head g*r + (i / T); keys j > t are masked, and
+// the products read a row's scores up to the end of its query tile, so the kernels write that far.
+struct ScoreRows {
+  std::size_t rows, p0;
+  int T, tile, r, G;
+  const float* gain;
+  float inv_sqrt_d;
 
-// The products read a row's scores up to the end of its query tile, so the kernels write that far.
-__device__ __forceinline__ int tile_end(int t, int tile, int T) { return min(T, (t / tile + 1) * tile); }
+  struct Row {
+    std::size_t row;
+    int lane, t, end;
+    float scale;  // gain_h / sqrt(Hd)
+  };
+  __device__ bool of_this_warp(Row& w) const {
+    w.row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+    if (w.row >= rows) return false;
+    const std::size_t rT = std::size_t(r) * T;
+    w.lane = threadIdx.x % 32;
+    w.t = int(w.row % T);
+    w.end = min(T, (w.t / tile + 1) * tile);
+    w.scale = gain[int((p0 + w.row / rT) % G) * r + int((w.row % rT) / T)] * inv_sqrt_d;
+    return true;
+  }
+};
 
-// One warp per score row. Row i of a pair is query position t = i % T; keys j > t are masked.
-__global__ inline void causal_softmax_kernel(const float* __restrict__ S, std::size_t rows, int T, int tile, int r, int G,
-                                             std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
-                                             bf16* __restrict__ P, float* __restrict__ lse) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
-  const int t = int(row % T);
-  const float* s = S + row * T;
+__global__ inline void causal_softmax_kernel(const float* __restrict__ S, ScoreRows sr, bf16* __restrict__ P,
+                                             float* __restrict__ lse) {
+  ScoreRows::Row w;
+  if (!sr.of_this_warp(w)) return;
+  const float* s = S + w.row * sr.T;
   float m = -INFINITY;
-  for (int j = lane; j <= t; j += 32) m = fmaxf(m, s[j] * scale);
+  for (int j = w.lane; j <= w.t; j += 32) m = fmaxf(m, s[j] * w.scale);
   m = warp_max(m);
   float sum = 0.f;
-  for (int j = lane; j <= t; j += 32) sum += __expf(s[j] * scale - m);
+  for (int j = w.lane; j <= w.t; j += 32) sum += __expf(s[j] * w.scale - m);
   sum = warp_sum(sum);
   const float l = m + __logf(sum);
-  if (lane == 0) lse[row] = l;
-  bf16* p = P + row * T;
-  for (int j = lane; j < tile_end(t, tile, T); j += 32) p[j] = __float2bfloat16_rn(j <= t ? __expf(s[j] * scale - l) : 0.f);
+  if (w.lane == 0) lse[w.row] = l;
+  bf16* p = P + w.row * sr.T;
+  for (int j = w.lane; j < w.end; j += 32) p[j] = __float2bfloat16_rn(j <= w.t ? __expf(s[j] * w.scale - l) : 0.f);
 }
 
-__global__ inline void causal_probs_kernel(const float* __restrict__ S, std::size_t rows, int T, int tile, int r, int G,
-                                           std::size_t p0, const float* __restrict__ gain, float inv_sqrt_d,
-                                           const float* __restrict__ lse, bf16* __restrict__ P) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
-  const int t = int(row % T);
-  const float l = lse[row];
-  for (int j = lane; j < tile_end(t, tile, T); j += 32)
-    P[row * T + j] = __float2bfloat16_rn(j <= t ? __expf(S[row * T + j] * scale - l) : 0.f);
+__global__ inline void causal_probs_kernel(const float* __restrict__ S, ScoreRows sr, const float* __restrict__ lse,
+                                           bf16* __restrict__ P) {
+  ScoreRows::Row w;
+  if (!sr.of_this_warp(w)) return;
+  const float l = lse[w.row];
+  for (int j = w.lane; j < w.end; j += 32) {
+    const std::size_t e = w.row * sr.T + j;
+    P[e] = __float2bfloat16_rn(j <= w.t ? __expf(S[e] * w.scale - l) : 0.f);
+  }
 }
 
 // dZ = P * (dP - sum_j P dP) with P recomputed in fp32; writes c_h dZ (bf16) into dS and the row's
 // sum_j dZ * S / sqrt(Hd) (its share of d gain).
-__global__ inline void softmax_backward_kernel(const float* __restrict__ S, const float* __restrict__ dP,
-                                               std::size_t rows, int T, int tile, int r, int G, std::size_t p0,
-                                               const float* __restrict__ gain, float inv_sqrt_d,
+__global__ inline void softmax_backward_kernel(const float* __restrict__ S, const float* __restrict__ dP, ScoreRows sr,
                                                const float* __restrict__ lse, bf16* __restrict__ dS,
                                                float* __restrict__ gain_part) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const float scale = row_gain(gain, p0, row, T, r, G) * inv_sqrt_d;
-  const int t = int(row % T);
-  const float l = lse[row];
+  ScoreRows::Row w;
+  if (!sr.of_this_warp(w)) return;
+  const std::size_t base = w.row * sr.T;
+  const float l = lse[w.row];
   float d = 0.f;
-  for (int j = lane; j <= t; j += 32) d += __expf(S[row * T + j] * scale - l) * dP[row * T + j];
+  for (int j = w.lane; j <= w.t; j += 32) d += __expf(S[base + j] * w.scale - l) * dP[base + j];
   d = warp_sum(d);
   float acc = 0.f;
-  for (int j = lane; j < tile_end(t, tile, T); j += 32) {
-    const std::size_t e = row * T + j;
+  for (int j = w.lane; j < w.end; j += 32) {
+    const std::size_t e = base + j;
     float z = 0.f;
-    if (j <= t) {
-      const float p = __expf(S[e] * scale - l);
+    if (j <= w.t) {
+      const float p = __expf(S[e] * w.scale - l);
       z = p * (dP[e] - d);
       acc += z * S[e];
     }
-    dS[e] = __float2bfloat16_rn(z * scale);
+    dS[e] = __float2bfloat16_rn(z * w.scale);
   }
   acc = warp_sum(acc);
-  if (lane == 0) gain_part[row] = acc * inv_sqrt_d;
+  if (w.lane == 0) gain_part[w.row] = acc * sr.inv_sqrt_d;
 }
 
 // d gain_h += sum over b, t of part[b, h, t], in a fixed order (one block per head).
 __global__ inline void head_sum_kernel(const float* __restrict__ part, int B, int H, int T, float* __restrict__ dgain) {
-  __shared__ float buf[256];
   const int h = blockIdx.x;
   float s = 0.f;
   for (int i = threadIdx.x; i < B * T; i += blockDim.x) {
     const int b = i / T, t = i % T;
     s += part[(std::size_t(b) * H + h) * T + t];
   }
-  buf[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) buf[threadIdx.x] += buf[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) dgain[h] += buf[0];
+  s = block_sum(s);
+  if (threadIdx.x == 0) dgain[h] += s;
 }
 
 // [B, H, T, Hd] <-> tokens [B*T, H*Hd]: i walks the head-major layout; ToTokens picks the direction.
@@ -181,7 +180,6 @@ class Attention {
   void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
                cudaStream_t st = nullptr) {
     bf16* y_heads = heads_.data();
-    const float inv = 1.f / std::sqrt(float(Hd));
     for (std::size_t p0 = 0; p0 < d_.pairs(); p0 += chunk_) {
       const int n = int(std::min<std::size_t>(chunk_, d_.pairs() - p0));
       const std::size_t rows = std::size_t(n) * rT();
@@ -190,7 +188,7 @@ class Attention {
                   q + p0 * q_stride() + b.row0 * Hd, k + p0 * kv_stride(), S_.data() + b.row0 * d_.T, 1.f, 0.f, st);
       });
       detail::causal_softmax_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, P_.data(), lse + p0 * rT());
+          S_.data(), score_rows(rows, p0, gain), P_.data(), lse + p0 * rT());
       PGOLF_CUDA_CHECK_LAUNCH("causal_softmax");
       for_blocks([&](const Tile& b) {  // Y = P V
         gemm_.run(shape(n, false, false, b.M, Hd, b.keys, d_.T, Hd, Hd, kBF16, score_stride(), kv_stride(), q_stride()),
@@ -207,7 +205,6 @@ class Attention {
   void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
                 const float* lse, float* dq, float* dk, float* dv, float* dgain,
                 cudaStream_t st = nullptr) {
-    const float inv = 1.f / std::sqrt(float(Hd));
     const std::size_t total = d_.tokens() * d_.H * Hd;
     bf16* dy = heads_.data();
     detail::relayout_kernel<Hd, false><<<blocks_for(total, 256), 256, 0, st>>>(dy_tokens, d_, dy);
@@ -232,15 +229,14 @@ class Attention {
         gemm_.run(scores(b), dyc + b.row0 * Hd, vc, dP_.data() + b.row0 * d_.T, 1.f, 0.f, st);
       });
       detail::causal_probs_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data());
+          S_.data(), score_rows(rows, p0, gain), lse + p0 * rT(), P_.data());
       PGOLF_CUDA_CHECK_LAUNCH("causal_probs");
       for_blocks([&](const Tile& b) {  // dV += P^T dY
         gemm_.run(shape(n, true, false, b.keys, Hd, b.M, d_.T, Hd, Hd, kF32, score_stride(), q_stride(), kv_stride()),
                   P_.data() + b.row0 * d_.T, dyc + b.row0 * Hd, dvc, 1.f, 1.f, st);
       });
       detail::softmax_backward_kernel<<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(
-          S_.data(), dP_.data(), rows, d_.T, tile_, d_.group(), d_.G, p0, gain, inv, lse + p0 * rT(), P_.data(),
-          gain_part_.data() + p0 * rT());
+          S_.data(), dP_.data(), score_rows(rows, p0, gain), lse + p0 * rT(), P_.data(), gain_part_.data() + p0 * rT());
       PGOLF_CUDA_CHECK_LAUNCH("softmax_backward");
       for_blocks([&](const Tile& b) {  // dQ = dS K;  dK += dS^T Q
         gemm_.run(shape(n, false, false, b.M, Hd, b.keys, d_.T, Hd, Hd, kF32, score_stride(), kv_stride(), q_stride()),
@@ -272,6 +268,9 @@ class Attention {
       }
   }
 
+  detail::ScoreRows score_rows(std::size_t rows, std::size_t p0, const float* gain) const {
+    return {rows, p0, d_.T, tile_, d_.group(), d_.G, gain, 1.f / std::sqrt(float(Hd))};
+  }
   std::size_t rT() const { return std::size_t(d_.group()) * d_.T; }
   std::size_t q_stride() const { return rT() * Hd; }
   std::size_t kv_stride() const { return std::size_t(d_.T) * Hd; }

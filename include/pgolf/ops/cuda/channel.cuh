@@ -22,10 +22,7 @@ __global__ void col_dot_partials_kernel(const float* __restrict__ g, const TF* _
   const std::size_t r1 = std::min(rows, r0 + rows_per_part);
   for (int c = threadIdx.x; c < width; c += blockDim.x) {
     float s = 0.f;
-    if (f)
-      for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c] * to_float(f[r * width + c]);
-    else
-      for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c];
+    for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c] * to_float(f[r * width + c]);
     partial[std::size_t(blockIdx.x) * width + c] = s;
   }
 }
@@ -70,8 +67,7 @@ __global__ void scale_accumulate_kernel(const float* __restrict__ g, const float
 
 }  // namespace detail
 
-// grad[c] += sum_n g[n, c] * f[n, c] (f null: sum_n g[n, c]), deterministically. Scratch is sized
-// on first use.
+// grad[c] += sum_n g[n, c] * f[n, c], deterministically. Scratch is sized on first use.
 class ColumnGrad {
  public:
   static constexpr int kRowsPerPart = 128;

@@ -30,6 +30,23 @@ __device__ __forceinline__ float warp_max(float v) {
   return v;
 }
 
+// Sum of one value per thread over the block, in a fixed tree order (so the same bits every run).
+// blockDim.x must be a power of two no larger than kMaxBlock; every thread gets the result.
+inline constexpr int kMaxBlock = 1024;
+template <class T>
+__device__ T block_sum(T v) {
+  __shared__ T part[kMaxBlock];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  const T total = part[0];
+  __syncthreads();  // the buffer may be reused by the caller's next block_sum
+  return total;
+}
+
 inline unsigned blocks_for(std::size_t work, unsigned per_block) {
   return unsigned((work + per_block - 1) / per_block);
 }

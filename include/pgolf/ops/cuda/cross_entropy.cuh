@@ -41,18 +41,14 @@ __device__ __forceinline__ void store8(bf16* p, const float* in) {
 template <int V>
 __global__ void softcap_ce_forward_kernel(const bf16* __restrict__ logits, const std::int32_t* __restrict__ targets,
                                           std::size_t rows, float cap, float* __restrict__ row_loss,
-                                          float* __restrict__ lse, int* __restrict__ bad) {
+                                          float* __restrict__ lse) {
   using L = CeLayout<V>;
   const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const int y = targets[row];
-  if (y < 0 || y >= V) {  // reported by the host; the row is not scored
-    if (lane == 0) {
-      atomicMin(bad, int(row));
-      row_loss[row] = 0.f;
-      lse[row] = 0.f;
-    }
+  if (y < 0 || y >= V) {  // callers validate targets; never read out of bounds regardless
+    if (lane == 0) row_loss[row] = lse[row] = NAN;
     return;
   }
   float z[L::kVecs][8], m = -INFINITY;
@@ -109,26 +105,20 @@ __global__ void softcap_ce_backward_kernel(bf16* __restrict__ logits, const std:
 
 // Fixed-order sum of n floats in double by one block.
 __global__ inline void ordered_sum_kernel(const float* __restrict__ x, std::size_t n, double* __restrict__ out) {
-  __shared__ double part[1024];
   double s = 0;
   for (std::size_t i = threadIdx.x; i < n; i += blockDim.x) s += double(x[i]);
-  part[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) *out = part[0];
+  s = block_sum(s);
+  if (threadIdx.x == 0) *out = s;
 }
 
 }  // namespace detail
 
-// bad: device int set to the first row whose target is outside [0, V) (initialise to INT_MAX).
+// targets must lie in [0, V) (a row outside gets a NaN loss).
 template <int V>
 void softcap_ce_forward(const bf16* logits, const std::int32_t* targets, std::size_t rows, float cap, float* row_loss,
-                        float* lse, int* bad, cudaStream_t st = nullptr) {
+                        float* lse, cudaStream_t st = nullptr) {
   detail::softcap_ce_forward_kernel<V>
-      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, rows, cap, row_loss, lse, bad);
+      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, rows, cap, row_loss, lse);
   PGOLF_CUDA_CHECK_LAUNCH("softcap_ce_forward");
 }
 

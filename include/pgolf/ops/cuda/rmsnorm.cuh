@@ -17,69 +17,56 @@ namespace pgolf::ops::cuda {
 namespace detail {
 
 template <int Dim>
-struct RowRegs {
+struct RowShape {
   static_assert(Dim % 32 == 0, "RMSNorm kernels need the row width to be a multiple of 32");
-  static constexpr int kPer = Dim / 32;
-  float v[kPer];
+  static constexpr int kPer = Dim / 32;  // values per lane, kept in registers
 };
 
-template <int Dim, class TOut>
-__device__ __forceinline__ void normalise_store(RowRegs<Dim>& r, float eps, TOut* out, float* rstd, std::size_t row,
-                                                int lane) {
-  float ss = 0.f;
+// The row's pre-norm values come from Pre (element index, channel) -> float; they are stored to
+// `keep` when it is not null (the residual stream the backward needs), then normalised into y.
+template <int Dim, class TOut, class Pre>
+__global__ void pre_norm_kernel(Pre pre, std::size_t rows, float eps, float* __restrict__ keep, TOut* __restrict__ y,
+                                float* __restrict__ rstd) {
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  constexpr int kPer = RowShape<Dim>::kPer;
+  float v[kPer], ss = 0.f;
 #pragma unroll
-  for (int i = 0; i < RowRegs<Dim>::kPer; ++i) ss += r.v[i] * r.v[i];
-  ss = warp_sum(ss);
-  const float s = rsqrtf(ss / float(Dim) + eps);
+  for (int i = 0; i < kPer; ++i) {
+    const int c = lane + 32 * i;
+    v[i] = pre(row * Dim + c, c);
+    if (keep) keep[row * Dim + c] = v[i];
+    ss += v[i] * v[i];
+  }
+  const float s = rsqrtf(warp_sum(ss) / float(Dim) + eps);
   if (lane == 0) rstd[row] = s;
 #pragma unroll
-  for (int i = 0; i < RowRegs<Dim>::kPer; ++i) out[row * Dim + lane + 32 * i] = from_float<TOut>(r.v[i] * s);
+  for (int i = 0; i < kPer; ++i) y[row * Dim + lane + 32 * i] = from_float<TOut>(v[i] * s);
 }
 
-template <int Dim, class TOut>
-__global__ void rmsnorm_forward_kernel(const float* __restrict__ x, std::size_t rows, float eps, TOut* __restrict__ y,
-                                       float* __restrict__ rstd) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  RowRegs<Dim> r;
-#pragma unroll
-  for (int i = 0; i < RowRegs<Dim>::kPer; ++i) r.v[i] = x[row * Dim + lane + 32 * i];
-  normalise_store<Dim>(r, eps, y, rstd, row, lane);
-}
+struct Identity {
+  const float* x;
+  __device__ float operator()(std::size_t e, int) const { return x[e]; }
+};
+template <int Dim>
+struct ResidMix {  // m0 * x + m1 * x0
+  const float *x, *x0, *mix;
+  __device__ float operator()(std::size_t e, int c) const { return mix[c] * x[e] + mix[Dim + c] * x0[e]; }
+};
+template <class TF>
+struct ScaleAdd {  // a + s * f
+  const float* a;
+  const float* s;
+  const TF* f;
+  __device__ float operator()(std::size_t e, int c) const { return a[e] + s[c] * to_float(f[e]); }
+};
 
-template <int Dim, class TN>
-__global__ void mix_norm_forward_kernel(const float* __restrict__ x, const float* __restrict__ x0,
-                                        const float* __restrict__ mix, std::size_t rows, float eps,
-                                        float* __restrict__ xin, TN* __restrict__ n, float* __restrict__ rstd) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  RowRegs<Dim> r;
-#pragma unroll
-  for (int i = 0; i < RowRegs<Dim>::kPer; ++i) {
-    const int c = lane + 32 * i;
-    r.v[i] = mix[c] * x[row * Dim + c] + mix[Dim + c] * x0[row * Dim + c];
-    xin[row * Dim + c] = r.v[i];
-  }
-  normalise_store<Dim>(r, eps, n, rstd, row, lane);
-}
-
-template <int Dim, class TF, class TN>
-__global__ void scale_add_norm_forward_kernel(const float* __restrict__ a, const float* __restrict__ s,
-                                              const TF* __restrict__ f, std::size_t rows, float eps,
-                                              float* __restrict__ out, TN* __restrict__ n, float* __restrict__ rstd) {
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  RowRegs<Dim> r;
-#pragma unroll
-  for (int i = 0; i < RowRegs<Dim>::kPer; ++i) {
-    const int c = lane + 32 * i;
-    r.v[i] = a[row * Dim + c] + s[c] * to_float(f[row * Dim + c]);
-    out[row * Dim + c] = r.v[i];
-  }
-  normalise_store<Dim>(r, eps, n, rstd, row, lane);
+template <int Dim, class TOut, class Pre>
+void launch_pre_norm(Pre pre, std::size_t rows, float eps, float* keep, TOut* y, float* rstd, cudaStream_t st,
+                     const char* name) {
+  pre_norm_kernel<Dim, TOut, Pre><<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(pre, rows, eps, keep, y, rstd);
+  PGOLF_CUDA_CHECK_LAUNCH(name);
 }
 
 template <int Dim, class TF>
@@ -97,7 +84,7 @@ __global__ void rmsnorm_backward_kernel(const float* __restrict__ dn, const floa
   const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
-  constexpr int kPer = RowRegs<Dim>::kPer;
+  constexpr int kPer = RowShape<Dim>::kPer;
   const float s = rstd[row];
   float g[kPer], nv[kPer], dot = 0.f;
 #pragma unroll
@@ -120,24 +107,19 @@ __global__ void rmsnorm_backward_kernel(const float* __restrict__ dn, const floa
 
 template <int Dim, class TOut>
 void rmsnorm_forward(const float* x, std::size_t rows, float eps, TOut* y, float* rstd, cudaStream_t st = nullptr) {
-  detail::rmsnorm_forward_kernel<Dim, TOut><<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(x, rows, eps, y, rstd);
-  PGOLF_CUDA_CHECK_LAUNCH("rmsnorm_forward");
+  detail::launch_pre_norm<Dim>(detail::Identity{x}, rows, eps, nullptr, y, rstd, st, "rmsnorm_forward");
 }
 
 template <int Dim, class TN>
 void mix_norm_forward(const float* x, const float* x0, const float* mix, std::size_t rows, float eps, float* xin,
                       TN* n, float* rstd, cudaStream_t st = nullptr) {
-  detail::mix_norm_forward_kernel<Dim, TN><<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(x, x0, mix, rows, eps,
-                                                                                               xin, n, rstd);
-  PGOLF_CUDA_CHECK_LAUNCH("mix_norm_forward");
+  detail::launch_pre_norm<Dim>(detail::ResidMix<Dim>{x, x0, mix}, rows, eps, xin, n, rstd, st, "mix_norm_forward");
 }
 
 template <int Dim, class TF, class TN>
 void scale_add_norm_forward(const float* a, const float* s, const TF* f, std::size_t rows, float eps, float* out,
                             TN* n, float* rstd, cudaStream_t st = nullptr) {
-  detail::scale_add_norm_forward_kernel<Dim, TF, TN>
-      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(a, s, f, rows, eps, out, n, rstd);
-  PGOLF_CUDA_CHECK_LAUNCH("scale_add_norm_forward");
+  detail::launch_pre_norm<Dim>(detail::ScaleAdd<TF>{a, s, f}, rows, eps, out, n, rstd, st, "scale_add_norm_forward");
 }
 
 // out = a + s (per channel) * f; out may alias a.

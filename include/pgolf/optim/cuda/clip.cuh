@@ -15,17 +15,11 @@ namespace detail {
 inline constexpr int kNormBlocks = 264;
 
 __global__ inline void sumsq_partials_kernel(const float* __restrict__ g, std::size_t n, double* __restrict__ part) {
-  __shared__ double buf[256];
   double s = 0;
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x)
     s += double(g[i]) * double(g[i]);
-  buf[threadIdx.x] = s;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) buf[threadIdx.x] += buf[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) part[blockIdx.x] = buf[0];
+  s = ops::cuda::block_sum(s);
+  if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
 __global__ inline void scale_kernel(float* __restrict__ g, std::size_t n, float s) {
