@@ -6,7 +6,7 @@
 #include "pgolf/optim/cuda/muon.cuh"
 
 std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const std::vector<std::vector<float>>& grads,
-                                       double matrix_lr, double adam_lr, double momentum) {
+                                       double matrix_lr, double adam_lr, double momentum, bool row_normalize) {
   using M = pgolf::GptCuda<cuda_test::kSmall>;
   using pgolf::cuda::DeviceBuffer;
   constexpr auto& table = M::param_table;
@@ -14,7 +14,8 @@ std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const s
   DeviceBuffer<float> w(M::device_size), g(M::device_size);
   pgolf::cuda::to_device_layout<float>(table, dev, params, w.data(), M::device_size);
   pgolf::cuda::Gemm gemm;
-  pgolf::cuda::CudaMuon muon(dev, pgolf::MuonOptions{.momentum = momentum}, gemm);
+  pgolf::cuda::CudaMuon muon(dev, pgolf::MuonOptions{.momentum = momentum, .row_normalize = row_normalize},
+                             gemm);
   pgolf::cuda::CudaAdam embed(dev, pgolf::OptimGroup::adam_embed, pgolf::AdamOptions{});
   pgolf::cuda::CudaAdam scalar(dev, pgolf::OptimGroup::adam_scalar, pgolf::AdamOptions{.weight_decay = 0.1});
   for (const auto& gs : grads) {

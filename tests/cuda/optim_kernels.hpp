@@ -4,6 +4,6 @@
 
 // Runs `steps` optimizer steps on the GPU over the kSmall parameter table (table layout in and
 // out): Muon for the matrices, Adam for the embedding and the scalars, grads[s] the gradient of
-// step s. Returns the parameters after the last step.
+// step s; Muon with MuonEq-R when row_normalize. Returns the parameters after the last step.
 std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const std::vector<std::vector<float>>& grads,
-                                       double matrix_lr, double adam_lr, double momentum);
+                                       double matrix_lr, double adam_lr, double momentum, bool row_normalize);

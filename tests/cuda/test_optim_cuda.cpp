@@ -1,4 +1,5 @@
-// The GPU optimizers against the CPU reference over three steps on random gradients.
+// The GPU optimizers against the CPU reference over three steps on random gradients, Muon with and
+// without MuonEq-R row normalisation.
 // Adam is fp32 elementwise: the parameter change must match within 1e-4 relative L2 per tensor.
 // Muon runs Newton-Schulz in bf16 (as the reference trainer) against the CPU's double: the change
 // of each matrix must have cosine > 0.99 and relative L2 < 5e-2 with the CPU's.
@@ -30,10 +31,12 @@ TEST_CASE("CUDA Muon and Adam match the CPU optimizers", "[cuda][optim]") {
     gf.emplace_back(g.begin(), g.end());
   }
   const double mlr = 0.04, alr = 0.01, mom = 0.9;
+  const bool row_normalize = GENERATE(false, true);  // plain Muon, and MuonEq-R
+  INFO("MuonEq-R " << row_normalize);
   std::vector<float> wf(w.begin(), w.end());
-  const std::vector<float> gpu = gpu_optimizer_steps(wf, gf, mlr, alr, mom);
+  const std::vector<float> gpu = gpu_optimizer_steps(wf, gf, mlr, alr, mom, row_normalize);
 
-  pgolf::Muon<double> muon(table, pgolf::MuonOptions{.momentum = mom});
+  pgolf::Muon<double> muon(table, pgolf::MuonOptions{.momentum = mom, .row_normalize = row_normalize});
   pgolf::Adam<double> embed(table, pgolf::OptimGroup::adam_embed, pgolf::AdamOptions{});
   pgolf::Adam<double> scalar(table, pgolf::OptimGroup::adam_scalar, pgolf::AdamOptions{.weight_decay = 0.1});
   std::vector<double> cpu = w;

@@ -18,8 +18,11 @@
 
 namespace pgolf::cuda {
 
+// One tensor of an optimizer group: its offset in the parameter buffer, in the group's packed
+// state, its size, and its row length (matrices).
 struct Segment {
   std::size_t param, state, n;
+  int cols;
 };
 
 namespace detail {
@@ -49,7 +52,7 @@ class CudaAdam {
     std::size_t at = 0;
     for (const auto& p : dev_table)
       if (p.group == group) {
-        segs.push_back({p.offset, at, p.numel()});
+        segs.push_back({p.offset, at, p.numel(), p.cols});
         at += p.numel();
       }
     state_ = at;

@@ -3,12 +3,13 @@
 // time: a 9-block baseline has four shapes, so each NS iteration is 3 batched products per shape
 // rather than 3 per matrix).
 //   1. one launch over all matrices: buf = mu*buf + G;  U = G + mu*buf (Nesterov)   (fp32)
+//      [MuonEq-R] one warp per row: U_i /= max(||U_i||, 1e-7)
 //   2. one block per matrix: ||U||_F in a fixed order
 //   3. per shape: X = bf16(U / (||U|| + 1e-7)), transposed to the wide orientation, packed [count, r, k]
 //   4. per shape, ns_steps times: A = X X^T;  B = b*A + c*A A;  X = a*X + B X   (bf16, fp32 accumulate)
 //   5. per shape: W = W*(1 - lr*wd) - lr*sqrt(max(1, rows/cols)) * X (untransposed)
 // The momentum buffer is packed in table order as the CPU optimizer's, so checkpoints move between
-// backends. MuonEq-R row normalisation is not implemented here yet (the constructor refuses it).
+// backends.
 #pragma once
 
 #include <array>
@@ -40,19 +41,28 @@ __global__ inline void muon_momentum_kernel(const Segment* __restrict__ segs, co
   }
 }
 
+// MuonEq-R: each row of U divided by max(its norm, 1e-7); one warp per row, grid y = matrix.
+__global__ inline void muon_row_normalize_kernel(const Segment* __restrict__ segs, float* __restrict__ U) {
+  const Segment s = segs[blockIdx.y];
+  const std::size_t rows = s.n / std::size_t(s.cols);
+  const int lane = threadIdx.x % 32;
+  for (std::size_t r = std::size_t(blockIdx.x) * ops::cuda::kWarpsPerBlock + threadIdx.x / 32; r < rows;
+       r += std::size_t(gridDim.x) * ops::cuda::kWarpsPerBlock) {
+    float* row = U + s.state + r * s.cols;
+    float ss = 0.f;
+    for (int c = lane; c < s.cols; c += 32) ss += row[c] * row[c];
+    const float inv = 1.f / fmaxf(sqrtf(ops::cuda::warp_sum(ss)), 1e-7f);
+    for (int c = lane; c < s.cols; c += 32) row[c] *= inv;
+  }
+}
+
 __global__ inline void sumsq_kernel(const Segment* __restrict__ segs, const float* __restrict__ U,
                                     float* __restrict__ out) {
-  __shared__ float part[1024];
   const Segment s = segs[blockIdx.x];
   float acc = 0.f;
   for (std::size_t i = threadIdx.x; i < s.n; i += blockDim.x) acc += U[s.state + i] * U[s.state + i];
-  part[threadIdx.x] = acc;
-  __syncthreads();
-  for (int w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (int(threadIdx.x) < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  if (threadIdx.x == 0) out[blockIdx.x] = part[0];
+  acc = ops::cuda::block_sum(acc);
+  if (threadIdx.x == 0) out[blockIdx.x] = acc;
 }
 
 // X[m] = bf16(U_m / (||U_m|| + 1e-7)), transposed when rows > cols. members: matrix indices of the shape.
@@ -89,7 +99,6 @@ class CudaMuon {
  public:
   template <std::size_t N>
   CudaMuon(const std::array<ParamInfo, N>& dev_table, MuonOptions options, Gemm& gemm) : options_(options), gemm_(gemm) {
-    PGOLF_CHECK(!options.row_normalize, "Muon on the CUDA backend does not implement MuonEq-R row normalisation yet");
     std::vector<Segment> segs;
     std::map<std::pair<int, int>, std::vector<int>> by_shape;
     std::size_t at = 0;
@@ -97,7 +106,7 @@ class CudaMuon {
       if (p.group == OptimGroup::muon_matrix) {
         PGOLF_CHECK(p.rank == 2, "Muon: parameter ", p.name.c_str(), " is not a matrix");
         by_shape[{p.rows, p.cols}].push_back(int(segs.size()));
-        segs.push_back({p.offset, at, p.numel()});
+        segs.push_back({p.offset, at, p.numel(), p.cols});
         at += p.numel();
       }
     matrices_ = int(segs.size());
@@ -136,6 +145,11 @@ class CudaMuon {
     detail::muon_momentum_kernel<<<dim3(32, unsigned(matrices_)), 256, 0, st>>>(
         segs_.data(), grads, buf_.data(), U_.data(), float(options_.momentum), options_.nesterov);
     PGOLF_CUDA_CHECK_LAUNCH("muon_momentum");
+    if (options_.row_normalize) {
+      detail::muon_row_normalize_kernel<<<dim3(16, unsigned(matrices_)), 32 * ops::cuda::kWarpsPerBlock, 0, st>>>(
+          segs_.data(), U_.data());
+      PGOLF_CUDA_CHECK_LAUNCH("muon_row_normalize");
+    }
     detail::sumsq_kernel<<<unsigned(matrices_), 1024, 0, st>>>(segs_.data(), U_.data(), sumsq_.data());
     PGOLF_CUDA_CHECK_LAUNCH("muon_sumsq");
     constexpr float a = 3.4445f, b = -4.7750f, c = 2.0315f;
