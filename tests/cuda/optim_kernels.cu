@@ -3,6 +3,7 @@
 #include "cuda_specs.hpp"
 #include "pgolf/model/gpt_cuda.cuh"
 #include "pgolf/optim/cuda/adam.cuh"
+#include "pgolf/optim/cuda/clip.cuh"
 #include "pgolf/optim/cuda/muon.cuh"
 
 std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const std::vector<std::vector<float>>& grads,
@@ -26,4 +27,13 @@ std::vector<float> gpu_optimizer_steps(const std::vector<float>& params, const s
   }
   PGOLF_CUDA_CHECK(cudaDeviceSynchronize());
   return pgolf::cuda::to_table_layout(table, dev, w.data());
+}
+
+double gpu_clip_grad_norm(std::vector<float>& g, double max_norm) {
+  pgolf::cuda::DeviceBuffer<float> d(g.size());
+  d.upload(g);
+  const double norm = pgolf::cuda::clip_grad_norm(pgolf::cuda::DeviceParamSpan{d.data(), g.size()}, max_norm);
+  PGOLF_CUDA_CHECK(cudaDeviceSynchronize());
+  d.download(g);
+  return norm;
 }

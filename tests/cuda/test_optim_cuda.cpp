@@ -5,6 +5,7 @@
 // of each matrix must have cosine > 0.99 and relative L2 < 5e-2 with the CPU's.
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "pgolf/core/rng.hpp"
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/optim/adam.hpp"
+#include "pgolf/optim/clip.hpp"
 #include "pgolf/optim/muon.hpp"
 
 TEST_CASE("CUDA Muon and Adam match the CPU optimizers", "[cuda][optim]") {
@@ -60,5 +62,23 @@ TEST_CASE("CUDA Muon and Adam match the CPU optimizers", "[cuda][optim]") {
     } else {
       CHECK(rel < 1e-4);
     }
+  }
+}
+
+TEST_CASE("CUDA global-norm clipping matches the CPU's", "[cuda][optim]") {
+  // Bounds: the norm is summed in double on both sides (1e-12 relative); clipped values are one
+  // fp32 multiply each (1e-6 relative).
+  const std::size_t n = 1'000'003;  // not a multiple of any block size
+  std::vector<float> g(n);
+  for (std::size_t i = 0; i < n; ++i) g[i] = float(pgolf::normal01(23, 1, i));
+  for (const double max_norm : {10.0, 1e6}) {  // clips, then leaves alone
+    std::vector<float> gpu = g, cpu = g;
+    const double gn = gpu_clip_grad_norm(gpu, max_norm);
+    const double cn = pgolf::clip_grad_norm(std::span<float>(cpu), max_norm);
+    CHECK(gn == Approx(cn).epsilon(1e-12));
+    double worst = 0;
+    for (std::size_t i = 0; i < n; ++i) worst = std::max(worst, std::abs(double(gpu[i]) - cpu[i]) / (std::abs(cpu[i]) + 1e-30));
+    CHECK(worst < 1e-6);
+    if (max_norm > gn) CHECK(gpu == g);
   }
 }
