@@ -21,4 +21,16 @@ void linear_backward(const T* dy, const T* x, const T* W, T* dx, T* dW, int N, i
   if (dW != nullptr) gemm<T>(true, false, out, in, N, T(1), dy, out, x, in, T(1), dW, in);
 }
 
+// Bias of an affine layer: y[n, :] += b;  db += sum_n dy[n, :] (in token order, deterministic).
+template <class T>
+void bias_forward(T* y, const T* b, int N, int out) {
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < out; ++o) y[std::size_t(n) * out + o] += b[o];
+}
+template <class T>
+void bias_backward(const T* dy, int N, int out, T* db) {
+  for (int n = 0; n < N; ++n)
+    for (int o = 0; o < out; ++o) db[o] += dy[std::size_t(n) * out + o];
+}
+
 }  // namespace pgolf::ops::cpu

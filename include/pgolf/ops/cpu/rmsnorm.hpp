@@ -39,4 +39,23 @@ void rmsnorm_backward(const T* dy, const T* y, const T* rstd, std::size_t rows, 
   }
 }
 
+// RMSNorm with a learned per-channel weight w (PRISM's): out = w * y, y the weightless norm (saved).
+template <class T>
+void rmsnorm_weighted_forward(const T* x, const T* w, std::size_t rows, int width, T eps, T* y, T* rstd, T* out) {
+  rmsnorm_forward(x, rows, width, eps, y, rstd);
+  for (std::size_t r = 0; r < rows; ++r)
+    for (int i = 0; i < width; ++i) out[r * width + i] = w[i] * y[r * width + i];
+}
+// dw += sum_r dout * y; dx (added when accumulate) through the weightless norm. scratch: rows*width.
+template <class T>
+void rmsnorm_weighted_backward(const T* dout, const T* w, const T* y, const T* rstd, std::size_t rows, int width,
+                               T* dw, T* dx, bool accumulate, T* scratch) {
+  for (std::size_t r = 0; r < rows; ++r)
+    for (int i = 0; i < width; ++i) {
+      dw[i] += dout[r * width + i] * y[r * width + i];
+      scratch[r * width + i] = dout[r * width + i] * w[i];
+    }
+  rmsnorm_backward(scratch, y, rstd, rows, width, dx, accumulate);
+}
+
 }  // namespace pgolf::ops::cpu

@@ -1,0 +1,229 @@
+// One PRISM block (PRISM.md 2.7):
+//   x1 = x + MRB(RMSNorm_mrb(x))
+//   h  = RMSNorm_exp(x1);  out = sum_e p_e(h, tape) expert_e(h, tape);  x' = x1 + out
+// and the tape it passes on: reference (1 - frac) tape + frac tape_mem with frac the batch-wide
+// share of tokens routed to memory; causal, the memory expert's position-wise tape, which already
+// counts only the writers routed to it. Without a memory expert the tape passes through.
+//
+// The experts are a Boost.Hana tuple built from the mix at compile time, so the loops over them
+// unroll and each expert's kind is a constant.
+#pragma once
+
+#include <boost/hana.hpp>
+#include <utility>
+#include <vector>
+
+#include "pgolf/model/prism/memory_expert.hpp"
+#include "pgolf/model/prism/neural_expert.hpp"
+#include "pgolf/model/prism/router.hpp"
+#include "pgolf/model/prism/symbolic_expert.hpp"
+#include "pgolf/ops/cpu/multi_rate_bus.hpp"
+#include "pgolf/ops/cpu/rmsnorm.hpp"
+
+namespace pgolf::prism {
+
+namespace hana = boost::hana;
+
+template <PrismSpec S, class T, ExpertKind K>
+using ExpertOf = std::conditional_t<K == ExpertKind::neural, NeuralExpert<S, T>,
+                                    std::conditional_t<K == ExpertKind::memory, MemoryExpert<S, T>, SymbolicExpert<S, T>>>;
+
+// The experts of a mix as a Hana tuple of types, in router order.
+template <PrismSpec S, class T, ExpertMix Mix>
+constexpr auto expert_types() {
+  return [&]<std::size_t... I>(std::index_sequence<I...>) {
+    return hana::tuple_t<ExpertOf<S, T, Mix.kinds[I]>...>;
+  }(std::make_index_sequence<std::size_t(Mix.count)>{});
+}
+
+template <PrismSpec S, class T, ExpertMix Mix>
+class Block {
+ public:
+  static constexpr int D = S.d_model, K = S.num_rates, M = S.d_mem, Sl = S.num_slots, E = Mix.count;
+  static constexpr ExpertMix kMix = Mix;
+  static constexpr bool kMemory = Mix.has(ExpertKind::memory);
+  static constexpr int kMemoryIndex = [] {
+    for (int i = 0; i < Mix.count; ++i)
+      if (Mix.kinds[std::size_t(i)] == ExpertKind::memory) return i;
+    return -1;
+  }();
+  using Experts = typename decltype(hana::unpack(expert_types<S, T, Mix>(), hana::template_<hana::tuple>))::type;
+
+  // rows: the block's tensors as offsets into the parameter buffer.
+  Block(int batch, int seq, int block, const PrismBlockRows& rows)
+      : batch_(batch), seq_(seq), rows_(rows), router_(batch, seq),
+        experts_(hana::transform(expert_types<S, T, Mix>(), [&](auto t) {
+          return typename decltype(t)::type(batch, seq, block);
+        })),
+        gamma_(ops::cpu::mrb_decays(K, S.delta0, S.delta_max)) {
+    const std::size_t N = tokens();
+    for (auto* v : {&y1_, &n1w_, &h_, &u_, &y2_, &hx_, &dhx_, &dx1_, &scratch_, &dh_})
+      v->resize(N * D);
+    for (auto* v : {&rstd1_, &rstd2_}) v->resize(N);
+    g_.resize(N * K), dg_.resize(N * K), dp_.resize(N * E), outs_.resize(std::size_t(E) * N * D),
+        dout_e_.resize(N * D);
+    if constexpr (kMemory) dtape_mid_.resize((S.causal() ? N : std::size_t(batch)) * Sl * M);
+  }
+
+  void freeze_decisions(bool on) {
+    router_.freeze_decisions(on);
+    hana::for_each(experts_, [&](auto& e) {
+      if constexpr (requires { e.freeze_decisions(on); }) e.freeze_decisions(on);
+    });
+  }
+
+  std::size_t tokens() const { return std::size_t(batch_) * seq_; }
+  const Router<S, T, E>& router() const { return router_; }
+  const Experts& experts() const { return experts_; }
+  std::span<const T> mrb_gates() const { return g_; }  // [N, K]
+
+  // P: the parameter buffer. x_out may not alias x_in. tape_out receives the tape passed on.
+  void forward(const T* P, const T* x_in, T* x_out, const T* tape_in, T* tape_out) {
+    namespace op = ops::cpu;
+    const std::size_t N = tokens();
+    const int n = int(N);
+    const T eps = T(S.norm_eps);
+    const op::MrbShape shape{batch_, seq_, D, K};
+    op::rmsnorm_weighted_forward(x_in, at(P, rows_.mrb_norm), N, D, eps, y1_.data(), rstd1_.data(), n1w_.data());
+    op::linear_forward(n1w_.data(), at(P, rows_.mrb_in_w), scratch_.data(), n, D, D);
+    op::bias_forward(scratch_.data(), at(P, rows_.mrb_in_b), n, D);
+    op::mrb_scan_forward(scratch_.data(), shape, gamma_, h_.data());
+    op::linear_forward(n1w_.data(), at(P, rows_.mrb_gate_w), g_.data(), n, D, K);
+    op::bias_forward(g_.data(), at(P, rows_.mrb_gate_b), n, K);
+    for (T& g : g_) g = op::sigmoid(g);
+    op::mrb_gate_forward(h_.data(), g_.data(), shape, u_.data());
+    op::linear_forward(u_.data(), at(P, rows_.mrb_out_w), x_out, n, D, D);
+    op::bias_forward(x_out, at(P, rows_.mrb_out_b), n, D);
+    for (std::size_t i = 0; i < N * D; ++i) x_out[i] += x_in[i];  // x1, kept in x_out
+    op::rmsnorm_weighted_forward(x_out, at(P, rows_.exp_norm), N, D, eps, y2_.data(), rstd2_.data(), hx_.data());
+
+    router_.forward(hx_.data(), tape_in, at(P, rows_.router_w), at(P, rows_.router_b));
+    route_.resize(N);
+    if constexpr (kMemory)
+      for (std::size_t t = 0; t < N; ++t) route_[t] = router_.hard()[t * E + kMemoryIndex];
+    const ExpertIo<T> io = this->io(tape_in);
+    hana::for_each(hana::make_range(hana::int_c<0>, hana::int_c<E>), [&](auto i) {
+      hana::at(experts_, i).forward(io, at(P, rows_.expert[i]), outs_.data() + std::size_t(i) * N * D);
+    });
+    const T* p = router_.probs();
+    for (std::size_t t = 0; t < N; ++t)
+      for (int e = 0; e < E; ++e) {
+        const T pe = p[t * E + std::size_t(e)];
+        const T* o = outs_.data() + (std::size_t(e) * N + t) * D;
+        for (int i = 0; i < D; ++i) x_out[t * D + i] += pe * o[i];
+      }
+
+    const std::size_t tape = tape_size();
+    if constexpr (kMemory) {
+      const T* mid = memory().tape_out();
+      if constexpr (S.causal()) {
+        std::copy(mid, mid + tape, tape_out);
+      } else {
+        frac_ = T(router_.fraction()[kMemoryIndex]);
+        for (std::size_t j = 0; j < tape; ++j) tape_out[j] = (T(1) - frac_) * tape_in[j] + frac_ * mid[j];
+      }
+    } else {
+      std::copy(tape_in, tape_in + tape, tape_out);
+    }
+  }
+
+  // dx: d loss / d x_out on entry, d loss / d x_in on return. dtape_out: d loss / d tape_out;
+  // dtape_in receives d loss / d tape_in (overwritten). lb_grad, entropy_grad: d loss / d this block's
+  // load-balance term and read entropy.
+  void backward(const T* P, T* G, T* dx, const T* tape_in, const T* dtape_out, T* dtape_in, double lb_grad,
+                double entropy_grad) {
+    namespace op = ops::cpu;
+    const std::size_t N = tokens();
+    const int n = int(N);
+    const std::size_t tape = tape_size();
+    const op::MrbShape shape{batch_, seq_, D, K};
+    if constexpr (kMemory) {
+      if constexpr (S.causal()) {
+        std::fill(dtape_in, dtape_in + tape, T(0));
+        std::copy(dtape_out, dtape_out + tape, dtape_mid_.begin());
+      } else {
+        for (std::size_t j = 0; j < tape; ++j) {
+          dtape_in[j] = (T(1) - frac_) * dtape_out[j];
+          dtape_mid_[j] = frac_ * dtape_out[j];
+        }
+      }
+      memory().set_tape_grad(dtape_mid_.data());
+      memory().set_entropy_grad(entropy_grad);
+    } else {
+      std::copy(dtape_out, dtape_out + tape, dtape_in);
+    }
+    // Mixture: d p_e = <dx, o_e>, d o_e = p_e dx.
+    const T* p = router_.probs();
+    for (std::size_t t = 0; t < N; ++t)
+      for (int e = 0; e < E; ++e) {
+        const T* o = outs_.data() + (std::size_t(e) * N + t) * D;
+        T s = 0;
+        for (int i = 0; i < D; ++i) s += dx[t * D + i] * o[i];
+        dp_[t * E + std::size_t(e)] = s;
+      }
+    std::fill(dhx_.begin(), dhx_.end(), T(0));
+    const ExpertIo<T> io = this->io(tape_in);
+    hana::for_each(hana::make_range(hana::int_c<0>, hana::int_c<E>), [&](auto i) {
+      for (std::size_t t = 0; t < N; ++t) {
+        const T pe = p[t * E + std::size_t(i)];
+        for (int j = 0; j < D; ++j) dout_e_[t * D + j] = pe * dx[t * D + j];
+      }
+      hana::at(experts_, i).backward(io, at(P, rows_.expert[i]), at(G, rows_.expert[i]), dout_e_.data(),
+                                     dhx_.data(), dtape_in);
+    });
+    router_.backward(dp_.data(), lb_grad, at(P, rows_.router_w), at(G, rows_.router_w), at(G, rows_.router_b),
+                     dhx_.data(), dtape_in);
+    // dx1 = dx + norm_exp's backward.
+    std::copy(dx, dx + N * D, dx1_.begin());
+    op::rmsnorm_weighted_backward(dhx_.data(), at(P, rows_.exp_norm), y2_.data(), rstd2_.data(), N, D,
+                                  at(G, rows_.exp_norm), dx1_.data(), true, scratch_.data());
+    // MRB: y = out_proj(g * scan(in_proj(n1w))) + bias.
+    op::linear_backward(dx1_.data(), u_.data(), at(P, rows_.mrb_out_w), scratch_.data(), at(G, rows_.mrb_out_w), n, D,
+                        D, false);
+    op::bias_backward(dx1_.data(), n, D, at(G, rows_.mrb_out_b));
+    op::mrb_gate_backward(scratch_.data(), h_.data(), g_.data(), shape, dh_.data(), dg_.data());
+    for (std::size_t i = 0; i < dg_.size(); ++i) dg_[i] *= g_[i] * (T(1) - g_[i]);
+    op::mrb_scan_backward(dh_.data(), shape, gamma_, dh_.data());
+    op::linear_backward(dh_.data(), n1w_.data(), at(P, rows_.mrb_in_w), dhx_.data(), at(G, rows_.mrb_in_w), n, D, D,
+                        false);
+    op::bias_backward(dh_.data(), n, D, at(G, rows_.mrb_in_b));
+    op::linear_backward(dg_.data(), n1w_.data(), at(P, rows_.mrb_gate_w), dhx_.data(), at(G, rows_.mrb_gate_w), n, D,
+                        K, true);
+    op::bias_backward(dg_.data(), n, K, at(G, rows_.mrb_gate_b));
+    std::copy(dx1_.begin(), dx1_.end(), dx);
+    op::rmsnorm_weighted_backward(dhx_.data(), at(P, rows_.mrb_norm), y1_.data(), rstd1_.data(), N, D,
+                                  at(G, rows_.mrb_norm), dx, true, scratch_.data());
+  }
+
+  auto& memory() {
+    static_assert(kMemory, "this block has no memory expert");
+    return hana::at(experts_, hana::int_c<(kMemory ? kMemoryIndex : 0)>);
+  }
+  const auto& memory() const {
+    static_assert(kMemory, "this block has no memory expert");
+    return hana::at(experts_, hana::int_c<(kMemory ? kMemoryIndex : 0)>);
+  }
+  std::size_t tape_size() const { return (S.causal() ? tokens() : std::size_t(batch_)) * Sl * M; }
+
+ private:
+  // rows_ holds offsets into the parameter buffer (Prism converts the table's rows).
+  template <class X>
+  static X* at(X* base, std::size_t offset) {
+    return base + offset;
+  }
+  ExpertIo<T> io(const T* tape_in) const {
+    return ExpertIo<T>{batch_, seq_, hx_.data(), tape_in, kMemory ? route_.data() : nullptr};
+  }
+
+  int batch_, seq_;
+  PrismBlockRows rows_;
+  Router<S, T, E> router_;
+  Experts experts_;
+  std::vector<double> gamma_;
+  std::vector<T> y1_, n1w_, h_, u_, y2_, hx_, dhx_, dx1_, scratch_, dh_, rstd1_, rstd2_, g_, dg_, dp_, outs_, dout_e_,
+      dtape_mid_;
+  std::vector<std::uint8_t> route_;
+  T frac_ = 0;
+};
+
+}  // namespace pgolf::prism
