@@ -59,7 +59,25 @@ TEST_CASE("cross-entropy backward matches finite differences", "[gradcheck][cros
 
 TEST_CASE("cross-entropy rejects targets outside the vocabulary", "[forward][cross_entropy]") {
   std::vector<double> z(2 * 3), rows(2);
-  const std::vector<std::int32_t> y = {0, -1};
+  const std::vector<std::int32_t> y = {0, 3};
   REQUIRE_THROWS_WITH(ops::cpu::cross_entropy_forward(z.data(), y.data(), 2, 3, rows.data()),
-                      Catch::Contains("target id -1"));
+                      Catch::Contains("target id 3"));
+}
+
+TEST_CASE("cross-entropy skips unscored rows (target < 0): mean over scored rows, zero gradient",
+          "[gradcheck][cross_entropy]") {
+  const std::size_t N = 5;
+  const int V = 4;
+  std::vector<double> z(N * V), rows(N), dz(N * V);
+  for (std::size_t i = 0; i < z.size(); ++i) z[i] = std::sin(0.7 * double(i)) * 2.0;
+  const std::vector<std::int32_t> y = {1, -1, 3, -1, 0};
+  const double loss = ops::cpu::cross_entropy_forward(z.data(), y.data(), N, V, rows.data());
+  REQUIRE(rows[1] == 0.0);
+  REQUIRE(rows[3] == 0.0);
+  REQUIRE(loss == Approx((rows[0] + rows[2] + rows[4]) / 3.0).epsilon(1e-15));
+  REQUIRE(ops::cpu::scored_rows(y.data(), N) == 3);
+  ops::cpu::cross_entropy_backward(z.data(), y.data(), N, V, 1.0 / 3.0, dz.data());
+  for (int i = 0; i < V; ++i) REQUIRE(dz[1 * V + i] == 0.0);
+  auto f = [&] { return ops::cpu::cross_entropy_forward(z.data(), y.data(), N, V, rows.data()); };
+  REQUIRE(fd_max_error(f, z.data(), dz.data(), z.size()) < 1e-6);
 }

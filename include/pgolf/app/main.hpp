@@ -209,7 +209,7 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
                      "iterations:%lld max_wallclock_seconds:%.3f",
                      cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
                      cfg.iterations, cfg.max_wallclock_seconds));
-    log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.val_tokens().size() - 1));
+    log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.data().val_tokens().size() - 1));
     log.print(format("seed:%llu", (unsigned long long)cfg.seed));
     if (!cmd.resume.empty()) {
       tr.load_checkpoint(cmd.resume);

@@ -82,8 +82,11 @@ class Gpt {
   std::size_t arena_elements() const { return arena_.size(); }
   // Per-token losses (nats) of the last forward, in (batch, position) order.
   std::span<const T> row_losses() const { return {a_.row_loss, tokens()}; }
+  // Soft-capped logits [N, V] of the last forward (valid until backward).
+  std::span<const T> logits() const { return {a_.logits, tokens() * std::size_t(kVocab)}; }
 
-  // ids, targets: [batch, seq_len] row-major. Returns the mean cross-entropy (nats).
+  // ids, targets: [batch, seq_len] row-major; a target < 0 is not scored. Returns the mean
+  // cross-entropy (nats) over scored positions.
   double forward(std::span<const std::int32_t> ids, std::span<const std::int32_t> targets) {
     namespace op = ops::cpu;
     const std::size_t N = tokens();
@@ -116,7 +119,8 @@ class Gpt {
     namespace op = ops::cpu;
     PGOLF_CHECK(ids_.size() == tokens(), "Gpt::backward called before forward");
     const std::size_t N = tokens();
-    op::cross_entropy_backward(a_.logits, targets_.data(), N, kVocab, T(grad_scale / double(N)), g_.logits);
+    const std::size_t scored = std::max<std::size_t>(op::scored_rows(targets_.data(), N), 1);
+    op::cross_entropy_backward(a_.logits, targets_.data(), N, kVocab, T(grad_scale / double(scored)), g_.logits);
     op::softcap_backward(g_.logits, a_.logits, N * kVocab, T(S.head.softcap), g_.logits);
     op::linear_backward(g_.logits, a_.hf, head_weight(), g_.n, head_grad(), int(N), kDim, kVocab, false);
     op::rmsnorm_backward(g_.n, a_.hf, a_.rstd_f, N, kDim, g_.x, false);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <cmath>
 
 namespace pgolf {
 
@@ -25,6 +26,21 @@ struct WarmdownSchedule {
     const double warmdown_ms = double(warmdown_iters) * step_ms;
     const double remaining_ms = std::max(max_wallclock_ms - elapsed_ms, 0.0);
     return remaining_ms <= warmdown_ms ? remaining_ms / std::max(warmdown_ms, 1e-9) : 1.0;
+  }
+};
+
+// Linear warm-up then cosine decay to 0 (the PRISM toy harness's LambdaLR): (step + 1) / warmup
+// during the warm-up, then 0.5 (1 + cos(pi (step - warmup) / (iterations - warmup))).
+struct WarmupCosineSchedule {
+  long long iterations = 400;
+  long long warmup = 40;
+
+  double multiplier(long long step) const {
+    const long long w = std::max(warmup, 1LL);
+    if (step < w) return double(step + 1) / double(w);
+    const double span = double(std::max(iterations - w, 1LL));
+    const double f = std::min(double(step - w) / span, 1.0);
+    return 0.5 * (1.0 + std::cos(3.14159265358979323846 * f));
   }
 };
 

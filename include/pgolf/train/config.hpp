@@ -7,12 +7,20 @@
 #include <cmath>
 #include <cstdint>
 #include <string>
+#include <string_view>
+#include <algorithm>
 
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/json.hpp"
 #include "pgolf/export/compress.hpp"
 
 namespace pgolf {
+
+enum class OptimizerKind { muon_adam, adamw };
+enum class LrSchedule { warmdown, warmup_cosine };
+
+inline std::string_view to_string(OptimizerKind k) { return k == OptimizerKind::adamw ? "adamw" : "muon_adam"; }
+inline std::string_view to_string(LrSchedule s) { return s == LrSchedule::warmup_cosine ? "warmup_cosine" : "warmdown"; }
 
 struct TrainConfig {
   // schedule
@@ -38,6 +46,12 @@ struct TrainConfig {
   double beta1 = 0.9, beta2 = 0.95;        // BETA1, BETA2
   double adam_eps = 1e-8;                  // ADAM_EPS
   double grad_clip_norm = 0.0;             // GRAD_CLIP_NORM; 0: off
+  // muon_adam: Muon for block matrices, Adam for the rest (the challenge's recipe). adamw: Adam(W)
+  // for every group, each at its group's learning rate (the PRISM harness sets them all equal).
+  OptimizerKind optimizer = OptimizerKind::muon_adam;
+  double weight_decay = 0.0;               // decoupled, on every Adam group
+  LrSchedule lr_schedule = LrSchedule::warmdown;
+  long long warmup_iters = -1;             // warmup_cosine only; -1: max(1, iterations / 10)
   // data and evaluation
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
@@ -69,6 +83,9 @@ struct TrainConfig {
     for (auto [name, v] : {std::pair{"muon_momentum", muon_momentum}, {"muon_momentum_warmup_start", muon_momentum_warmup_start},
                            {"beta1", beta1}, {"beta2", beta2}})
       PGOLF_CHECK(v >= 0 && v < 1, name, " must be in [0, 1), got ", v);
+    PGOLF_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "weight_decay must be a finite number >= 0, got ",
+                weight_decay);
+    PGOLF_CHECK(warmup_iters >= -1, "warmup_iters must be >= 0 (or -1 for iterations / 10), got ", warmup_iters);
     PGOLF_CHECK(muon_momentum_warmup_steps >= 0, "muon_momentum_warmup_steps must be >= 0, got ",
                 muon_momentum_warmup_steps);
     PGOLF_CHECK(muon_backend_steps > 0, "muon_backend_steps must be positive, got ", muon_backend_steps);
@@ -77,6 +94,8 @@ struct TrainConfig {
                 ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
     codec_level_checked();
   }
+
+  long long warmup_steps() const { return warmup_iters >= 0 ? warmup_iters : std::max(1LL, iterations / 10); }
 
   int codec_level_checked() const { return pgolf::codec_level(codec, codec_level); }
 
@@ -117,6 +136,10 @@ struct TrainConfig {
         .add("beta2", beta2)
         .add("adam_eps", adam_eps)
         .add("grad_clip_norm", grad_clip_norm)
+        .add("optimizer", to_string(optimizer))
+        .add("weight_decay", weight_decay)
+        .add("lr_schedule", to_string(lr_schedule))
+        .add("warmup_iters", warmup_steps())
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)

@@ -19,6 +19,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -36,6 +37,7 @@
 #include "pgolf/train/checkpoint.hpp"
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/evaluate.hpp"
+#include "pgolf/train/fineweb_data.hpp"
 #include "pgolf/train/run_log.hpp"
 
 namespace pgolf {
@@ -103,10 +105,13 @@ concept TrainableModel = requires(M m, std::span<const std::int32_t> ids, std::u
   m.row_losses();
 };
 
-template <TrainableModel Model>
+// Data: where batches and evaluation come from (FineWebData by default; see fineweb_data.hpp for
+// what a source provides, and data/toy_tasks.hpp for the PRISM toy tasks).
+template <TrainableModel Model, class Data = FineWebData>
 class Trainer {
  public:
   using T = typename Model::Scalar;
+  using Metrics = typename Data::Metrics;
 
   struct TrainRecord {
     long long step;
@@ -114,7 +119,7 @@ class Trainer {
   };
   struct ValRecord {
     long long step;
-    double val_loss, val_bpb, train_ms;
+    double val_loss, val_bpb, train_ms;  // val_bpb is NaN where the source has no byte count
   };
   struct Result {
     long long steps = 0;
@@ -124,41 +129,53 @@ class Trainer {
     std::vector<ValRecord> val;
   };
 
-  // Validates the config, then loads the tokenizer, its byte tables and the validation tokens, and
-  // initialises the model from the seed. Training shards are opened by run(), so eval-only use
-  // needs only validation shards.
+  // Validates the config, builds the data source from it (FineWebData: the tokenizer, its byte
+  // tables and the validation tokens; training shards are opened by run(), so eval-only use needs
+  // only validation shards), and initialises the model from the seed.
   Trainer(TrainConfig config, RunLog& log)
-      : cfg_((config.validate(), std::move(config))),
+    requires std::constructible_from<Data, const TrainConfig&, int>
+      : Trainer(std::move(config), log, [](const TrainConfig& c) { return Data(c, Model::kVocab); }, Tag{}) {}
+  // With a data source built by the caller.
+  Trainer(TrainConfig config, RunLog& log, Data data)
+      : Trainer(std::move(config), log, [&](const TrainConfig&) { return std::move(data); }, Tag{}) {}
+
+ private:
+  struct Tag {};
+  // The data source is built in place from the validated config (FineWebData does not move).
+  template <class Make>
+  Trainer(TrainConfig config, RunLog& log, Make&& make, Tag)
+      : cfg_(validated(std::move(config))),
         log_(log),
-        tokenizer_(checked_path(cfg_.tokenizer_path, "tokenizer_path")),
-        tables_((tokenizer_.check_vocab(Model::kVocab), data::ByteTables(tokenizer_, Model::kVocab))),
-        val_(data::load_validation_tokens(data::find_shards(checked_path(cfg_.data_path, "data_path"), "val"),
-                                          cfg_.train_seq_len, Model::kVocab, cfg_.val_tokens)),
+        data_(make(cfg_)),
         model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
         muon_(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps})),
         embed_(make_adam_for(model_, OptimGroup::adam_embed, adam_options())),
         head_(make_adam_for(model_, OptimGroup::adam_head, adam_options())),
         scalar_(make_adam_for(model_, OptimGroup::adam_scalar, adam_options())) {
+    if (cfg_.optimizer == OptimizerKind::adamw)
+      matrix_adam_.emplace(make_adam_for(model_, OptimGroup::muon_matrix, adam_options()));
     model_.init(cfg_.seed);
   }
 
+ public:
+
   Model& model() { return model_; }
   const TrainConfig& config() const { return cfg_; }
-  const data::ByteTables& tables() const { return tables_; }
-  std::span<const std::int32_t> val_tokens() const { return val_; }
+  Data& data() { return data_; }
+  const Data& data() const { return data_; }
   long long step() const { return step_; }
   double train_ms() const { return train_ms_; }
 
-  BpbMeter validate() { return evaluate(model_, val_, tables_); }
+  Metrics validate() { return data_.evaluate(model_); }
 
   Result run() {
     const auto& c = cfg_;
     const int accum = c.grad_accum_steps();
     const double cap_ms = c.max_wallclock_seconds * 1000.0;
-    const WarmdownSchedule schedule{c.iterations, c.warmdown_iters, cap_ms};
+    const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms};
+    const WarmupCosineSchedule cosine{c.iterations, c.warmup_steps()};
     const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
     const double embed_lr = head_.empty() ? c.tied_embed_lr : c.embed_lr;  // no head group: tied
-    data::TokenLoader& loader = train_loader();
 
     Result res;
     long long stop_after = -1;
@@ -167,18 +184,13 @@ class Trainer {
       const bool last = step_ == c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ += ms_since(t0);
-        const BpbMeter m = validate();
-        log_.print(format("step:%lld/%lld val_loss:%.4f val_bpb:%.4f train_time:%.0fms step_avg:%.2fms", step_,
-                       c.iterations, m.val_loss(), m.val_bpb(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
-        log_.metric(JsonLine()
-                        .add("event", "val")
-                        .add("step", step_)
-                        .add("val_loss", m.val_loss())
-                        .add("val_bpb", m.val_bpb())
-                        .add("val_tokens", m.tokens)
-                        .add("val_bytes", m.bytes)
-                        .add("train_time_ms", train_ms_)
-                        .str());
+        const Metrics m = validate();
+        log_.print(format("step:%lld/%lld %s train_time:%.0fms step_avg:%.2fms", step_, c.iterations,
+                          Data::describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
+        JsonLine line;
+        line.add("event", "val").add("step", step_);
+        Data::add_metrics(line, m);
+        log_.metric(line.add("train_time_ms", train_ms_).str());
         res.val.push_back({step_, m.val_loss(), m.val_bpb(), train_ms_});
         t0 = Clock::now();
       }
@@ -191,11 +203,12 @@ class Trainer {
         break;
       }
 
-      const double scale = schedule.multiplier(step_, train_ms_ + ms_since(t0));
+      const double scale = c.lr_schedule == LrSchedule::warmup_cosine ? cosine.multiplier(step_)
+                                                                      : warmdown.multiplier(step_, train_ms_ + ms_since(t0));
       model_.zero_grad();
       double loss = 0;
       for (int a = 0; a < accum; ++a) {
-        const data::Batch b = loader.next_batch(c.train_batch_tokens, c.train_seq_len, accum);
+        const data::Batch b = data_.next_batch(c, accum);
         loss += model_.forward(b.x, b.y) / accum;
         model_.backward(1.0 / accum);
       }
@@ -204,9 +217,13 @@ class Trainer {
         PGOLF_FAIL("training diverged at step ", step_ + 1, "/", c.iterations, ": train_loss is ", loss,
                    " (lower the learning rates or enable --grad-clip-norm)");
       }
-      muon_.set_momentum(warmup.at(step_));
       if (c.grad_clip_norm > 0) clip_grad_norm(model_.grads(), c.grad_clip_norm);
-      muon_.step(model_.params(), model_.grads(), c.matrix_lr * scale);
+      if (matrix_adam_) {
+        matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
+      } else {
+        muon_.set_momentum(warmup.at(step_));
+        muon_.step(model_.params(), model_.grads(), c.matrix_lr * scale);
+      }
       embed_.step(model_.params(), model_.grads(), embed_lr * scale);
       head_.step(model_.params(), model_.grads(), c.head_lr * scale);
       scalar_.step(model_.params(), model_.grads(), c.scalar_lr * scale);
@@ -240,16 +257,10 @@ class Trainer {
     ck.step = step_;
     ck.train_ms = train_ms_;
     ck.seed = cfg_.seed;
-    if (loader_) {
-      ck.data_file = loader_->stream().file_index();
-      ck.data_pos = loader_->stream().position();
-    } else {
-      ck.data_file = resume_file_;
-      ck.data_pos = resume_pos_;
-    }
+    std::tie(ck.data_file, ck.data_pos) = data_.position();
     ck.tensors.push_back(params_to_host(model_));
     ck.tensors.push_back(state_to_host<T>(muon_.momentum_buffer()));
-    for (const AdamT* a : {&embed_, &head_, &scalar_}) {
+    for (const AdamT* a : adams()) {
       ck.tensors.push_back(state_to_host<T>(a->first_moment()));
       ck.tensors.push_back(state_to_host<T>(a->second_moment()));
       ck.counters.push_back(a->steps_taken());
@@ -258,22 +269,21 @@ class Trainer {
   }
 
   void restore(const Checkpoint<T>& ck) {
-    PGOLF_CHECK(ck.tensors.size() == 8 && ck.counters.size() == 3,
+    auto list = adams();
+    const std::size_t n = list.size();
+    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n && ck.counters.size() == n,
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
-                " counters; expected 8 and 3)");
+                " counters; expected ", 2 + 2 * n, " and ", n, ")");
     params_from_host(model_, std::span<const T>(ck.tensors[0]));
     state_from_host(muon_.momentum_buffer(), ck.tensors[1], "Muon momentum");
-    AdamT* adams[] = {&embed_, &head_, &scalar_};
-    for (int k = 0; k < 3; ++k) {
-      state_from_host(adams[k]->first_moment(), ck.tensors[2 + 2 * std::size_t(k)], "Adam first moment");
-      state_from_host(adams[k]->second_moment(), ck.tensors[3 + 2 * std::size_t(k)], "Adam second moment");
-      adams[k]->set_steps_taken(ck.counters[std::size_t(k)]);
+    for (std::size_t k = 0; k < n; ++k) {
+      state_from_host(list[k]->first_moment(), ck.tensors[2 + 2 * k], "Adam first moment");
+      state_from_host(list[k]->second_moment(), ck.tensors[3 + 2 * k], "Adam second moment");
+      list[k]->set_steps_taken(ck.counters[k]);
     }
     step_ = ck.step;
     train_ms_ = ck.train_ms;
-    resume_file_ = ck.data_file;
-    resume_pos_ = ck.data_pos;
-    if (loader_) loader_->stream().seek(resume_file_, resume_pos_);
+    data_.seek({ck.data_file, ck.data_pos});
   }
 
   void save_checkpoint(const std::filesystem::path& path) const { write_file_bytes(path, encode_checkpoint(checkpoint())); }
@@ -295,35 +305,36 @@ class Trainer {
   static double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   }
-  static const std::string& checked_path(const std::string& p, const char* field) {
-    PGOLF_CHECK(!p.empty(), "TrainConfig.", field, " is empty");
-    return p;
+  static TrainConfig validated(TrainConfig c) {
+    c.validate();
+    return c;
   }
   AdamOptions adam_options() const {
-    return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps};
+    return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps, .weight_decay = cfg_.weight_decay};
   }
-  data::TokenLoader& train_loader() {
-    if (!loader_) {
-      loader_.emplace(data::find_shards(cfg_.data_path, "train"), Model::kVocab);
-      if (resume_file_ != 0 || resume_pos_ != 0) loader_->stream().seek(resume_file_, resume_pos_);
-    }
-    return *loader_;
+  using AdamT = decltype(make_adam_for(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
+  // The Adam groups in checkpoint order (the matrix group last, with adamw only).
+  std::vector<AdamT*> adams() {
+    std::vector<AdamT*> v{&embed_, &head_, &scalar_};
+    if (matrix_adam_) v.push_back(&*matrix_adam_);
+    return v;
+  }
+  std::vector<const AdamT*> adams() const {
+    std::vector<const AdamT*> v{&embed_, &head_, &scalar_};
+    if (matrix_adam_) v.push_back(&*matrix_adam_);
+    return v;
   }
 
   TrainConfig cfg_;
   RunLog& log_;
-  data::Tokenizer tokenizer_;
-  data::ByteTables tables_;
-  std::vector<std::int32_t> val_;
+  Data data_;
   Model model_;
   using MuonT = decltype(make_muon_for(std::declval<Model&>(), MuonOptions{}));
-  using AdamT = decltype(make_adam_for(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
   MuonT muon_;
   AdamT embed_, head_, scalar_;
-  std::optional<data::TokenLoader> loader_;
+  std::optional<AdamT> matrix_adam_;
   long long step_ = 0;
   double train_ms_ = 0;
-  std::uint64_t resume_file_ = 0, resume_pos_ = 0;
 };
 
 }  // namespace pgolf
