@@ -12,8 +12,8 @@
 // Two behaviours:
 //   causal    (default) the architecture made correct: a position-wise tape (position t reads only
 //             what positions < t wrote), writes addressed to slots by the writer's content so slots
-//             differ, the tape blend decided per writing token of the same sequence (no coupling
-//             across the batch), no dead argument slice.
+//             differ, the tape blend fraction taken over the sequence's own positions up to t (no
+//             coupling across the batch), no dead argument slice or erase gate.
 //   reference reproduces AFKmoney/prism where it matters for its numbers: the sequence-mean write
 //             applied to every slot alike, the batch-global blend fraction, the third argument head
 //             computed and never used, the read entropy accumulated along the blocks.

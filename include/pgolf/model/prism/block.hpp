@@ -1,9 +1,10 @@
 // One PRISM block (PRISM.md 2.7):
 //   x1 = x + MRB(RMSNorm_mrb(x))
 //   h  = RMSNorm_exp(x1);  out = sum_e p_e(h, tape) expert_e(h, tape);  x' = x1 + out
-// and the tape it passes on: reference (1 - frac) tape + frac tape_mem with frac the batch-wide
-// share of tokens routed to memory; causal, the memory expert's position-wise tape, which already
-// counts only the writers routed to it. Without a memory expert the tape passes through.
+// and the tape it passes on, (1 - frac) tape + frac tape_mem: in the reference frac is the share of
+// all tokens of the batch routed to memory (one number for the batch); causal, frac_t is the share
+// of positions u <= t of the same sequence routed to memory (per position, per sequence). Without a
+// memory expert the tape passes through.
 //
 // The experts are a Boost.Hana tuple built from the mix at compile time, so the loops over them
 // unroll and each expert's kind is a constant.
@@ -98,9 +99,6 @@ class Block {
     op::rmsnorm_weighted_forward(x_out, at(P, rows_.exp_norm), N, D, eps, y2_.data(), rstd2_.data(), hx_.data());
 
     router_.forward(hx_.data(), tape_in, at(P, rows_.router_w), at(P, rows_.router_b));
-    route_.resize(N);
-    if constexpr (kMemory)
-      for (std::size_t t = 0; t < N; ++t) route_[t] = router_.hard()[t * E + kMemoryIndex];
     const ExpertIo<T> io = this->io(tape_in);
     hana::for_each(hana::make_range(hana::int_c<0>, hana::int_c<E>), [&](auto i) {
       hana::at(experts_, i).forward(io, at(P, rows_.expert[i]), outs_.data() + std::size_t(i) * N * D);
@@ -117,7 +115,17 @@ class Block {
     if constexpr (kMemory) {
       const T* mid = memory().tape_out();
       if constexpr (S.causal()) {
-        std::copy(mid, mid + tape, tape_out);
+        frac_pos_.resize(N);
+        const std::size_t SM = std::size_t(Sl) * M;
+        for (int b = 0; b < batch_; ++b) {
+          int routed = 0;
+          for (int t = 0; t < seq_; ++t) {
+            const std::size_t n = std::size_t(b) * seq_ + t;
+            routed += router_.hard()[n * E + kMemoryIndex];
+            const T f = frac_pos_[n] = T(routed) / T(t + 1);
+            for (std::size_t j = n * SM; j < (n + 1) * SM; ++j) tape_out[j] = (T(1) - f) * tape_in[j] + f * mid[j];
+          }
+        }
       } else {
         frac_ = T(router_.fraction()[kMemoryIndex]);
         for (std::size_t j = 0; j < tape; ++j) tape_out[j] = (T(1) - frac_) * tape_in[j] + frac_ * mid[j];
@@ -139,8 +147,12 @@ class Block {
     const op::MrbShape shape{batch_, seq_, D, K};
     if constexpr (kMemory) {
       if constexpr (S.causal()) {
-        std::fill(dtape_in, dtape_in + tape, T(0));
-        std::copy(dtape_out, dtape_out + tape, dtape_mid_.begin());
+        const std::size_t SM = std::size_t(Sl) * M;
+        for (std::size_t j = 0; j < tape; ++j) {
+          const T f = frac_pos_[j / SM];
+          dtape_in[j] = (T(1) - f) * dtape_out[j];
+          dtape_mid_[j] = f * dtape_out[j];
+        }
       } else {
         for (std::size_t j = 0; j < tape; ++j) {
           dtape_in[j] = (T(1) - frac_) * dtape_out[j];
@@ -212,7 +224,7 @@ class Block {
     return base + offset;
   }
   ExpertIo<T> io(const T* tape_in) const {
-    return ExpertIo<T>{batch_, seq_, hx_.data(), tape_in, kMemory ? route_.data() : nullptr};
+    return ExpertIo<T>{batch_, seq_, hx_.data(), tape_in};
   }
 
   int batch_, seq_;
@@ -222,8 +234,8 @@ class Block {
   std::vector<double> gamma_;
   std::vector<T> y1_, n1w_, h_, u_, y2_, hx_, dhx_, dx1_, scratch_, dh_, rstd1_, rstd2_, g_, dg_, dp_, outs_, dout_e_,
       dtape_mid_;
-  std::vector<std::uint8_t> route_;
-  T frac_ = 0;
+  std::vector<T> frac_pos_;  // causal: per position
+  T frac_ = 0;               // reference: one for the batch
 };
 
 }  // namespace pgolf::prism

@@ -20,9 +20,6 @@ struct ExpertIo {
   int batch = 0, seq = 0;
   const T* hx = nullptr;       // [N, D]
   const T* tape_in = nullptr;  // reference: [B, S, M]; causal: [N, S, M] (the tape position t sees)
-  // Causal memory only: 1 where the router's top-k of that token holds the memory expert; the
-  // token's write counts only then (the per-sequence form of the reference's blend fraction).
-  const std::uint8_t* route = nullptr;
   std::size_t tokens() const { return std::size_t(batch) * std::size_t(seq); }
 };
 

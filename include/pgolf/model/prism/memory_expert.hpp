@@ -9,9 +9,9 @@
 //   tape' = tape * (1 - erase) + add. Future positions leak into every earlier read of later
 //   blocks, and the slots never differ.
 // causal: the tape is position-wise ([N, S, M], entry t is what position t may see). Writer u
-//   addresses slot s with a_u = softmax(W_a x_u + b_a) and counts only when the router selected
-//   memory for it (route_u); position t sees the prefix mean over writers u < t:
-//     E_t = (1/max(t,1)) sum_{u<t} route_u omega_u a_u[s] e_u[m],  A_t likewise with v_u
+//   addresses slot s with a_u = softmax(W_a x_u + b_a); position t sees the prefix mean over the
+//   writers u < t:
+//     E_t = (1/max(t,1)) sum_{u<t} omega_u a_u[s] e_u[m],  A_t likewise with v_u
 //     tape'_t = tape_t * (1 - E_t) + A_t
 //   and reads tape'_t, so a block's reads see its own earlier writes and nothing later. Block 0's
 //   incoming tape is empty, so it has no erase gate (E = 0 there).
@@ -74,7 +74,6 @@ class MemoryExpert {
         e_[std::size_t(n) * M + m] = erase_gate_ ? op::sigmoid(e_[std::size_t(n) * M + m] + b_e(P)[m]) : T(0);
     }
     if constexpr (kCausal) {
-      PGOLF_CHECK(io.route != nullptr, "causal memory expert: the router's selection is missing");
       op::linear_forward(io.hx, w_a(P), a_.data(), N, D, Sl);
       op::bias_forward(a_.data(), b_a(P), N, Sl);
       for (int n = 0; n < N; ++n) softmax_row(a_.data() + std::size_t(n) * Sl, Sl);
@@ -88,7 +87,6 @@ class MemoryExpert {
             ebar_[at + j] = RE[j] * inv;
             tape_mid_[at + j] = io.tape_in[at + j] * (T(1) - ebar_[at + j]) + RA[j] * inv;
           }
-          if (!io.route[n]) continue;
           const T rho = om_[n];
           for (int s = 0; s < Sl; ++s) {
             const T ra = rho * a_[n * Sl + s];
@@ -193,7 +191,7 @@ class MemoryExpert {
           std::fill(da, da + Sl, T(0));
           std::fill(de, de + M, T(0));
           std::fill(dv, dv + M, T(0));
-          if (io.route[n]) {
+          {
             const T rho = om_[n];
             const T* a = a_.data() + n * Sl;
             const T* e = e_.data() + n * M;
