@@ -54,7 +54,7 @@ class MRB(nn.Module):
         for k, gamma in enumerate(self.gammas):
             zk = z[:, :, k, :].double()
             # the reference's parallel form: h(t) = gamma^t cumsum_s gamma^-s (1 - gamma) z(s)
-            h = gamma ** t * torch.cumsum(gamma ** (-t) * (1 - gamma) * zk, dim=1)
+            h = (gamma ** t * torch.cumsum(gamma ** (-t) * (1 - gamma) * zk, dim=1)).to(x.dtype)
             outs.append(g[:, :, k:k + 1] * h)
         return self.out_proj(torch.cat(outs, dim=-1)), g
 

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <string>
 
+#include "pgolf/model/prism_modular.hpp"
 #include "prism_test_specs.hpp"
 
 using namespace pgolf;
@@ -196,4 +197,31 @@ TEST_CASE("PRISM reference keeps its dead parameters and identical slots; causal
     }
     for (int b : {0, 1}) CHECK(std::as_const(model).stats()[std::size_t(b)].slot_spread > 1e-6);
   }
+}
+
+TEST_CASE("PRISM modular assembly fills every block of the kind, the last block included", "[forward][prism]") {
+  using Full = Prism<kPrismTiny, double>;
+  auto check_kind = [](auto single_tag) {
+    constexpr PrismSpec single = decltype(single_tag)::value;
+    Full full(1, 4);
+    full.init(1);
+    const std::vector<double> before(full.params().begin(), full.params().end());
+    std::vector<double> src(Prism<single, double>::num_params, 0.777);
+    const int filled = assemble_experts<kPrismTiny, single>(full, std::span<const double>(src));
+    constexpr ExpertKind kind = single.experts.kinds[0];
+    CHECK(filled == (kind == ExpertKind::memory ? 2 : 3));  // the last block has no memory
+    for (const auto& p : Full::param_table) {
+      int b = 0, i = 0;
+      std::string_view rest;
+      const bool expert = detail::split_expert_name(p.name.view(), b, i, rest);
+      const bool mine = expert && kPrismTiny.mix_of(b).kinds[std::size_t(i)] == kind;
+      for (std::size_t j = 0; j < p.numel(); ++j) {
+        INFO(p.name.c_str());
+        REQUIRE(full.params()[p.offset + j] == (mine ? 0.777 : before[p.offset + j]));
+      }
+    }
+  };
+  check_kind(std::integral_constant<PrismSpec, prism_single_kind(kPrismTiny, ExpertKind::neural)>{});
+  check_kind(std::integral_constant<PrismSpec, prism_single_kind(kPrismTiny, ExpertKind::symbolic)>{});
+  check_kind(std::integral_constant<PrismSpec, prism_single_kind(kPrismTiny, ExpertKind::memory)>{});
 }
