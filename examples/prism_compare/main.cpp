@@ -18,7 +18,11 @@ int main(int argc, char** argv) {
   int seeds = 3;
   o.task_options.corpus_path = PGOLF_TEXT_CORPUS;
   CLI::App cli("PRISM vs baselines on a toy task (held-out, multi-seed)", "pgolf-prism-compare");
-  cli.add_option("--task", task, "copy | induction | reasoning | reasoning_leaky | mini_lm")->capture_default_str();
+  cli.add_option("--task", task, "copy | induction | reasoning | reasoning_leaky | mini_lm | mixture")
+      ->capture_default_str();
+  cli.add_flag("--curriculum", o.curriculum, "with --task mixture: the reference's phase-dependent data weights");
+  cli.add_option("--token-recycling", o.token_recycling, "token recycling strength for the PRISM models (0: off)")
+      ->capture_default_str();
   cli.add_option("--steps", o.steps, "optimizer steps per run")->capture_default_str();
   cli.add_option("--seeds", seeds, "seeds 0..N-1")->capture_default_str();
   cli.add_option("--batch", o.batch, "sequences per step")->capture_default_str();
@@ -26,11 +30,16 @@ int main(int argc, char** argv) {
   cli.add_option("--eval-sequences", o.task_options.eval_sequences, "held-out sequences per seed")->capture_default_str();
   cli.add_option("--corpus", o.task_options.corpus_path, "mini_lm text file (last 10% held out)")->capture_default_str();
   cli.add_option("--models", models,
-                 "comma-separated subset of prism_causal,prism_reference,transformer,transformer_rope,ssm,gpt");
+                 "comma-separated subset of prism_causal,prism_reference,transformer,transformer_rope,ssm,gpt,prism_modular");
+  cli.add_option("--modular-steps", o.modular_steps,
+                 "also train prism_modular: single-kind pretraining of N steps per kind, assembled, then --steps")
+      ->capture_default_str();
   cli.add_option("--json", json, "write the results (with per-block routing and gate statistics) here");
   CLI11_PARSE(cli, argc, argv);
   try {
-    o.task = data::parse_toy_task(task);
+    o.mixture = task == "mixture";
+    PGOLF_CHECK(!o.curriculum || o.mixture, "--curriculum needs --task mixture");
+    if (!o.mixture) o.task = data::parse_toy_task(task);
     PGOLF_CHECK(seeds > 0, "--seeds must be positive, got ", seeds);
     PGOLF_CHECK(o.steps > 0 && o.batch > 0, "--steps and --batch must be positive");
     o.seeds.clear();
@@ -38,9 +47,10 @@ int main(int argc, char** argv) {
     std::stringstream ss(models);
     for (std::string m; std::getline(ss, m, ',');)
       if (!m.empty()) o.models.push_back(m);
-    const int V = data::toy_vocab(o.task, o.task_options);
+    const int V = o.mixture ? 0 : data::toy_vocab(o.task, o.task_options);
     std::vector<app::CompareRow> rows;
     switch (V) {
+      case 0: rows = prism_compare::compare_mixture(o); break;
       case 12: rows = prism_compare::compare_vocab12(o); break;
       case 18: rows = prism_compare::compare_vocab18(o); break;
       case 20: rows = prism_compare::compare_vocab20(o); break;

@@ -21,17 +21,18 @@ template <int V>
 inline constexpr pgolf::GptSpec kGpt{
     .vocab = V, .dim = 64, .depth = {.layers = 5}, .attention = {.heads = 4, .kv_heads = 4, .rope_dims = 16}};
 
-template <int V>
+template <int V, class Data = pgolf::data::ToyTaskData>
 std::vector<pgolf::app::CompareRow> compare_all(const pgolf::app::CompareOptions& o) {
   using namespace pgolf;
   using app::compare_model;
   std::vector<app::CompareRow> rows;
-  rows.push_back(compare_model<Prism<kCausal<V>>>("prism_causal", o));
-  rows.push_back(compare_model<Prism<kReference<V>>>("prism_reference", o));
-  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::transformer>>("transformer", o));
-  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::transformer_rope>>("transformer_rope", o));
-  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::ssm>>("ssm", o));
-  rows.push_back(compare_model<Gpt<kGpt<V>>>("gpt", o));
+  rows.push_back(compare_model<Prism<kCausal<V>>, Data>("prism_causal", o));
+  rows.push_back(compare_model<Prism<kReference<V>>, Data>("prism_reference", o));
+  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::transformer>, Data>("transformer", o));
+  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::transformer_rope>, Data>("transformer_rope", o));
+  rows.push_back(compare_model<PrismBaseline<kCausal<V>, BaselineMixer::ssm>, Data>("ssm", o));
+  rows.push_back(compare_model<Gpt<kGpt<V>>, Data>("gpt", o));
+  rows.push_back(app::compare_modular<kCausal<V>, Data>("prism_modular", o));
   return rows;
 }
 
@@ -40,5 +41,7 @@ std::vector<pgolf::app::CompareRow> compare_vocab12(const pgolf::app::CompareOpt
 std::vector<pgolf::app::CompareRow> compare_vocab18(const pgolf::app::CompareOptions& o);
 std::vector<pgolf::app::CompareRow> compare_vocab20(const pgolf::app::CompareOptions& o);
 std::vector<pgolf::app::CompareRow> compare_vocab257(const pgolf::app::CompareOptions& o);
+// copy + induction + reasoning in one stream (vocabulary 20, sequences padded to 17).
+std::vector<pgolf::app::CompareRow> compare_mixture(const pgolf::app::CompareOptions& o);
 
 }  // namespace prism_compare

@@ -6,6 +6,8 @@
 
 #include <algorithm>
 #include <chrono>
+#include <optional>
+#include <type_traits>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -14,6 +16,8 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/data/toy_tasks.hpp"
 #include "pgolf/model/prism.hpp"
+#include "pgolf/model/prism_modular.hpp"
+#include "pgolf/train/curriculum.hpp"
 #include "pgolf/train/trainer.hpp"
 
 namespace pgolf::app {
@@ -28,7 +32,27 @@ struct CompareOptions {
   double weight_decay = 0.01;
   double clip = 1.0;
   std::vector<std::string> models;  // empty: all
+  long long modular_steps = 0;      // > 0: also run modular pretraining (steps per expert kind)
+  bool mixture = false;             // copy + induction + reasoning in one stream (focus neural, memory, symbolic)
+  bool curriculum = false;          // with mixture: the reference's phase-dependent weights
+  double token_recycling = 0.0;     // > 0: token recycling at this strength (PRISM models only)
+  std::string task_name() const { return mixture ? (curriculum ? "mixture+curriculum" : "mixture") : std::string(to_string(task)); }
 };
+
+// The data source of one run.
+template <class Data>
+Data make_compare_data(const CompareOptions& o, std::uint64_t seed) {
+  if constexpr (std::is_same_v<Data, data::ToyTaskMixture>) {
+    std::vector<data::MixtureSource> sources{{data::ToyTask::copy, ExpertKind::neural, 1.0},
+                                             {data::ToyTask::induction, ExpertKind::memory, 1.0},
+                                             {data::ToyTask::reasoning, ExpertKind::symbolic, 1.0}};
+    std::optional<CurriculumSchedule> cur;
+    if (o.curriculum) cur = CurriculumSchedule{.total_steps = o.steps};
+    return data::ToyTaskMixture(std::move(sources), o.task_options, seed, cur);
+  } else {
+    return data::ToyTaskData(o.task, o.task_options, seed);
+  }
+}
 
 struct CompareRun {
   std::uint64_t seed = 0;
@@ -88,14 +112,17 @@ std::string prism_stats_json(Model& m) {
 }
 
 // Trains and scores one model on every seed; prints one line per run.
-template <class Model>
+template <class Model, class Data = data::ToyTaskData>
 CompareRow compare_model(const std::string& name, const CompareOptions& o) {
   CompareRow row{name, Model::num_params, {}};
   if (!o.models.empty() && std::find(o.models.begin(), o.models.end(), name) == o.models.end()) return row;
   for (std::uint64_t seed : o.seeds) {
-    data::ToyTaskData task(o.task, o.task_options, seed);
+    Data task = make_compare_data<Data>(o, seed);
     RunLog quiet;
-    Trainer<Model, data::ToyTaskData> tr(compare_config(o, task.seq_len(), seed), quiet, task);
+    TrainConfig cfg = compare_config(o, task.seq_len(), seed);
+    if constexpr (requires(Model m, std::span<const float> w) { m.set_token_weights(w); })
+      cfg.token_recycling = o.token_recycling;
+    Trainer<Model, Data> tr(cfg, quiet, task);
     const auto res = tr.run();
     const auto m = tr.validate();
     CompareRun run{seed, m.loss, m.accuracy, res.train_ms / 1000.0, res.train.empty() ? 0.0 : res.train.back().train_loss,
@@ -104,7 +131,7 @@ CompareRow compare_model(const std::string& name, const CompareOptions& o) {
       // Statistics of one held-out batch.
       const std::size_t B = std::size_t(tr.model().batch()), T = std::size_t(tr.model().seq_len());
       std::vector<std::int32_t> x(B * T), y(B * T);
-      for (std::size_t r = 0; r < B; ++r) task.sequence(1, r, x.data() + r * T, y.data() + r * T);
+      for (std::size_t r = 0; r < B; ++r) task.heldout_sequence(r, x.data() + r * T, y.data() + r * T);
       tr.model().forward(x, y);
       run.stats_json = prism_stats_json(tr.model());
     }
@@ -116,9 +143,50 @@ CompareRow compare_model(const std::string& name, const CompareOptions& o) {
   return row;
 }
 
+// Modular pretraining (PRISM.md 5.1): per seed, a single-kind model per kind of the mix trains for
+// modular_steps on the same task, its experts are assembled into a fresh full model, which then
+// trains for `steps` like the others. The reported train time includes the pretraining.
+template <PrismSpec Full, class Data = data::ToyTaskData>
+CompareRow compare_modular(const std::string& name, const CompareOptions& o) {
+  using Model = Prism<Full>;
+  CompareRow row{name, Model::num_params, {}};
+  if (o.modular_steps <= 0) return row;
+  if (!o.models.empty() && std::find(o.models.begin(), o.models.end(), name) == o.models.end()) return row;
+  for (std::uint64_t seed : o.seeds) {
+    Data task = make_compare_data<Data>(o, seed);
+    RunLog quiet;
+    TrainConfig pre = compare_config(o, task.seq_len(), seed);
+    pre.iterations = o.modular_steps;
+    Trainer<Model, Data> tr(compare_config(o, task.seq_len(), seed), quiet, task);
+    double pre_ms = 0;
+    auto pretrain = [&](auto kind_tag) {
+      constexpr PrismSpec single = prism_single_kind(Full, decltype(kind_tag)::value);
+      if constexpr (Full.experts.has(decltype(kind_tag)::value)) {
+        Trainer<Prism<single>, Data> p(pre, quiet, task);
+        pre_ms += p.run().train_ms;
+        assemble_experts<Full, single>(tr.model(), std::span<const float>(p.model().params()));
+      }
+    };
+    pretrain(std::integral_constant<ExpertKind, ExpertKind::neural>{});
+    pretrain(std::integral_constant<ExpertKind, ExpertKind::memory>{});
+    pretrain(std::integral_constant<ExpertKind, ExpertKind::symbolic>{});
+    const auto res = tr.run();
+    const auto m = tr.validate();
+    CompareRun run{seed, m.loss, m.accuracy, (pre_ms + res.train_ms) / 1000.0,
+                   res.train.empty() ? 0.0 : res.train.back().train_loss, ""};
+    std::printf("%-18s seed %llu  heldout_ce %.4f  heldout_acc %.4f  train %.2f s  (%lld + %lld per kind steps)\n",
+                name.c_str(), (unsigned long long)seed, run.heldout_ce, run.heldout_acc, run.train_s, res.steps,
+                o.modular_steps);
+    std::fflush(stdout);
+    row.runs.push_back(std::move(run));
+  }
+  return row;
+}
+
 inline void print_compare_table(const CompareOptions& o, const std::vector<CompareRow>& rows) {
-  std::printf("\n=== %s: %lld steps, batch %d, %zu seed(s), held-out %d sequences per seed ===\n",
-              std::string(to_string(o.task)).c_str(), o.steps, o.batch, o.seeds.size(), o.task_options.eval_sequences);
+  std::printf("\n=== %s: %lld steps, batch %d, %zu seed(s), held-out %d sequences per seed%s ===\n",
+              o.task_name().c_str(), o.steps, o.batch, o.seeds.size(), o.task_options.eval_sequences,
+              o.mixture ? " and task" : "");
   std::printf("%-18s %10s  %-26s %10s %12s\n", "model", "params", "held-out CE mean (min-max)", "acc mean",
               "train s mean");
   for (const auto& r : rows) {
@@ -134,7 +202,8 @@ inline void print_compare_table(const CompareOptions& o, const std::vector<Compa
 
 inline std::string compare_json(const CompareOptions& o, const std::vector<CompareRow>& rows) {
   std::string s = JsonLine()
-                      .add("task", to_string(o.task))
+                      .add("task", o.task_name())
+                      .add("token_recycling", o.token_recycling)
                       .add("steps", o.steps)
                       .add("batch", (long long)o.batch)
                       .add("lr", o.lr)

@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/data/token_stream.hpp"
 #include "pgolf/train/config.hpp"
+#include "pgolf/train/curriculum.hpp"
 
 namespace pgolf::data {
 
@@ -105,6 +107,44 @@ class SequenceRng {
  private:
   std::uint64_t s_;
 };
+
+// Held-out scoring shared by the task sources: `count` sequences made by make(i, x, y), in batches of
+// the model's size (a short last batch is filled with unscored rows); CE and argmax accuracy over
+// the scored positions.
+struct HeldoutScore {
+  double loss = 0;
+  long long scored = 0, correct = 0;
+  double mean_loss() const { return loss / double(std::max(scored, 1LL)); }
+  double accuracy() const { return double(correct) / double(std::max(scored, 1LL)); }
+};
+template <class Model, class Make>
+HeldoutScore score_heldout(Model& m, std::size_t count, int seq_len, int vocab, Make&& make) {
+  const std::size_t B = std::size_t(m.batch()), T = std::size_t(seq_len), V = std::size_t(vocab);
+  PGOLF_CHECK(std::size_t(m.seq_len()) == T, "evaluate: the model runs sequences of ", m.seq_len(), ", the task has ", T);
+  std::vector<std::int32_t> x(B * T), y(B * T);
+  HeldoutScore s;
+  for (std::size_t s0 = 0; s0 < count; s0 += B) {
+    for (std::size_t r = 0; r < B; ++r) {
+      if (s0 + r < count) {
+        make(s0 + r, x.data() + r * T, y.data() + r * T);
+      } else {
+        std::fill_n(x.data() + r * T, T, 0);
+        std::fill_n(y.data() + r * T, T, -1);
+      }
+    }
+    m.forward(x, y);
+    const auto nll = m.row_losses();
+    const auto logits = m.logits();
+    for (std::size_t n = 0; n < B * T; ++n) {
+      if (y[n] < 0) continue;
+      s.loss += double(nll[n]);
+      ++s.scored;
+      const auto row = logits.subspan(n * V, V);
+      s.correct += std::size_t(std::max_element(row.begin(), row.end()) - row.begin()) == std::size_t(y[n]) ? 1 : 0;
+    }
+  }
+  return s;
+}
 
 class ToyTaskData {
  public:
@@ -203,6 +243,8 @@ class ToyTaskData {
     }
   }
 
+  void heldout_sequence(std::uint64_t i, std::int32_t* x, std::int32_t* y) const { sequence(1, i, x, y); }
+
   // The Trainer's interface.
   Batch next_batch(const TrainConfig& c, int accum) {
     PGOLF_CHECK(c.train_seq_len == seq_len(), "toy task ", std::string(to_string(task_)), " has sequences of ",
@@ -219,34 +261,9 @@ class ToyTaskData {
   // last batch is filled with unscored rows).
   template <class Model>
   Metrics evaluate(Model& m) const {
-    PGOLF_CHECK(m.seq_len() == seq_len(), "evaluate: the model runs sequences of ", m.seq_len(), ", the task has ",
-                seq_len());
-    const std::size_t B = std::size_t(m.batch()), T = std::size_t(seq_len()), V = std::size_t(vocab());
-    std::vector<std::int32_t> x(B * T), y(B * T);
-    double loss = 0;
-    long long scored = 0, correct = 0;
-    for (std::size_t s0 = 0; s0 < std::size_t(o_.eval_sequences); s0 += B) {
-      for (std::size_t r = 0; r < B; ++r) {
-        if (s0 + r < std::size_t(o_.eval_sequences)) {
-          sequence(1, s0 + r, x.data() + r * T, y.data() + r * T);
-        } else {
-          std::fill_n(x.data() + r * T, T, 0);
-          std::fill_n(y.data() + r * T, T, -1);
-        }
-      }
-      m.forward(x, y);
-      const auto nll = m.row_losses();
-      const auto logits = m.logits();
-      for (std::size_t n = 0; n < B * T; ++n) {
-        if (y[n] < 0) continue;
-        loss += double(nll[n]);
-        ++scored;
-        const auto row = logits.subspan(n * V, V);
-        correct += std::size_t(std::max_element(row.begin(), row.end()) - row.begin()) == std::size_t(y[n]) ? 1 : 0;
-      }
-    }
-    return Metrics{loss / double(std::max(scored, 1LL)), double(correct) / double(std::max(scored, 1LL)), scored,
-                   task_ == ToyTask::mini_lm};
+    const HeldoutScore h = score_heldout(m, std::size_t(o_.eval_sequences), seq_len(), vocab(),
+                                         [&](std::size_t i, std::int32_t* x, std::int32_t* y) { sequence(1, i, x, y); });
+    return Metrics{h.mean_loss(), h.accuracy(), h.scored, task_ == ToyTask::mini_lm};
   }
   static std::string describe(const Metrics& m) {
     return format("heldout_ce:%.4f heldout_acc:%.4f scored:%lld", m.loss, m.accuracy, m.scored);
@@ -264,6 +281,115 @@ class ToyTaskData {
   std::uint64_t seed_;
   std::uint64_t next_ = 0;
   std::vector<std::int32_t> train_text_, heldout_text_;
+};
+
+// Several toy tasks in one stream (the curriculum's data mix): each sequence comes from a source
+// drawn by weight, padded to the longest task (PAD inputs, unscored targets), in the largest task
+// vocabulary. With a CurriculumSchedule, the weight of the sources whose focus is the current phase
+// is multiplied by its strength. Evaluation scores eval_sequences held-out sequences per source.
+struct MixtureSource {
+  ToyTask task;
+  ExpertKind focus;
+  double weight = 1.0;
+};
+
+class ToyTaskMixture {
+ public:
+  struct Metrics {
+    double loss = 0, accuracy = 0;
+    long long scored = 0;
+    std::vector<double> source_loss, source_accuracy;
+    double val_loss() const { return loss; }
+    double val_bpb() const { return std::numeric_limits<double>::quiet_NaN(); }
+  };
+
+  ToyTaskMixture(std::vector<MixtureSource> sources, const ToyTaskOptions& o, std::uint64_t seed,
+                 std::optional<CurriculumSchedule> curriculum = std::nullopt)
+      : mix_(std::move(sources)), seed_(seed), curriculum_(curriculum) {
+    PGOLF_CHECK(!mix_.empty(), "task mixture: no sources");
+    if (curriculum_) curriculum_->validate();
+    for (const auto& m : mix_) {
+      PGOLF_CHECK(m.weight > 0, "task mixture: weights must be positive, got ", m.weight);
+      tasks_.emplace_back(m.task, o, seed);
+      vocab_ = std::max(vocab_, tasks_.back().vocab());
+      seq_ = std::max(seq_, tasks_.back().seq_len());
+    }
+  }
+  int vocab() const { return vocab_; }
+  int seq_len() const { return seq_; }
+
+  // The source of training sequence `index` at optimizer step `step`.
+  std::size_t source_of(std::uint64_t index, long long step) const {
+    std::vector<double> w;
+    double total = 0;
+    for (const auto& m : mix_) total += w.emplace_back(curriculum_ ? curriculum_->weight(m.weight, m.focus, step) : m.weight);
+    SequenceRng r(seed_, 2, index);
+    double u = double(r.next() >> 11) * 0x1.0p-53 * total;
+    for (std::size_t k = 0; k < w.size(); ++k)
+      if ((u -= w[k]) < 0) return k;
+    return w.size() - 1;
+  }
+
+  Batch next_batch(const TrainConfig& c, int accum) {
+    PGOLF_CHECK(c.train_seq_len == seq_, "task mixture has sequences of ", seq_, " tokens, the config says ",
+                c.train_seq_len);
+    const long long step = (long long)(calls_++ / std::uint64_t(accum));
+    Batch b;
+    b.rows = int(c.batch_rows() / accum);
+    b.x.resize(std::size_t(b.rows) * seq_), b.y.resize(std::size_t(b.rows) * seq_);
+    for (int i = 0; i < b.rows; ++i, ++next_) fill(source_of(next_, step), 0, next_, b.x.data() + std::size_t(i) * seq_,
+                                                   b.y.data() + std::size_t(i) * seq_);
+    return b;
+  }
+
+  void heldout_sequence(std::uint64_t i, std::int32_t* x, std::int32_t* y) const {
+    fill(std::size_t(i % tasks_.size()), 1, i / tasks_.size(), x, y);
+  }
+
+  template <class Model>
+  Metrics evaluate(Model& m) const {
+    Metrics out;
+    HeldoutScore all;
+    for (std::size_t k = 0; k < tasks_.size(); ++k) {
+      const HeldoutScore h =
+          score_heldout(m, std::size_t(tasks_[k].options().eval_sequences), seq_, vocab_,
+                        [&](std::size_t i, std::int32_t* x, std::int32_t* y) { fill(k, 1, i, x, y); });
+      out.source_loss.push_back(h.mean_loss());
+      out.source_accuracy.push_back(h.accuracy());
+      all.loss += h.loss, all.scored += h.scored, all.correct += h.correct;
+    }
+    out.loss = all.mean_loss(), out.accuracy = all.accuracy(), out.scored = all.scored;
+    return out;
+  }
+  std::string describe(const Metrics& m) const {
+    std::string s = format("heldout_ce:%.4f heldout_acc:%.4f", m.loss, m.accuracy);
+    for (std::size_t k = 0; k < tasks_.size(); ++k)
+      s += format(" %s:%.4f/%.4f", std::string(to_string(mix_[k].task)).c_str(), m.source_loss[k], m.source_accuracy[k]);
+    return s;
+  }
+  void add_metrics(JsonLine& j, const Metrics& m) const {
+    j.add("val_loss", m.loss).add("val_accuracy", m.accuracy).add("val_scored", m.scored);
+    for (std::size_t k = 0; k < tasks_.size(); ++k)
+      j.add(std::string("val_loss_") + std::string(to_string(mix_[k].task)), m.source_loss[k])
+          .add(std::string("val_accuracy_") + std::string(to_string(mix_[k].task)), m.source_accuracy[k]);
+  }
+  std::pair<std::uint64_t, std::uint64_t> position() const { return {calls_, next_}; }
+  void seek(std::pair<std::uint64_t, std::uint64_t> p) { calls_ = p.first, next_ = p.second; }
+
+ private:
+  void fill(std::size_t k, std::uint64_t stream, std::uint64_t index, std::int32_t* x, std::int32_t* y) const {
+    const int Tk = tasks_[k].seq_len();
+    tasks_[k].sequence(stream, index, x, y);
+    std::fill(x + Tk, x + seq_, 0);
+    std::fill(y + Tk, y + seq_, -1);
+  }
+
+  std::vector<MixtureSource> mix_;
+  std::vector<ToyTaskData> tasks_;
+  std::uint64_t seed_;
+  std::optional<CurriculumSchedule> curriculum_;
+  int vocab_ = 0, seq_ = 0;
+  std::uint64_t calls_ = 0, next_ = 0;
 };
 
 }  // namespace pgolf::data

@@ -131,17 +131,30 @@ class Prism {
     return ce_ + aux_;
   }
 
+  // Per-token loss weights for the next backward only (token recycling): the CE term becomes
+  // sum_n w_n CE_n / sum_n w_n over scored positions. The returned loss stays the plain mean.
+  void set_token_weights(std::span<const T> w) {
+    PGOLF_CHECK(w.size() == tokens(), "Prism::set_token_weights: got ", w.size(), " weights for ", tokens(), " tokens");
+    weights_.assign(w.begin(), w.end());
+  }
+
   // Adds d(grad_scale * (CE + aux))/d(params) into grads() for the last forward.
   void backward(double grad_scale = 1.0) {
     namespace op = ops::cpu;
     PGOLF_CHECK(targets_.size() == tokens(), "Prism::backward called before forward");
     const std::size_t N = tokens();
-    const T scale = T(grad_scale / double(std::max<std::size_t>(scored_, 1)));
+    // Uniform over scored rows, or the per-token weights set for this backward (normalised).
+    double wsum = 0;
+    if (!weights_.empty())
+      for (std::size_t n = 0; n < N; ++n) wsum += targets_[n] < 0 ? 0.0 : double(weights_[n]);
     for (std::size_t n = 0; n < N; ++n) {
       T* g = logits_.data() + n * kVocab;  // the logits are not needed after this: overwritten
+      const double w = weights_.empty() ? 1.0 / double(std::max<std::size_t>(scored_, 1))
+                                        : (wsum > 0 ? double(weights_[n]) / wsum : 0.0);
       if (targets_[n] < 0) std::fill(g, g + kVocab, T(0));
-      else op::cross_entropy_backward(g, targets_.data() + n, 1, kVocab, scale, g);
+      else op::cross_entropy_backward(g, targets_.data() + n, 1, kVocab, T(grad_scale * w), g);
     }
+    weights_.clear();
     op::linear_backward(logits_.data(), hf_.data(), param(layout.head), dhf_.data(), grad(layout.head), int(N), kDim,
                         kVocab, false);
     std::fill(dx_.begin(), dx_.end(), T(0));
@@ -248,6 +261,7 @@ class Prism {
   LastBlock last_;
   std::vector<T> xs_, tapes_, dtape_a_, dtape_b_, yf_, rstdf_, hf_, logits_, row_loss_, dx_, dhf_, scratch_;
   std::vector<std::int32_t> ids_, targets_;
+  std::vector<T> weights_;
   std::size_t scored_ = 0;
   double ce_ = 0, aux_ = 0;
 };

@@ -52,6 +52,7 @@ struct TrainConfig {
   double weight_decay = 0.0;               // decoupled, on every Adam group
   LrSchedule lr_schedule = LrSchedule::warmdown;
   long long warmup_iters = -1;             // warmup_cosine only; -1: max(1, iterations / 10)
+  double token_recycling = 0.0;            // strength in [0, 1]; 0: off (train/token_recycling.hpp)
   // data and evaluation
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
@@ -85,6 +86,8 @@ struct TrainConfig {
       PGOLF_CHECK(v >= 0 && v < 1, name, " must be in [0, 1), got ", v);
     PGOLF_CHECK(std::isfinite(weight_decay) && weight_decay >= 0, "weight_decay must be a finite number >= 0, got ",
                 weight_decay);
+    PGOLF_CHECK(token_recycling >= 0 && token_recycling <= 1, "token_recycling must be in [0, 1], got ",
+                token_recycling);
     PGOLF_CHECK(warmup_iters >= -1, "warmup_iters must be >= 0 (or -1 for iterations / 10), got ", warmup_iters);
     PGOLF_CHECK(muon_momentum_warmup_steps >= 0, "muon_momentum_warmup_steps must be >= 0, got ",
                 muon_momentum_warmup_steps);
@@ -140,6 +143,7 @@ struct TrainConfig {
         .add("weight_decay", weight_decay)
         .add("lr_schedule", to_string(lr_schedule))
         .add("warmup_iters", warmup_steps())
+        .add("token_recycling", token_recycling)
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)

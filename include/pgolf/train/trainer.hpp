@@ -39,6 +39,7 @@
 #include "pgolf/train/evaluate.hpp"
 #include "pgolf/train/fineweb_data.hpp"
 #include "pgolf/train/run_log.hpp"
+#include "pgolf/train/token_recycling.hpp"
 
 namespace pgolf {
 
@@ -154,6 +155,11 @@ class Trainer {
         scalar_(make_adam_for(model_, OptimGroup::adam_scalar, adam_options())) {
     if (cfg_.optimizer == OptimizerKind::adamw)
       matrix_adam_.emplace(make_adam_for(model_, OptimGroup::muon_matrix, adam_options()));
+    if (cfg_.token_recycling > 0) {
+      PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
+                                 "(set_token_weights, e.g. Prism); this model has none");
+      recycler_.emplace(cfg_.token_recycling);
+    }
     model_.init(cfg_.seed);
   }
 
@@ -186,10 +192,10 @@ class Trainer {
         train_ms_ += ms_since(t0);
         const Metrics m = validate();
         log_.print(format("step:%lld/%lld %s train_time:%.0fms step_avg:%.2fms", step_, c.iterations,
-                          Data::describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
+                          data_.describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
         JsonLine line;
         line.add("event", "val").add("step", step_);
-        Data::add_metrics(line, m);
+        data_.add_metrics(line, m);
         log_.metric(line.add("train_time_ms", train_ms_).str());
         res.val.push_back({step_, m.val_loss(), m.val_bpb(), train_ms_});
         t0 = Clock::now();
@@ -210,6 +216,15 @@ class Trainer {
       for (int a = 0; a < accum; ++a) {
         const data::Batch b = data_.next_batch(c, accum);
         loss += model_.forward(b.x, b.y) / accum;
+        if constexpr (kTokenWeights) {
+          if (recycler_) {
+            const auto losses = std::span<const T>(model_.row_losses());
+            model_.set_token_weights(std::span<const T>(recycler_->weights(losses, std::span<const std::int32_t>(b.y))));
+            model_.backward(1.0 / accum);
+            recycler_->update(losses, std::span<const std::int32_t>(b.y));
+            continue;
+          }
+        }
         model_.backward(1.0 / accum);
       }
       if (!std::isfinite(loss)) {
@@ -265,15 +280,23 @@ class Trainer {
       ck.tensors.push_back(state_to_host<T>(a->second_moment()));
       ck.counters.push_back(a->steps_taken());
     }
+    if (recycler_) {
+      const auto st = recycler_->state();
+      ck.tensors.emplace_back(st.begin(), st.end());
+    }
     return ck;
   }
 
   void restore(const Checkpoint<T>& ck) {
     auto list = adams();
-    const std::size_t n = list.size();
-    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n && ck.counters.size() == n,
+    const std::size_t n = list.size(), extra = recycler_ ? 1 : 0;
+    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n + extra && ck.counters.size() == n,
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
-                " counters; expected ", 2 + 2 * n, " and ", n, ")");
+                " counters; expected ", 2 + 2 * n + extra, " and ", n, ")");
+    if (recycler_) {
+      const auto& st = ck.tensors.back();
+      recycler_->set_state(std::vector<double>(st.begin(), st.end()));
+    }
     params_from_host(model_, std::span<const T>(ck.tensors[0]));
     state_from_host(muon_.momentum_buffer(), ck.tensors[1], "Muon momentum");
     for (std::size_t k = 0; k < n; ++k) {
@@ -333,6 +356,8 @@ class Trainer {
   MuonT muon_;
   AdamT embed_, head_, scalar_;
   std::optional<AdamT> matrix_adam_;
+  static constexpr bool kTokenWeights = requires(Model m, std::span<const T> w) { m.set_token_weights(w); };
+  std::optional<TokenRecycler> recycler_;
   long long step_ = 0;
   double train_ms_ = 0;
 };
