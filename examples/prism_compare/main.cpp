@@ -11,6 +11,28 @@
 #include "models.hpp"
 #include "pgolf/ops/cpu/blas.hpp"
 
+namespace {
+// The scale presets: parameter counts of both behaviours, the reference's against PRISM.md 2.10's
+// closed form (V D + (L - 1) full block + last block + D).
+template <pgolf::PrismSpec S>
+void print_preset(const char* name) {
+  using namespace pgolf;
+  constexpr PrismSpec ref = [] {
+    PrismSpec r = S;
+    r.behaviour = PrismBehaviour::reference;
+    return r;
+  }();
+  const long long D = S.d_model, H = S.hidden();
+  const long long closed = S.vocab * D +
+                           (S.layers - 1) * prism_block_params(D, S.num_rates, S.d_mem, H, 3, true) +
+                           prism_block_params(D, S.num_rates, S.d_mem, H, 2, false) + D;
+  const long long r = (long long)table_size(prism_layout<ref>().table);
+  std::printf("%-6s D %4d L %2d K %d M %4d S %2d top-%d H %dD  reference %12lld (closed form %s)  causal %12lld\n",
+              name, S.d_model, S.layers, S.num_rates, S.d_mem, S.num_slots, S.router_topk, S.neural_hidden_mult, r,
+              r == closed ? "matches" : "DIFFERS", (long long)table_size(prism_layout<S>().table));
+}
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace pgolf;
   app::CompareOptions o;
@@ -34,8 +56,17 @@ int main(int argc, char** argv) {
   cli.add_option("--modular-steps", o.modular_steps,
                  "also train prism_modular: single-kind pretraining of N steps per kind, assembled, then --steps")
       ->capture_default_str();
+  bool presets = false;
+  cli.add_flag("--presets", presets, "print the scale presets' parameter counts and exit");
   cli.add_option("--json", json, "write the results (with per-block routing and gate statistics) here");
   CLI11_PARSE(cli, argc, argv);
+  if (presets) {
+    print_preset<prism_presets::tiny>("tiny");
+    print_preset<prism_presets::p300m>("300m");
+    print_preset<prism_presets::p350m>("350m");
+    print_preset<prism_presets::p1b>("1b");
+    return 0;
+  }
   try {
     o.mixture = task == "mixture";
     PGOLF_CHECK(!o.curriculum || o.mixture, "--curriculum needs --task mixture");
