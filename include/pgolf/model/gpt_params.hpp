@@ -38,22 +38,8 @@ template <GptSpec S>
 constexpr auto gpt_param_table() {
   static_assert(validate_spec<S>());
   std::array<ParamInfo, gpt_param_count<S>()> table{};
-  std::size_t offset = 0, row = 0;
-  auto add = [&](ParamName name, int rows, int cols, int rank, Init init, OptimGroup group, bool control, int block) {
-    ParamInfo& p = table[row++];
-    p.name = name;
-    p.offset = offset;
-    p.rows = rows;
-    p.cols = cols;
-    p.rank = rank;
-    p.init = init;
-    p.group = group;
-    p.export_policy = reference_export_policy(p.numel(), rank, control);
-    p.block = block;
-    offset += p.numel();
-  };
-  // PyTorch's default Linear init (kaiming_uniform with a = sqrt(5)) is U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
-  auto linear_init = [](int fan_in) { return Init{InitKind::uniform_fan_in, double(fan_in)}; };
+  ParamTableBuilder<std::tuple_size_v<decltype(table)>> tb{table};
+  auto add = [&](auto&&... a) { return tb.add(a...); };
   const int d = S.dim, kv = S.kv_dim(), hid = S.hidden();
 
   add("tok_emb.weight", S.vocab, d, 2, Init{InitKind::normal, S.embedding.init_std}, OptimGroup::adam_embed, false, -1);
@@ -61,12 +47,12 @@ constexpr auto gpt_param_table() {
     auto name = [b](const char* suffix) { return ParamName("blocks.").append(b).append(".").append(suffix); };
     const auto M = OptimGroup::muon_matrix;
     const auto A = OptimGroup::adam_scalar;
-    add(name("attn.c_q.weight"), d, d, 2, linear_init(d), M, false, b);
-    add(name("attn.c_k.weight"), kv, d, 2, linear_init(d), M, false, b);
-    add(name("attn.c_v.weight"), kv, d, 2, linear_init(d), M, false, b);
+    add(name("attn.c_q.weight"), d, d, 2, torch_linear_init(d), M, false, b);
+    add(name("attn.c_k.weight"), kv, d, 2, torch_linear_init(d), M, false, b);
+    add(name("attn.c_v.weight"), kv, d, 2, torch_linear_init(d), M, false, b);
     add(name("attn.proj.weight"), d, d, 2, Init{InitKind::zeros}, M, false, b);
     add(name("attn.q_gain"), S.attention.heads, 1, 1, Init{InitKind::constant, S.attention.qk_gain_init}, A, true, b);
-    add(name("mlp.fc.weight"), hid, d, 2, linear_init(d), M, false, b);
+    add(name("mlp.fc.weight"), hid, d, 2, torch_linear_init(d), M, false, b);
     add(name("mlp.proj.weight"), d, hid, 2, Init{InitKind::zeros}, M, false, b);
     add(name("attn_scale"), d, 1, 1, Init{InitKind::ones}, A, true, b);
     add(name("mlp_scale"), d, 1, 1, Init{InitKind::ones}, A, true, b);
@@ -76,7 +62,7 @@ constexpr auto gpt_param_table() {
     add("skip_weights", S.skip_count(), d, 2, Init{InitKind::ones}, OptimGroup::adam_scalar, true, -1);
   if (!S.embedding.tied)
     add("lm_head.weight", S.vocab, d, 2, Init{InitKind::zeros}, OptimGroup::adam_head, false, -1);
-  if (row != table.size()) throw "gpt_param_table: row count mismatch";
+  tb.finish();
   return table;
 }
 

@@ -47,31 +47,24 @@ constexpr auto baseline_param_table() {
                 "PrismSpec.d_model must be divisible by the Transformer baseline's 4 heads");
   constexpr std::size_t rows = 2 + std::size_t(S.layers) * baseline_block_rows<S, X>() + (S.tie_embeddings ? 0 : 1);
   std::array<ParamInfo, rows> table{};
-  std::size_t offset = 0, row = 0;
-  auto add = [&](ParamName name, int r, int c, int rank, Init init, OptimGroup g, bool control, int block) {
-    ParamInfo& p = table[row++];
-    p.name = name, p.offset = offset, p.rows = r, p.cols = c, p.rank = rank, p.init = init, p.group = g;
-    p.export_policy = reference_export_policy(p.numel(), rank, control);
-    p.block = block;
-    offset += p.numel();
-  };
+  ParamTableBuilder<rows> tb{table};
+  auto add = [&](auto&&... a) { return tb.add(a...); };
   const int D = S.d_model, H = S.hidden(), N = kBaselineSsmState;
   const Init normal{InitKind::normal, S.init_std}, ones{InitKind::ones};
-  auto torch_default = [](int fan_in) { return Init{InitKind::uniform_fan_in, double(fan_in)}; };
   const auto Mx = OptimGroup::muon_matrix, Sc = OptimGroup::adam_scalar;
   add("embed.weight", S.vocab, D, 2, normal, OptimGroup::adam_embed, false, -1);
   for (int b = 0; b < S.layers; ++b) {
     auto name = [b](const char* suffix) { return ParamName("blocks.").append(b).append(".").append(suffix); };
     add(name("norm1.weight"), D, 1, 1, ones, Sc, true, b);
     if constexpr (X == BaselineMixer::ssm) {
-      add(name("ssm.B.weight"), N, D, 2, torch_default(D), Mx, false, b);
-      add(name("ssm.dt.weight"), 1, D, 2, torch_default(D), Sc, false, b);
-      add(name("ssm.dt.bias"), 1, 1, 1, torch_default(D), Sc, false, b);
+      add(name("ssm.B.weight"), N, D, 2, torch_linear_init(D), Mx, false, b);
+      add(name("ssm.dt.weight"), 1, D, 2, torch_linear_init(D), Sc, false, b);
+      add(name("ssm.dt.bias"), 1, 1, 1, torch_linear_init(D), Sc, false, b);
       add(name("ssm.A_log"), N, 1, 1, Init{InitKind::normal, 0.1}, Sc, false, b);
-      add(name("ssm.out.weight"), D, N, 2, torch_default(N), Mx, false, b);
+      add(name("ssm.out.weight"), D, N, 2, torch_linear_init(N), Mx, false, b);
     } else {
-      add(name("attn.qkv.weight"), 3 * D, D, 2, torch_default(D), Mx, false, b);
-      add(name("attn.o.weight"), D, D, 2, torch_default(D), Mx, false, b);
+      add(name("attn.qkv.weight"), 3 * D, D, 2, torch_linear_init(D), Mx, false, b);
+      add(name("attn.o.weight"), D, D, 2, torch_linear_init(D), Mx, false, b);
     }
     add(name("norm2.weight"), D, 1, 1, ones, Sc, true, b);
     add(name("ffn.w_gate.weight"), H, D, 2, normal, Mx, false, b);
@@ -80,7 +73,7 @@ constexpr auto baseline_param_table() {
   }
   add("norm_f.weight", D, 1, 1, ones, Sc, true, -1);
   if (!S.tie_embeddings) add("head.weight", S.vocab, D, 2, normal, OptimGroup::adam_head, false, -1);
-  if (row != table.size()) throw "baseline_param_table: row count mismatch";
+  tb.finish();
   return table;
 }
 

@@ -59,25 +59,10 @@ template <PrismSpec S>
 constexpr PrismLayout<S> prism_layout() {
   static_assert(validate_prism_spec<S>());
   PrismLayout<S> L{};
-  std::size_t offset = 0, row = 0;
-  auto add = [&](ParamName name, int rows, int cols, int rank, Init init, OptimGroup group, bool control,
-                 int block) {
-    ParamInfo& p = L.table[row];
-    p.name = name;
-    p.offset = offset;
-    p.rows = rows;
-    p.cols = cols;
-    p.rank = rank;
-    p.init = init;
-    p.group = group;
-    p.export_policy = reference_export_policy(p.numel(), rank, control);
-    p.block = block;
-    offset += p.numel();
-    return row++;
-  };
+  ParamTableBuilder<std::tuple_size_v<decltype(L.table)>> tb{L.table};
+  auto add = [&](auto&&... a) { return tb.add(a...); };
   const int D = S.d_model, K = S.num_rates, M = S.d_mem, H = S.hidden(), Sl = S.num_slots;
   const Init normal{InitKind::normal, S.init_std}, zeros{InitKind::zeros}, ones{InitKind::ones};
-  auto torch_default = [](int fan_in) { return Init{InitKind::uniform_fan_in, double(fan_in)}; };
   const auto Mx = OptimGroup::muon_matrix;
   const auto Sc = OptimGroup::adam_scalar;
 
@@ -107,18 +92,18 @@ constexpr PrismLayout<S> prism_layout() {
           add(ename("w_down.weight"), D, H, 2, normal, Mx, false, b);
           break;
         case ExpertKind::memory:
-          r.expert[std::size_t(i)] = add(ename("head.q_proj.weight"), M, D, 2, torch_default(D), Mx, false, b);
-          add(ename("head.v_proj_in.weight"), M, D, 2, torch_default(D), Mx, false, b);
-          add(ename("head.write_gate.weight"), 1, D, 2, torch_default(D), Sc, false, b);
-          add(ename("head.write_gate.bias"), 1, 1, 1, torch_default(D), Sc, false, b);
+          r.expert[std::size_t(i)] = add(ename("head.q_proj.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
+          add(ename("head.v_proj_in.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
+          add(ename("head.write_gate.weight"), 1, D, 2, torch_linear_init(D), Sc, false, b);
+          add(ename("head.write_gate.bias"), 1, 1, 1, torch_linear_init(D), Sc, false, b);
           if (prism_has_erase(S.causal(), b)) {
-            add(ename("head.erase_gate.weight"), M, D, 2, torch_default(D), Mx, false, b);
-            add(ename("head.erase_gate.bias"), M, 1, 1, torch_default(D), Sc, false, b);
+            add(ename("head.erase_gate.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
+            add(ename("head.erase_gate.bias"), M, 1, 1, torch_linear_init(D), Sc, false, b);
           }
-          add(ename("head.read_out.weight"), D, M, 2, torch_default(M), Mx, false, b);
+          add(ename("head.read_out.weight"), D, M, 2, torch_linear_init(M), Mx, false, b);
           if (S.causal()) {
-            add(ename("head.address.weight"), Sl, D, 2, torch_default(D), Mx, false, b);
-            add(ename("head.address.bias"), Sl, 1, 1, torch_default(D), Sc, false, b);
+            add(ename("head.address.weight"), Sl, D, 2, torch_linear_init(D), Mx, false, b);
+            add(ename("head.address.bias"), Sl, 1, 1, torch_linear_init(D), Sc, false, b);
           }
           break;
         case ExpertKind::symbolic:
@@ -133,7 +118,7 @@ constexpr PrismLayout<S> prism_layout() {
   }
   L.final_norm = add("norm_f.weight", D, 1, 1, ones, Sc, true, -1);
   L.head = S.tie_embeddings ? L.tok_emb : add("head.weight", S.vocab, D, 2, normal, OptimGroup::adam_head, false, -1);
-  if (row != L.table.size()) throw "prism_layout: row count mismatch";
+  tb.finish();
   return L;
 }
 

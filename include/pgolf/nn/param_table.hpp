@@ -71,6 +71,37 @@ constexpr ExportPolicy reference_export_policy(std::size_t numel, int rank, bool
   return control ? ExportPolicy::float32_control : ExportPolicy::float16;
 }
 
+// PyTorch's default Linear init (kaiming_uniform with a = sqrt(5)): U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
+constexpr Init torch_linear_init(int fan_in) { return Init{InitKind::uniform_fan_in, double(fan_in)}; }
+
+// Builds a table at compile time: rows in order, each tensor at the next offset, export policy by the
+// reference's rule. add() returns the row's index.
+template <std::size_t N>
+struct ParamTableBuilder {
+  std::array<ParamInfo, N>& table;
+  std::size_t offset = 0, row = 0;
+
+  constexpr std::size_t add(ParamName name, int rows, int cols, int rank, Init init, OptimGroup group, bool control,
+                            int block) {
+    if (row >= N) throw "parameter table: more rows than declared";
+    ParamInfo& p = table[row];
+    p.name = name;
+    p.offset = offset;
+    p.rows = rows;
+    p.cols = cols;
+    p.rank = rank;
+    p.init = init;
+    p.group = group;
+    p.export_policy = reference_export_policy(p.numel(), rank, control);
+    p.block = block;
+    offset += p.numel();
+    return row++;
+  }
+  constexpr void finish() const {
+    if (row != N) throw "parameter table: fewer rows than declared";
+  }
+};
+
 template <std::size_t N>
 constexpr std::size_t table_size(const std::array<ParamInfo, N>& table) {
   std::size_t total = 0;
