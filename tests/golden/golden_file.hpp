@@ -5,6 +5,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstdlib>
 #include <fstream>
@@ -70,6 +72,42 @@ inline Golden load_golden(const std::string& name) {
   REQUIRE(bin.gcount() == std::streamsize(total * 8));
   REQUIRE(bin.peek() == std::char_traits<char>::eof());
   return g;
+}
+
+// Copies the golden weights into the model, checking that names and sizes follow its table.
+template <class Model>
+void load_golden_weights(const Golden& g, Model& model) {
+  REQUIRE(g.params.size() == Model::param_table.size());
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < g.params.size(); ++i) {
+    REQUIRE(g.params[i].first == Model::param_table[i].name.view());
+    REQUIRE(g.params[i].second == Model::param_table[i].numel());
+    std::copy(g.weights.begin() + std::ptrdiff_t(at), g.weights.begin() + std::ptrdiff_t(at + g.params[i].second),
+              model.params().data() + Model::param_table[i].offset);
+    at += g.params[i].second;
+  }
+}
+
+// Per tensor: the L2 norm of (model gradient - golden gradient) and of the golden gradient.
+struct GradientError {
+  std::string name;
+  double error = 0, norm = 0;
+};
+template <class Model>
+std::vector<GradientError> golden_gradient_errors(const Golden& g, const Model& model) {
+  std::vector<GradientError> out;
+  std::size_t at = 0;
+  for (std::size_t i = 0; i < g.params.size(); ++i) {
+    double num = 0, den = 0;
+    for (std::size_t j = 0; j < g.params[i].second; ++j) {
+      const double e = model.grads()[Model::param_table[i].offset + j] - g.grads[at + j];
+      num += e * e;
+      den += g.grads[at + j] * g.grads[at + j];
+    }
+    at += g.params[i].second;
+    out.push_back({g.params[i].first, std::sqrt(num), std::sqrt(den)});
+  }
+  return out;
 }
 
 }  // namespace pgolf::test

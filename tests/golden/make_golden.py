@@ -235,6 +235,25 @@ def spec_line(s):
     return " ".join(f"{k}={fmt(s[k])}" for k in keys)
 
 
+def write_case(out_dir, name, script, header, x, y, ordered):
+    """<name>.manifest: the header lines, then "param NAME COUNT" per tensor; <name>.bin: int32 x, y,
+    then float64 weights and gradients in `ordered` order (a parameter without a gradient writes 0s)."""
+    with open(os.path.join(out_dir, name + ".manifest"), "w") as f:
+        f.write(f"# written by tests/golden/{script}; do not edit\n")
+        for line in header:
+            f.write(line + "\n")
+        for n, p in ordered:
+            f.write(f"param {n} {p.numel()}\n")
+    with open(os.path.join(out_dir, name + ".bin"), "wb") as f:
+        f.write(struct.pack(f"<{x.numel()}i", *x.reshape(-1).tolist()))
+        f.write(struct.pack(f"<{y.numel()}i", *y.reshape(-1).tolist()))
+        for _, p in ordered:
+            f.write(struct.pack(f"<{p.numel()}d", *p.detach().reshape(-1).tolist()))
+        for _, p in ordered:
+            g = p.grad if p.grad is not None else torch.zeros_like(p)
+            f.write(struct.pack(f"<{p.numel()}d", *g.reshape(-1).tolist()))
+
+
 def make_case(name, s, out_dir):
     torch.manual_seed(s["seed"])
     model = GPT(s)
@@ -255,20 +274,8 @@ def make_case(name, s, out_dir):
     loss = model(x, y)
     loss.backward()
 
-    with open(os.path.join(out_dir, name + ".manifest"), "w") as f:
-        f.write("# written by tests/golden/make_golden.py; do not edit\n")
-        f.write(f"spec {spec_line(s)}\n")
-        f.write(f"batch {s['batch']}\nseq {s['seq']}\n")
-        f.write(f"loss {loss.item()!r}\n")
-        for n, p in ordered:
-            f.write(f"param {n} {p.numel()}\n")
-    with open(os.path.join(out_dir, name + ".bin"), "wb") as f:
-        f.write(struct.pack(f"<{x.numel()}i", *x.reshape(-1).tolist()))
-        f.write(struct.pack(f"<{y.numel()}i", *y.reshape(-1).tolist()))
-        for _, p in ordered:
-            f.write(struct.pack(f"<{p.numel()}d", *p.detach().reshape(-1).tolist()))
-        for _, p in ordered:
-            f.write(struct.pack(f"<{p.numel()}d", *p.grad.reshape(-1).tolist()))
+    write_case(out_dir, name, "make_golden.py",
+               [f"spec {spec_line(s)}", f"batch {s['batch']}", f"seq {s['seq']}", f"loss {loss.item()!r}"], x, y, ordered)
     print(f"{name}: loss {loss.item():.12f}, {sum(p.numel() for _, p in ordered)} parameters")
 
 

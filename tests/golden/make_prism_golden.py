@@ -13,12 +13,14 @@ inputs, int32 targets (-1 = not scored), float64 weights, float64 gradients, in 
 """
 import math
 import os
-import struct
 import sys
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from make_golden import write_case  # noqa: E402  (also fixes the thread count and float64)
 
 torch.set_default_dtype(torch.float64)
 
@@ -293,20 +295,9 @@ def make_case(name, c, out_dir):
     y[:, ::3] = -1
     loss, ce, aux = model(x, y)
     loss.backward()
-    with open(os.path.join(out_dir, name + ".manifest"), "w") as f:
-        f.write("# written by tests/golden/make_prism_golden.py; do not edit\n")
-        f.write(f"spec {spec_line(c)}\nbatch {B}\nseq {T}\n")
-        f.write(f"loss {loss.item()!r}\nce {ce.item()!r}\naux {aux.item()!r}\n")
-        for n, p in ordered:
-            f.write(f"param {n} {p.numel()}\n")
-    with open(os.path.join(out_dir, name + ".bin"), "wb") as f:
-        f.write(struct.pack(f"<{x.numel()}i", *x.reshape(-1).tolist()))
-        f.write(struct.pack(f"<{y.numel()}i", *y.reshape(-1).tolist()))
-        for _, p in ordered:
-            f.write(struct.pack(f"<{p.numel()}d", *p.detach().reshape(-1).tolist()))
-        for _, p in ordered:
-            g = p.grad if p.grad is not None else torch.zeros_like(p)
-            f.write(struct.pack(f"<{p.numel()}d", *g.reshape(-1).tolist()))
+    write_case(out_dir, name, "make_prism_golden.py",
+               [f"spec {spec_line(c)}", f"batch {B}", f"seq {T}", f"loss {loss.item()!r}", f"ce {ce.item()!r}",
+                f"aux {aux.item()!r}"], x, y, ordered)
     print(f"{name}: loss {loss.item():.12f} (ce {ce.item():.6f}, aux {aux.item():.6f}), "
           f"{sum(p.numel() for _, p in ordered)} parameters")
 

@@ -48,32 +48,17 @@ void check_golden(const std::string& name) {
   const Golden g = load_golden(name);
   REQUIRE(g.spec == spec_line<S>());
   using M = Gpt<S, double>;
-  REQUIRE(g.params.size() == M::param_table.size());
   M model(g.batch, g.seq);
-  std::size_t at = 0;
-  for (std::size_t i = 0; i < g.params.size(); ++i) {
-    REQUIRE(g.params[i].first == M::param_table[i].name.view());
-    REQUIRE(g.params[i].second == M::param_table[i].numel());
-    std::copy(g.weights.begin() + at, g.weights.begin() + at + g.params[i].second, model.param(i));
-    at += g.params[i].second;
-  }
+  pgolf::test::load_golden_weights(g, model);
   model.zero_grad();
   const double loss = model.forward(g.x, g.y);
   CHECK(loss == Approx(g.loss).epsilon(1e-12));
   model.backward();
   // Per tensor relative L2 error. Both sides run in float64; what remains is summation order.
-  at = 0;
-  for (std::size_t i = 0; i < g.params.size(); ++i) {
-    double num = 0, den = 0;
-    for (std::size_t j = 0; j < g.params[i].second; ++j) {
-      const double e = model.grads()[M::param_table[i].offset + j] - g.grads[at + j];
-      num += e * e;
-      den += g.grads[at + j] * g.grads[at + j];
-    }
-    at += g.params[i].second;
-    INFO(g.params[i].first << ": relative L2 error " << std::sqrt(num / den) << ", grad norm " << std::sqrt(den));
-    REQUIRE(den > 0);  // every tensor carries gradient in these cases
-    CHECK(std::sqrt(num / den) < 1e-10);
+  for (const auto& e : pgolf::test::golden_gradient_errors(g, model)) {
+    INFO(e.name << ": relative L2 error " << e.error / e.norm << ", grad norm " << e.norm);
+    REQUIRE(e.norm > 0);  // every tensor carries gradient in these cases
+    CHECK(e.error / e.norm < 1e-10);
   }
 }
 
