@@ -101,6 +101,19 @@ class Baseline(nn.Module):
         return ce, ce, torch.zeros(())
 
 
+def reference_init(model):
+    """The reference's init (PRISM.md 2): N(0, 0.02) for the embedding and every linear except the
+    memory head's (PyTorch default), zero biases. The golden port leaves init to its caller."""
+    heads = {id(m) for mod in model.modules() if isinstance(mod, port.MemoryHead) for m in mod.modules()}
+    nn.init.normal_(model.embed.weight, std=0.02)
+    for m in model.modules():
+        if isinstance(m, nn.Linear) and id(m) not in heads:
+            nn.init.normal_(m.weight, std=0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+    return model
+
+
 def induction_batch(gen, batch, n=3, data_tokens=10):
     x = torch.zeros(batch, 2 * n + 3, dtype=torch.long)
     y = torch.full((batch, 2 * n + 3), -1, dtype=torch.long)
@@ -142,7 +155,7 @@ def main():
     torch.set_num_threads(a.threads)
     cfg = dict(port.BASE, vocab=12, d=64, layers=3, k=4, m=64, slots=16, mult=2, topk=1, tied=True)
     makers = {
-        "prism_reference": lambda: port.Prism(cfg),
+        "prism_reference": lambda: reference_init(port.Prism(cfg)),
         "transformer": lambda: Baseline(AttnBlock, 12),
         "ssm": lambda: Baseline(SsmBlock, 12),
     }
