@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "pgolf/model/prism_baselines.hpp"
+#include "model_gradcheck.hpp"
 #include "prism_test_specs.hpp"
 
 using namespace pgolf;
@@ -25,17 +26,7 @@ void gradcheck_baseline(int batch, int seq, std::uint32_t stream) {
   model.zero_grad();
   model.forward(x, y);
   model.backward();
-  const std::vector<double> grad(model.grads().begin(), model.grads().end());
-  auto loss = [&] { return model.forward(x, y); };
-  for (const auto& info : Model::param_table) {
-    std::vector<std::size_t> idx;
-    const std::size_t n = info.numel(), k = std::min<std::size_t>(n, 10);
-    for (std::size_t j = 0; j < k; ++j) idx.push_back((j * n) / k + (j * 7919) % std::max<std::size_t>(1, n / k));
-    const double err =
-        fd_max_error(loss, model.params().data() + info.offset, grad.data() + info.offset, n, idx, 1e-5, 1e-3);
-    INFO(info.name.c_str() << " max relative error " << err);
-    CHECK(err < 1e-6);
-  }
+  check_every_tensor(model, [&] { return model.forward(x, y); }, 10);
 }
 
 template <class Model>
