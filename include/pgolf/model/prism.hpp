@@ -97,9 +97,6 @@ class Prism {
     const std::size_t N = tokens();
     PGOLF_CHECK(ids.size() == N, "Prism::forward: got ", ids.size(), " input ids, expected batch*seq_len = ", N);
     PGOLF_CHECK(targets.size() == N, "Prism::forward: got ", targets.size(), " targets, expected ", N);
-    for (std::size_t n = 0; n < N; ++n)
-      PGOLF_CHECK(targets[n] < kVocab, "target id ", targets[n], " at position ", n, " is outside the vocabulary [0, ",
-                  kVocab, ")");
     ids_.assign(ids.begin(), ids.end());
     targets_.assign(targets.begin(), targets.end());
     op::embedding_forward(ids.data(), N, param(layout.tok_emb), kVocab, kDim, x(0));
@@ -109,18 +106,9 @@ class Prism {
     op::rmsnorm_weighted_forward(x(S.layers), param(layout.final_norm), N, kDim, T(S.norm_eps), yf_.data(),
                                  rstdf_.data(), hf_.data());
     op::linear_forward(hf_.data(), param(layout.head), logits_.data(), int(N), kDim, kVocab);
-    scored_ = 0;
-    double total = 0;
-    for (std::size_t n = 0; n < N; ++n) {
-      if (targets_[n] < 0) {
-        row_loss_[n] = 0;
-        continue;
-      }
-      op::cross_entropy_forward(logits_.data() + n * kVocab, targets_.data() + n, 1, kVocab, row_loss_.data() + n);
-      total += double(row_loss_[n]);
-      ++scored_;
-    }
-    ce_ = total / double(std::max<std::size_t>(scored_, 1));
+    // Checks the targets against the vocabulary; rows with a target < 0 score 0 and are not counted.
+    ce_ = op::cross_entropy_forward(logits_.data(), targets_.data(), N, kVocab, row_loss_.data());
+    scored_ = op::scored_rows(targets_.data(), N);
     aux_ = 0;
     for (int b = 0; b < S.layers; ++b)
       with_block(b, [&](auto& blk) {
@@ -143,16 +131,19 @@ class Prism {
     namespace op = ops::cpu;
     PGOLF_CHECK(targets_.size() == tokens(), "Prism::backward called before forward");
     const std::size_t N = tokens();
-    // Uniform over scored rows, or the per-token weights set for this backward (normalised).
-    double wsum = 0;
-    if (!weights_.empty())
+    // The logits are not needed after this: the gradient overwrites them. Uniform over scored rows,
+    // or the per-token weights set for this backward (normalised over scored rows).
+    if (weights_.empty()) {
+      op::cross_entropy_backward(logits_.data(), targets_.data(), N, kVocab,
+                                 T(grad_scale / double(std::max<std::size_t>(scored_, 1))), logits_.data());
+    } else {
+      double wsum = 0;
       for (std::size_t n = 0; n < N; ++n) wsum += targets_[n] < 0 ? 0.0 : double(weights_[n]);
-    for (std::size_t n = 0; n < N; ++n) {
-      T* g = logits_.data() + n * kVocab;  // the logits are not needed after this: overwritten
-      const double w = weights_.empty() ? 1.0 / double(std::max<std::size_t>(scored_, 1))
-                                        : (wsum > 0 ? double(weights_[n]) / wsum : 0.0);
-      if (targets_[n] < 0) std::fill(g, g + kVocab, T(0));
-      else op::cross_entropy_backward(g, targets_.data() + n, 1, kVocab, T(grad_scale * w), g);
+      for (std::size_t n = 0; n < N; ++n) {
+        const double w = wsum > 0 ? double(weights_[n]) / wsum : 0.0;
+        op::cross_entropy_backward(logits_.data() + n * kVocab, targets_.data() + n, 1, kVocab, T(grad_scale * w),
+                                   logits_.data() + n * kVocab);
+      }
     }
     weights_.clear();
     op::linear_backward(logits_.data(), hf_.data(), param(layout.head), dhf_.data(), grad(layout.head), int(N), kDim,
