@@ -1,7 +1,7 @@
 // PRISM's curriculum (PRISM.md 5.2): three phases by step, neural for step < int(t1 * total), memory
 // for step < int(t2 * total), symbolic after; a data source whose focus is the current phase has its
 // weight multiplied by `strength` (others unchanged; the sampler normalises). A hard step function,
-// as the reference implements it (its docs' smooth transitions are not implemented there either).
+// as in the reference, whose docs describe smooth transitions that its code does not have.
 #pragma once
 
 #include "pgolf/core/error.hpp"

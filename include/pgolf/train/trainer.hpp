@@ -149,12 +149,14 @@ class Trainer {
         log_(log),
         data_(make(cfg_)),
         model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
-        muon_(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps})),
         embed_(make_adam_for(model_, OptimGroup::adam_embed, adam_options())),
         head_(make_adam_for(model_, OptimGroup::adam_head, adam_options())),
         scalar_(make_adam_for(model_, OptimGroup::adam_scalar, adam_options())) {
+    // The matrix group: Muon, or Adam(W) like every other group.
     if (cfg_.optimizer == OptimizerKind::adamw)
       matrix_adam_.emplace(make_adam_for(model_, OptimGroup::muon_matrix, adam_options()));
+    else
+      muon_.emplace(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps}));
     if (cfg_.token_recycling > 0) {
       PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
                                  "(set_token_weights, e.g. Prism); this model has none");
@@ -236,8 +238,8 @@ class Trainer {
       if (matrix_adam_) {
         matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
       } else {
-        muon_.set_momentum(warmup.at(step_));
-        muon_.step(model_.params(), model_.grads(), c.matrix_lr * scale);
+        muon_->set_momentum(warmup.at(step_));
+        muon_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
       }
       embed_.step(model_.params(), model_.grads(), embed_lr * scale);
       head_.step(model_.params(), model_.grads(), c.head_lr * scale);
@@ -274,7 +276,7 @@ class Trainer {
     ck.seed = cfg_.seed;
     std::tie(ck.data_file, ck.data_pos) = data_.position();
     ck.tensors.push_back(params_to_host(model_));
-    ck.tensors.push_back(state_to_host<T>(muon_.momentum_buffer()));
+    ck.tensors.push_back(muon_ ? state_to_host<T>(muon_->momentum_buffer()) : std::vector<T>{});  // empty: adamw
     for (const AdamT* a : adams()) {
       ck.tensors.push_back(state_to_host<T>(a->first_moment()));
       ck.tensors.push_back(state_to_host<T>(a->second_moment()));
@@ -298,7 +300,8 @@ class Trainer {
       recycler_->set_state(std::vector<double>(st.begin(), st.end()));
     }
     params_from_host(model_, std::span<const T>(ck.tensors[0]));
-    state_from_host(muon_.momentum_buffer(), ck.tensors[1], "Muon momentum");
+    if (muon_) state_from_host(muon_->momentum_buffer(), ck.tensors[1], "Muon momentum");
+    else PGOLF_CHECK(ck.tensors[1].empty(), "checkpoint holds Muon momentum; this run uses AdamW for the matrices");
     for (std::size_t k = 0; k < n; ++k) {
       state_from_host(list[k]->first_moment(), ck.tensors[2 + 2 * k], "Adam first moment");
       state_from_host(list[k]->second_moment(), ck.tensors[3 + 2 * k], "Adam second moment");
@@ -353,7 +356,7 @@ class Trainer {
   Data data_;
   Model model_;
   using MuonT = decltype(make_muon_for(std::declval<Model&>(), MuonOptions{}));
-  MuonT muon_;
+  std::optional<MuonT> muon_;
   AdamT embed_, head_, scalar_;
   std::optional<AdamT> matrix_adam_;
   static constexpr bool kTokenWeights = requires(Model m, std::span<const T> w) { m.set_token_weights(w); };
