@@ -185,7 +185,7 @@ int main() {
       row("softcap_ce_forward", ms, 0, N * V * 2.0);
       auto work = random_buf<bf16>(N * V, 15, 3.f);
       const double msb = time_ms(
-          [&] { ops::cuda::softcap_ce_backward<1024>(work.data(), t.data(), lse.data(), N, 30.f, 1.f / float(N)); });
+          [&] { ops::cuda::softcap_ce_backward<1024>(work.data(), t.data(), lse.data(), N, 30.f, 1.f / float(N), work.data()); });
       row("softcap_ce_backward (in place)", msb, 0, N * V * 4.0);
     }
     {

@@ -165,7 +165,7 @@ int main(int argc, char** argv) {
       if (p.rank == 2 && std::string_view(p.name.c_str()).find("resid_mix") == std::string_view::npos &&
           std::string_view(p.name.c_str()) != "skip_weights")
         matrix_params += double(p.numel());
-    const double attn_flops = 3.0 * Model::kLayers * 2.0 * 2.0 * (seq / 2.0) * Model::kDim;
+    const double attn_flops = 3.0 * Model::spec.depth.layers * 2.0 * 2.0 * (seq / 2.0) * Model::kDim;
     const double flops_per_token = 6.0 * matrix_params + attn_flops;
     const double peak = measured_bf16_peak(model.gemm());
     const double achieved = flops_per_token * tps / 1e12;

@@ -25,6 +25,12 @@ constexpr pgolf::GptSpec kSpec = [] {
   s.head.softcap = 0.0;
 #elif PGOLF_BAD_SPEC == 8
   s.mlp.mult = 0;
+#elif PGOLF_BAD_SPEC == 9
+  s.depth.schedule = pgolf::repeat_span(2, 0, 1, 2);  // 4 virtual layers, but layers = 2
+#elif PGOLF_BAD_SPEC == 10
+  s.depth.schedule = pgolf::schedule_of(0, 2);  // block 1 never runs
+#elif PGOLF_BAD_SPEC == 11
+  s.depth.looped = pgolf::schedule_of(0, 0, 0);  // block 1 dropped when the loop turns on
 #endif
   return s;
 }();

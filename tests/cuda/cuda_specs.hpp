@@ -1,5 +1,6 @@
 #pragma once
 
+#include "pgolf/model/depth.hpp"
 #include "pgolf/model/gpt_spec.hpp"
 
 namespace cuda_test {
@@ -20,4 +21,12 @@ inline constexpr GptSpec kSmallShared{.vocab = 512,
                                       .mlp = {.mult = 3, .activation = Activation::leaky_relu2},
                                       .embedding = {.tied = false},
                                       .head = {.softcap = 15.0}};
+// The records' looping: blocks 1..2 run twice more when the loop is on, only matrices shared
+// (per-virtual-layer scalars), the LN scale by virtual layer.
+inline constexpr GptSpec kSmallLooped{
+    .vocab = 512,
+    .dim = 128,
+    .depth = {.layers = 4, .looped = pgolf::repeat_span(4, 1, 2, 2), .sharing = pgolf::Sharing::matrices},
+    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
+    .norm = {.ln_scale = pgolf::LnScaleIndex::layer}};
 }  // namespace cuda_test

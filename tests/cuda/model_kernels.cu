@@ -6,8 +6,9 @@
 namespace {
 template <pgolf::GptSpec S>
 GpuStep run(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
-            const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale) {
+            const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale, int phase = 0) {
   pgolf::GptCuda<S> model(batch, seq);
+  model.set_phase(phase);
   model.set_params(params);
   // Poison the gradients' padding and values first: zero_grad must clear every element.
   PGOLF_CUDA_CHECK(cudaMemset(model.device_grads(), 0xff, pgolf::GptCuda<S>::device_size * sizeof(float)));
@@ -30,4 +31,9 @@ GpuStep gpu_step_small(const std::vector<float>& params, const std::vector<std::
 GpuStep gpu_step_small_shared(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
                               const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale) {
   return run<cuda_test::kSmallShared>(params, ids, targets, batch, seq, grad_scale);
+}
+GpuStep gpu_step_small_looped(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                              const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale,
+                              int phase) {
+  return run<cuda_test::kSmallLooped>(params, ids, targets, batch, seq, grad_scale, phase);
 }

@@ -12,3 +12,7 @@ GpuStep gpu_step_small(const std::vector<float>& params, const std::vector<std::
                        const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);
 GpuStep gpu_step_small_shared(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
                               const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);
+// The looped spec in a depth phase (0: loop off, 1: loop on).
+GpuStep gpu_step_small_looped(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                              const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale,
+                              int phase);

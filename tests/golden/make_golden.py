@@ -254,11 +254,8 @@ def write_case(out_dir, name, script, header, x, y, ordered):
             f.write(struct.pack(f"<{p.numel()}d", *g.reshape(-1).tolist()))
 
 
-def make_case(name, s, out_dir):
-    torch.manual_seed(s["seed"])
-    model = GPT(s)
-    ordered = pgolf_order(model)
-    # Perturb the reference init so zero projections and unit scales hide no gradient path.
+def perturb(ordered):
+    """Perturbs the reference init so zero projections and unit scales hide no gradient path."""
     with torch.no_grad():
         for n, p in ordered:
             if n in ("tok_emb.weight", "lm_head.weight"):
@@ -268,9 +265,19 @@ def make_case(name, s, out_dir):
             else:
                 scale = 0.3
             p.add_(scale * torch.randn(p.shape))
+
+
+def random_batch(s):
     tokens = torch.randint(0, s["vocab"], (s["batch"] * s["seq"] + 1,))
-    x = tokens[:-1].reshape(s["batch"], s["seq"])
-    y = tokens[1:].reshape(s["batch"], s["seq"])
+    return tokens[:-1].reshape(s["batch"], s["seq"]), tokens[1:].reshape(s["batch"], s["seq"])
+
+
+def make_case(name, s, out_dir):
+    torch.manual_seed(s["seed"])
+    model = GPT(s)
+    ordered = pgolf_order(model)
+    perturb(ordered)
+    x, y = random_batch(s)
     loss = model(x, y)
     loss.backward()
 

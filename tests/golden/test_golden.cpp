@@ -43,10 +43,22 @@ std::string spec_line() {
   return os.str();
 }
 
+// The spec line make_shared_golden.py writes for its looped, matrix-shared cases.
 template <GptSpec S>
-void check_golden(const std::string& name) {
+std::string schedule_line() {
+  std::ostringstream os;
+  os << "schedule=";
+  for (int v = 0; v < S.depth.layers; ++v) os << (v ? "," : "") << S.schedule()[v];
+  os << " sharing=" << (S.depth.sharing == Sharing::matrices ? "matrices" : "block")
+     << " ln_scale=" << (S.norm.ln_scale == LnScaleIndex::layer ? "layer" : S.norm.ln_scale == LnScaleIndex::block ? "block" : "off")
+     << " tied=" << (S.embedding.tied ? 1 : 0);
+  return os.str();
+}
+
+template <GptSpec S>
+void check_golden(const std::string& name, const std::string& spec = spec_line<S>()) {
   const Golden g = load_golden(name);
-  REQUIRE(g.spec == spec_line<S>());
+  REQUIRE(g.spec == spec);
   using M = Gpt<S, double>;
   M model(g.batch, g.seq);
   pgolf::test::load_golden_weights(g, model);
@@ -73,7 +85,33 @@ constexpr GptSpec kTinyGqaPartialRope{
     .embedding = {.tied = false},
     .head = {.softcap = 10.0}};
 
+// Blocks 0..5 with the span 3..5 run three times: [0,1,2,3,4,5,3,4,5,3,4,5]; each block shares only
+// its matrices, every virtual layer has its own resid_mix, attn_scale, mlp_scale and q_gain.
+constexpr GptSpec kSpanMatrices{
+    .vocab = 32,
+    .dim = 16,
+    .depth = {.layers = 12, .schedule = repeat_span(6, 3, 5, 3), .sharing = Sharing::matrices},
+    .attention = {.heads = 2, .kv_heads = 2, .rope_dims = 8}};
+// The same with GQA, partial RoPE, LeakyReLU^2 x3, an untied head and the LN scale by virtual layer.
+constexpr GptSpec kSpanMatricesLn{
+    .vocab = 32,
+    .dim = 16,
+    .depth = {.layers = 12, .schedule = repeat_span(6, 3, 5, 3), .sharing = Sharing::matrices},
+    .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 4, .qk_gain_init = 2.0},
+    .mlp = {.mult = 3, .activation = Activation::leaky_relu2},
+    .embedding = {.tied = false},
+    .head = {.softcap = 15.0},
+    .norm = {.ln_scale = LnScaleIndex::layer}};
+
 }  // namespace
+
+TEST_CASE("matches PyTorch: a looped span, matrices shared, scalars per virtual layer", "[golden]") {
+  check_golden<kSpanMatrices>("tiny_span_matrices", schedule_line<kSpanMatrices>());
+}
+
+TEST_CASE("matches PyTorch: a looped span with GQA, partial RoPE, leaky, untied, LN scale by layer", "[golden]") {
+  check_golden<kSpanMatricesLn>("tiny_span_matrices_ln", schedule_line<kSpanMatricesLn>());
+}
 
 TEST_CASE("matches PyTorch: tiny reference GPT", "[golden]") { check_golden<kTinyReference>("tiny_reference"); }
 

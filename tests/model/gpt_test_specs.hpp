@@ -27,6 +27,30 @@ inline constexpr GptSpec kTinyShared{.vocab = 64,
                                      .depth = {.layers = 4, .loops = 2},
                                      .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4}};
 
+// Explicit schedules: blocks 1..2 each run three times in place ([0,1,1,1,2,2,2,3]); the span 1..2
+// run three times ([0,1,2,1,2,1,2,3]), whole blocks shared or only their matrices (per-virtual-layer
+// resid_mix, attn_scale, mlp_scale, q_gain); and a model with a loop-on schedule to switch to.
+inline constexpr GptSpec kTinyInPlace{.vocab = 64,
+                                      .dim = 32,
+                                      .depth = {.layers = 8, .schedule = repeat_in_place(4, 1, 2, 3)},
+                                      .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4}};
+inline constexpr GptSpec kTinySpan{.vocab = 64,
+                                   .dim = 32,
+                                   .depth = {.layers = 8, .schedule = repeat_span(4, 1, 2, 3)},
+                                   .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4}};
+inline constexpr GptSpec kTinySpanMatrices{
+    .vocab = 64,
+    .dim = 32,
+    .depth = {.layers = 8, .schedule = repeat_span(4, 1, 2, 3), .sharing = Sharing::matrices},
+    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4}};
+inline constexpr GptSpec kTinyLooped{
+    .vocab = 64,
+    .dim = 32,
+    .depth = {.layers = 4, .looped = repeat_span(4, 1, 2, 2), .sharing = Sharing::matrices},
+    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4},
+    .mlp = {.activation = Activation::leaky_relu2},
+    .norm = {.ln_scale = LnScaleIndex::layer}};
+
 inline std::vector<std::int32_t> random_tokens(std::size_t n, int vocab, std::uint32_t stream) {
   std::vector<std::int32_t> t(n);
   for (std::size_t i = 0; i < n; ++i) t[i] = std::int32_t(uniform01(99, stream, i) * vocab);

@@ -3,6 +3,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <string>
+#include <string_view>
 
 #include "gpt_test_specs.hpp"
 
@@ -18,31 +20,31 @@ TEST_CASE("initialisation follows the reference and is reproducible", "[forward]
   b.init(1338);
   REQUIRE(!std::equal(a.params().begin(), a.params().end(), b.params().begin()));
 
-  using I = M::Index;
-  const double* emb = a.param(I::tok_emb);
+  auto blk = [](int b, const char* name) { return "blocks." + std::to_string(b) + "." + name; };
+  const double* emb = a.param("tok_emb.weight");
   const std::size_t ne = std::size_t(kTiny.vocab) * kTiny.dim;
   double s2 = 0;
   for (std::size_t i = 0; i < ne; ++i) s2 += emb[i] * emb[i];
   CHECK(std::sqrt(s2 / ne) == Approx(0.005).epsilon(0.1));  // 2048 draws: ~1.6% standard error
   const double bound = 1 / std::sqrt(double(kTiny.dim));
   for (int b2 = 0; b2 < kTiny.blocks(); ++b2) {
-    const double* wq = a.param(I::block(b2, BlockParam::c_q));
+    const double* wq = a.param(blk(b2, "attn.c_q.weight"));
     double mx = 0;
     for (int i = 0; i < kTiny.dim * kTiny.dim; ++i) mx = std::max(mx, std::abs(wq[i]));
     CHECK(mx <= bound);
     CHECK(mx > 0.9 * bound);
-    for (int i = 0; i < kTiny.dim * kTiny.dim; ++i) REQUIRE(a.param(I::block(b2, BlockParam::attn_proj))[i] == 0.0);
-    for (int i = 0; i < kTiny.dim * kTiny.hidden(); ++i) REQUIRE(a.param(I::block(b2, BlockParam::mlp_proj))[i] == 0.0);
-    for (int h = 0; h < kTiny.attention.heads; ++h) REQUIRE(a.param(I::block(b2, BlockParam::q_gain))[h] == 1.5);
-    const double* mix = a.param(I::block(b2, BlockParam::resid_mix));
+    for (int i = 0; i < kTiny.dim * kTiny.dim; ++i) REQUIRE(a.param(blk(b2, "attn.proj.weight"))[i] == 0.0);
+    for (int i = 0; i < kTiny.dim * kTiny.hidden(); ++i) REQUIRE(a.param(blk(b2, "mlp.proj.weight"))[i] == 0.0);
+    for (int h = 0; h < kTiny.attention.heads; ++h) REQUIRE(a.param(blk(b2, "attn.q_gain"))[h] == 1.5);
+    const double* mix = a.param(blk(b2, "resid_mix"));
     for (int c = 0; c < kTiny.dim; ++c) {
       REQUIRE(mix[c] == 1.0);
       REQUIRE(mix[kTiny.dim + c] == 0.0);
-      REQUIRE(a.param(I::block(b2, BlockParam::attn_scale))[c] == 1.0);
-      REQUIRE(a.param(I::block(b2, BlockParam::mlp_scale))[c] == 1.0);
+      REQUIRE(a.param(blk(b2, "attn_scale"))[c] == 1.0);
+      REQUIRE(a.param(blk(b2, "mlp_scale"))[c] == 1.0);
     }
   }
-  for (int i = 0; i < kTiny.skip_count() * kTiny.dim; ++i) REQUIRE(a.param(I::skip_weights)[i] == 1.0);
+  for (int i = 0; i < kTiny.skip_count() * kTiny.dim; ++i) REQUIRE(a.param("skip_weights")[i] == 1.0);
 }
 
 TEST_CASE("float and double backends draw the same weights", "[forward][gpt]") {
@@ -88,17 +90,19 @@ TEST_CASE("a looped spec equals the unrolled spec with tied copies, and sums blo
   Gpt<kTinyShared, double> shared(2, 8);
   Gpt<unrolled, double> full(2, 8);
   randomize(shared, 8);
-  using SI = Gpt<kTinyShared, double>::Index;
-  using FI = Gpt<unrolled, double>::Index;
   auto copy = [](const double* from, double* to, std::size_t n) { std::copy(from, from + n, to); };
-  const auto& st = Gpt<kTinyShared, double>::param_table;
-  const auto& ft = Gpt<unrolled, double>::param_table;
-  copy(shared.param(SI::tok_emb), full.param(FI::tok_emb), st[SI::tok_emb].numel());
-  copy(shared.param(SI::skip_weights), full.param(FI::skip_weights), st[SI::skip_weights].numel());
+  using Shared = Gpt<kTinyShared, double>;
+  auto blk = [](int b, std::string_view name) { return "blocks." + std::to_string(b) + "." + std::string(name); };
+  copy(shared.param("tok_emb.weight"), full.param("tok_emb.weight"), Shared::row("tok_emb.weight").numel());
+  copy(shared.param("skip_weights"), full.param("skip_weights"), Shared::row("skip_weights").numel());
+  // The tensors of block 0 in table order, by their names within a block.
+  std::vector<std::string> block_tensors;
+  for (const auto& p : Shared::param_table)
+    if (p.block == 0) block_tensors.emplace_back(p.name.view().substr(9));
+  REQUIRE(block_tensors.size() == 10);
   for (int v = 0; v < 4; ++v)
-    for (int p = 0; p < kBlockParamCount; ++p)
-      copy(shared.param(SI::block(v % 2, BlockParam(p))), full.param(FI::block(v, BlockParam(p))),
-           ft[FI::block(v, BlockParam(p))].numel());
+    for (const auto& name : block_tensors)
+      copy(shared.param(blk(v % 2, name)), full.param(blk(v, name)), Shared::row(blk(v % 2, name)).numel());
   const auto t = random_tokens(17, 64, 9);
   const std::vector<std::int32_t> x(t.begin(), t.end() - 1), y(t.begin() + 1, t.end());
   shared.zero_grad();
@@ -107,11 +111,11 @@ TEST_CASE("a looped spec equals the unrolled spec with tied copies, and sums blo
   shared.backward();
   full.backward();
   for (int b = 0; b < 2; ++b)
-    for (int p = 0; p < kBlockParamCount; ++p) {
-      const auto& info = st[SI::block(b, BlockParam(p))];
+    for (const auto& name : block_tensors) {
+      const auto& info = Shared::row(blk(b, name));
       for (std::size_t i = 0; i < info.numel(); ++i) {
-        const double sum = full.grad(FI::block(b, BlockParam(p)))[i] + full.grad(FI::block(b + 2, BlockParam(p)))[i];
-        REQUIRE(shared.grad(SI::block(b, BlockParam(p)))[i] == Approx(sum).epsilon(1e-10).margin(1e-14));
+        const double sum = full.grad(blk(b, name))[i] + full.grad(blk(b + 2, name))[i];
+        REQUIRE(shared.grad(blk(b, name))[i] == Approx(sum).epsilon(1e-10).margin(1e-14));
       }
     }
 }

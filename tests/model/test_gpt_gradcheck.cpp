@@ -12,8 +12,9 @@ using namespace pgolf;
 using namespace pgolf::test;
 
 template <GptSpec S>
-void gradcheck_model(int batch, int seq, std::uint32_t stream) {
+void gradcheck_model(int batch, int seq, std::uint32_t stream, int phase = 0) {
   Gpt<S, double> model(batch, seq);
+  model.set_phase(phase);
   randomize(model, stream);
   const auto tokens = random_tokens(std::size_t(batch) * seq + 1, S.vocab, stream);
   const std::vector<std::int32_t> x(tokens.begin(), tokens.end() - 1), y(tokens.begin() + 1, tokens.end());
@@ -36,4 +37,24 @@ TEST_CASE("whole-model gradients match finite differences: partial RoPE, leaky, 
 TEST_CASE("whole-model gradients match finite differences: shared blocks (depth recurrence)",
           "[gradcheck][gpt]") {
   gradcheck_model<kTinyShared>(2, 8, 3);
+}
+
+TEST_CASE("whole-model gradients match finite differences: blocks repeated in place", "[gradcheck][gpt]") {
+  STATIC_REQUIRE(kTinyInPlace.schedule() == schedule_of(0, 1, 1, 1, 2, 2, 2, 3));
+  gradcheck_model<kTinyInPlace>(2, 8, 4);
+}
+
+TEST_CASE("whole-model gradients match finite differences: a span repeated", "[gradcheck][gpt]") {
+  STATIC_REQUIRE(kTinySpan.schedule() == schedule_of(0, 1, 2, 1, 2, 1, 2, 3));
+  gradcheck_model<kTinySpan>(2, 8, 5);
+}
+
+TEST_CASE("whole-model gradients match finite differences: only matrices shared, scalars per virtual layer",
+          "[gradcheck][gpt]") {
+  gradcheck_model<kTinySpanMatrices>(2, 8, 6);
+}
+
+TEST_CASE("whole-model gradients match finite differences: both schedules of a looped model", "[gradcheck][gpt]") {
+  SECTION("loop off") { gradcheck_model<kTinyLooped>(2, 8, 7, 0); }
+  SECTION("loop on") { gradcheck_model<kTinyLooped>(2, 8, 7, 1); }
 }

@@ -18,9 +18,15 @@ namespace fs = std::filesystem;
 namespace {
 using Model = Gpt<kTrainSpec, float>;
 constexpr GptSpec kOtherSpec{.vocab = 1024, .dim = 64, .depth = {.layers = 3}, .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 16}};
+// Two blocks; the loop-on schedule runs both twice, with per-virtual-layer scalars.
+constexpr GptSpec kLoopSpec{.vocab = 1024,
+                            .dim = 64,
+                            .depth = {.layers = 2, .looped = repeat_span(2, 0, 1, 2), .sharing = Sharing::matrices},
+                            .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 16}};
 constexpr GptSpec kWideSpec{.vocab = 2048, .dim = 64, .depth = {.layers = 2}, .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 16}};
 
-std::vector<double> losses(const Trainer<Model>::Result& r) {
+template <class Result>
+std::vector<double> losses(const Result& r) {
   std::vector<double> v;
   for (const auto& t : r.train) v.push_back(t.train_loss);
   return v;
@@ -95,6 +101,57 @@ TEST_CASE("accumulation count: fewest micro-steps that fit and divide the batch"
   CHECK(c.micro_batch_rows() == 1);
   c.micro_batch_tokens = 1000;
   CHECK(c.grad_accum_steps() == 1);
+}
+
+TEST_CASE("a looped model switches its schedule mid-run and resumes exactly across the switch", "[forward][train]") {
+  using Looped = Gpt<kLoopSpec, float>;
+  RunLog log;
+  TrainConfig c = small_config();
+  c.iterations = 8;
+  c.warmdown_iters = 0;  // a constant LR: a shorter first part follows the same schedule
+  c.loop_enable_at = 0.5;
+  Trainer<Looped> straight(c, log);
+  CHECK(straight.model().phase() == 0);
+  const auto all = losses(straight.run());
+  CHECK(straight.model().phase() == 1);
+  REQUIRE(all.size() == 8);
+  for (double l : all) REQUIRE(std::isfinite(l));
+  CHECK(all.back() < all.front());
+
+  // Switching earlier changes the run from the switch on, and only from there.
+  TrainConfig early = c;
+  early.loop_enable_at = 0.25;
+  Trainer<Looped> other(early, log);
+  const auto e = losses(other.run());
+  CHECK(std::vector<double>(e.begin(), e.begin() + 2) == std::vector<double>(all.begin(), all.begin() + 2));
+  CHECK(e[2] != all[2]);
+
+  // Checkpoints before the switch (step 3) and after it (step 6), each resumed into the 8-step run.
+  for (const auto [steps, at] : {std::pair{3LL, 1.0}, std::pair{6LL, 0.66}}) {
+    const fs::path ckpt = scratch("loop_resume") / "checkpoint.bin";
+    TrainConfig part = c;
+    part.iterations = steps;
+    part.loop_enable_at = at;  // the switch at step 4 of the full run, or after this part
+    {
+      Trainer<Looped> first(part, log);
+      first.run();
+      first.save_checkpoint(ckpt);
+    }
+    Trainer<Looped> second(c, log);
+    second.load_checkpoint(ckpt);
+    CHECK(second.model().phase() == (steps >= 4 ? 1 : 0));
+    const auto tail = losses(second.run());
+    INFO("resumed at step " << steps);
+    CHECK(tail == std::vector<double>(all.begin() + steps, all.end()));
+    CHECK(std::equal(second.model().params().begin(), second.model().params().end(),
+                     straight.model().params().begin()));
+  }
+
+  // The switch point must be a fraction, and only a model with two schedules has one.
+  TrainConfig bad = c;
+  bad.loop_enable_at = 1.5;
+  CHECK_THROWS_WITH((Trainer<Looped>(bad, log)), Catch::Contains("loop_enable_at must be a fraction"));
+  CHECK_THROWS_WITH((Trainer<Model>(c, log)), Catch::Contains("single depth schedule"));
 }
 
 TEST_CASE("resuming from a checkpoint continues exactly", "[forward][train]") {

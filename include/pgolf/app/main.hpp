@@ -123,6 +123,14 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
       ->envname("MUON_MOMENTUM_WARMUP_START")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   cmd.add_option("--muon-momentum-warmup-steps", c.muon_momentum_warmup_steps, "steps of momentum warm-up")
       ->envname("MUON_MOMENTUM_WARMUP_STEPS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--muon-weight-decay", c.muon_weight_decay, "Muon's decoupled weight decay (W *= 1 - lr * wd)")
+      ->envname("MUON_WEIGHT_DECAY")->check(nonneg)->capture_default_str();
+  cmd.add_flag("--muon-row-normalize,!--no-muon-row-normalize", c.muon_row_normalize,
+               "MuonEq-R: normalise each row of Muon's update before Newton-Schulz")
+      ->envname("MUON_ROW_NORMALIZE")->capture_default_str();
+  cmd.add_option("--loop-enable-at", c.loop_enable_at,
+                 "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
+      ->envname("LOOP_ENABLE_AT")->capture_default_str();
   cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
       ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
   cmd.add_option("--beta1", c.beta1, "Adam beta1")->envname("BETA1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
@@ -157,7 +165,8 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   const std::size_t raw_fp32 = Model::num_params * sizeof(float);
   log.print(format("Serialized model: %zu bytes", raw_fp32));
   log.print(format("Code size: %lld bytes", code_bytes));
-  const std::vector<T> trained = params_to_host(tr.model());
+  using Policy = typename Trainer<Model>::Policy;
+  const std::vector<T> trained = Policy::params_to_host(tr.model());
   const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
   write_file_bytes(artifact_path, bytes);
 
@@ -165,7 +174,7 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   std::vector<T> loaded(Model::num_params);
   const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(read_file_bytes(artifact_path)),
                                             Model::param_table, std::span<T>(loaded), artifact_path.string());
-  params_from_host(tr.model(), std::span<const T>(loaded));
+  Policy::params_from_host(tr.model(), std::span<const T>(loaded));
   const BpbMeter m = tr.validate();
   const double eval_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   log.print(format("Serialized model int8+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", codec.c_str(),
@@ -186,7 +195,7 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
                  .add("roundtrip_val_loss", m.val_loss())
                  .add("roundtrip_val_bpb", m.val_bpb())
                  .str());
-  params_from_host(tr.model(), std::span<const T>(trained));
+  Policy::params_from_host(tr.model(), std::span<const T>(trained));
   return 0;
 }
 
@@ -232,7 +241,8 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
       std::vector<T> loaded(Model::num_params);
       const ArtifactInfo info =
           decode_artifact(std::span<const std::uint8_t>(bytes), Model::param_table, std::span<T>(loaded), cmd.file);
-      params_from_host(tr.model(), std::span<const T>(loaded));
+      Trainer<Model>::Policy::params_from_host(tr.model(), std::span<const T>(loaded));
+      tr.use_final_phase();
       log.print(format("artifact:%s codec:%s bytes:%zu payload:%zu", cmd.file.c_str(),
                        std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
     }

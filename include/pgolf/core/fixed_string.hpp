@@ -44,4 +44,14 @@ struct FixedString {
   constexpr const char* c_str() const { return data; }
 };
 
+// A string literal as a template argument (Linear<"mlp.fc.weight", ...>).
+template <std::size_t N>
+struct FixedName {
+  char data[N]{};
+  constexpr FixedName(const char (&s)[N]) {  // NOLINT: implicit, from a literal
+    for (std::size_t i = 0; i < N; ++i) data[i] = s[i];
+  }
+  constexpr std::string_view view() const { return {data, N - 1}; }
+};
+
 }  // namespace pgolf

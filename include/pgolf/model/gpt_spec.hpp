@@ -1,7 +1,8 @@
-// pgolf::GptSpec: the compile-time description of a GPT variant. It is a structural class type,
-// used as a non-type template parameter (Gpt<GptSpec{...}>), so every number here is a constant in
-// the generated code. Defaults reproduce the parameter-golf baseline exactly (9x512, 8 heads,
-// 4 KV heads, RoPE on all 64 dims, relu^2 MLP x2, tied embeddings, softcap 30; 17,059,912 params).
+// pgolf::GptSpec: the compile-time description of a GPT variant, and the programs of components it
+// selects. It is a structural class type, used as a non-type template parameter (Gpt<GptSpec{...}>),
+// so every number here is a constant in the generated code. Defaults reproduce the parameter-golf
+// baseline exactly (9x512, 8 heads, 4 KV heads, RoPE on all 64 dims, relu^2 MLP x2, tied
+// embeddings, softcap 30; 17,059,912 params).
 //
 //   constexpr pgolf::GptSpec tiny{
 //       .vocab = 1024, .dim = 128,
@@ -9,16 +10,29 @@
 //       .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
 //   };
 //   pgolf::Gpt<tiny> model(batch, seq_len);
+//
+// A technique is a component (include/pgolf/nn/), a field here with its static_asserts, and its
+// place in GptArch's programs below (docs/ARCHITECTURE.md, "Adding a technique").
 #pragma once
 
 #include <cfloat>
 
-namespace pgolf {
+#include "pgolf/model/depth.hpp"
+#include "pgolf/nn/activation.hpp"
+#include "pgolf/nn/causal_attention.hpp"
+#include "pgolf/nn/head.hpp"
+#include "pgolf/nn/ln_scale.hpp"
+#include "pgolf/nn/product.hpp"
+#include "pgolf/nn/qk_norm_rope.hpp"
+#include "pgolf/nn/qkv_product.hpp"
+#include "pgolf/nn/resid_mix.hpp"
+#include "pgolf/nn/rms_norm.hpp"
+#include "pgolf/nn/scaled_residual.hpp"
+#include "pgolf/nn/token_embedding.hpp"
+#include "pgolf/nn/unet_skip.hpp"
+#include "pgolf/ops/activation_kind.hpp"
 
-enum class Activation {
-  relu2,        // max(u, 0)^2 (baseline)
-  leaky_relu2,  // LeakyReLU(0.5)(u)^2
-};
+namespace pgolf {
 
 struct GptSpec {
   // Token vocabulary; must equal the tokenizer's vocabulary.
@@ -32,9 +46,18 @@ struct GptSpec {
     // Depth recurrence: layers / loops physical blocks are each applied `loops` times, in the
     // cyclic schedule virtual layer v -> block v % (layers / loops). 1 = no sharing (baseline).
     int loops = 1;
-    // U-Net skips: the first floor(layers/2) virtual layers push their outputs, each later layer
+    // U-Net skips: the first floor(V/2) of the V virtual layers push their outputs, each later layer
     // pops one and adds it scaled by a learned per-channel weight (init 1).
     bool unet_skips = true;
+    // An explicit schedule instead of the cyclic one (depth.hpp: repeat_in_place, repeat_span,
+    // schedule_of); `layers` must then equal its length and `loops` stay 1.
+    Schedule schedule{};
+    // A second schedule the model switches to during training (--loop-enable-at, a fraction of the
+    // run): the records' "loop on" phase. Same physical blocks; each block at least as many uses.
+    Schedule looped{};
+    // What a re-used block shares: everything, or only its matrices (per-virtual-layer resid_mix,
+    // attn_scale, mlp_scale, q_gain).
+    Sharing sharing = Sharing::block;
   } depth{};
 
   struct Attention {
@@ -63,22 +86,35 @@ struct GptSpec {
   struct Norm {
     // RMSNorm epsilon. The reference passes eps=None, i.e. the float32 machine epsilon.
     double eps = FLT_EPSILON;
+    // The records' layerwise LN scale (nn/ln_scale.hpp): 1/sqrt(i + 1) on the normed input of
+    // attention and MLP, i = physical block or virtual layer; off in the baseline.
+    LnScaleIndex ln_scale = LnScaleIndex::off;
   } norm{};
 
   // Derived sizes.
   constexpr int head_dim() const { return attention.heads > 0 ? dim / attention.heads : 0; }
   constexpr int kv_dim() const { return attention.kv_heads * head_dim(); }
   constexpr int hidden() const { return mlp.mult * dim; }
-  constexpr int blocks() const { return depth.loops > 0 ? depth.layers / depth.loops : 0; }
-  constexpr int encoder_layers() const { return depth.unet_skips ? depth.layers / 2 : 0; }
-  constexpr int skip_count() const {
-    return depth.unet_skips ? (depth.layers / 2 < depth.layers - depth.layers / 2
-                                   ? depth.layers / 2
-                                   : depth.layers - depth.layers / 2)
-                            : 0;
+  // The schedule of virtual layers over physical blocks (phase 0).
+  constexpr Schedule schedule() const {
+    if (!depth.schedule.empty()) return depth.schedule;
+    return depth.loops > 0 && depth.layers > 0 && depth.layers <= kMaxVirtualLayers
+               ? cyclic(depth.layers, depth.layers / depth.loops > 0 ? depth.layers / depth.loops : 1)
+               : Schedule{};
   }
-  // Physical block executed at virtual layer v.
-  constexpr int block_of(int v) const { return v % blocks(); }
+  constexpr int blocks() const { return schedule().blocks(); }
+  constexpr DepthPlan depth_plan() const {
+    DepthPlan p;
+    p.phase[0] = schedule();
+    p.phases = depth.looped.empty() ? 1 : 2;
+    if (!depth.looped.empty()) p.phase[1] = depth.looped;
+    p.unet = depth.unet_skips;
+    return p;
+  }
+  constexpr int encoder_layers() const { return depth_plan().encoder_layers(0); }
+  constexpr int skip_count() const { return depth_plan().max_skips(); }
+  // Physical block executed at virtual layer v (phase 0).
+  constexpr int block_of(int v) const { return schedule()[v]; }
 };
 
 // Compile-time validation. Each check is its own static_assert so the message names the field.
@@ -88,9 +124,20 @@ consteval bool validate_spec() {
   static_assert(S.vocab <= 65536, "GptSpec.vocab must be at most 65536 (token shards store uint16 ids)");
   static_assert(S.dim > 0, "GptSpec.dim must be positive");
   static_assert(S.depth.layers > 0, "GptSpec.depth.layers must be positive");
+  static_assert(S.depth.layers <= kMaxVirtualLayers, "GptSpec.depth.layers must be at most 32 (kMaxVirtualLayers)");
   static_assert(S.depth.loops > 0, "GptSpec.depth.loops must be positive");
   static_assert(S.depth.loops <= 0 || S.depth.layers % S.depth.loops == 0,
                 "GptSpec.depth.layers must be divisible by GptSpec.depth.loops");
+  static_assert(S.depth.schedule.empty() || S.depth.layers == S.depth.schedule.count,
+                "GptSpec.depth.layers must equal the length of GptSpec.depth.schedule");
+  static_assert(S.depth.schedule.empty() || S.depth.loops == 1,
+                "GptSpec.depth.loops must be 1 when GptSpec.depth.schedule is given");
+  static_assert(S.depth.schedule.valid_entries() && S.depth.schedule.covers_every_block(),
+                "GptSpec.depth.schedule must run every physical block 0..max at least once");
+  static_assert(S.depth.looped.valid_entries() && S.depth.looped.covers_every_block(),
+                "GptSpec.depth.looped must run every physical block 0..max at least once");
+  static_assert(S.depth.looped.empty() || S.depth_plan().phases_nest(),
+                "GptSpec.depth.looped must use the schedule's physical blocks, each at least as often");
   static_assert(S.attention.heads > 0, "GptSpec.attention.heads must be positive");
   static_assert(S.attention.kv_heads > 0, "GptSpec.attention.kv_heads must be positive");
   static_assert(S.attention.heads <= 0 || S.dim % S.attention.heads == 0,
@@ -108,5 +155,54 @@ consteval bool validate_spec() {
   static_assert(S.norm.eps > 0.0, "GptSpec.norm.eps must be positive");
   return true;
 }
+
+// The GPT's tensors that are not a component's own choice: names and inits of its products.
+struct GptTokEmb {
+  static constexpr const char* name = "tok_emb.weight";
+  template <class A>
+  static constexpr Init init = {InitKind::normal, A::embed_init_std};
+};
+using GptAttnOut = Linear<"attn.proj.weight", Reg::h, Reg::h, Width::dim, Width::dim, InitRule::zeros>;
+using GptMlpUp = Linear<"mlp.fc.weight", Reg::n, Reg::h, Width::dim, Width::hidden, InitRule::fan_in>;
+using GptMlpDown = Linear<"mlp.proj.weight", Reg::h, Reg::h, Width::hidden, Width::dim, InitRule::zeros>;
+using GptLmHead = Linear<"lm_head.weight", Reg::n, Reg::h, Width::dim, Width::vocab, InitRule::zeros,
+                         OptimGroup::adam_head, Scope::global>;
+
+// The architecture a spec selects: sizes for the components, and the programs.
+//   x0 = x = RMSNorm(E[ids])
+//   per virtual layer (block b = schedule[v]; decoder layers first add their U-Net skip):
+//     x = m0 x + m1 x0
+//     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))), q_gain))
+//     x = x + mlp_scale * Down(act(Up(RMSNorm(x) [* ln])))
+//   loss = CE(softcap * tanh(RMSNorm(x) E^T / softcap))
+template <GptSpec S>
+struct GptArch {
+  static_assert(validate_spec<S>());
+  static constexpr GptSpec spec = S;
+  static constexpr int vocab = S.vocab, dim = S.dim, heads = S.attention.heads, kv_heads = S.attention.kv_heads;
+  static constexpr int head_dim = S.head_dim(), kv_dim = S.kv_dim(), hidden = S.hidden();
+  static constexpr int rope_dims = S.attention.rope_dims;
+  static constexpr double eps = S.norm.eps, rope_base = S.attention.rope_base;
+  static constexpr double qk_gain_init = S.attention.qk_gain_init, softcap = S.head.softcap;
+  static constexpr double embed_init_std = S.embedding.init_std;
+  static constexpr Scope scalar_scope = S.depth.sharing == Sharing::matrices ? Scope::layer : Scope::block;
+  static constexpr LnScaleIndex ln_scale = S.norm.ln_scale;
+  static constexpr DepthPlan depth = S.depth_plan();
+
+  using Embedding = TokenEmbedding<GptTokEmb>;
+  using Ln = when<S.norm.ln_scale != LnScaleIndex::off, LnScale>;
+  using Embed = Program<Embedding, StreamNorm, Anchor>;
+  using Block = cat_t<Program<ResidMix, PreNorm>, Ln,
+                      Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
+                      Program<PreNorm>, Ln,
+                      Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,
+                              ScaledResidual<MlpScale>>>;
+  using Head = Program<PreNorm, std::conditional_t<S.embedding.tied, TiedHead<Embedding>, Product<GptLmHead>>, Softcap,
+                       CrossEntropy>;
+  using Skip = UNetSkip;
+  // The reference's state-dict order within a block.
+  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, Product<GptMlpUp>, Product<GptMlpDown>,
+                           ScaledResidual<AttnScale>, ScaledResidual<MlpScale>, ResidMix>;
+};
 
 }  // namespace pgolf

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "pgolf/backend/cpu.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/model/prism/block.hpp"
 #include "pgolf/model/prism_params.hpp"
@@ -45,6 +46,7 @@ class Prism {
 
  public:
   using Scalar = T;
+  using Backend = Cpu<T>;
   static constexpr PrismSpec spec = S;
   static constexpr auto layout = prism_layout<S>();
   static constexpr auto param_table = layout.table;

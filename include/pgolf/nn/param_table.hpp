@@ -50,6 +50,11 @@ enum class ExportPolicy {
   float32_control,   // control tensors (scales, gains, mixes, skip weights) kept in fp32
 };
 
+// Who owns a tensor: the whole model (global), one physical block (every virtual layer that runs the
+// block reads it), or one virtual layer (a per-use copy: the per-layer scalars of a model that shares
+// only its matrices, per-virtual-layer adapters).
+enum class Scope { global, block, layer };
+
 struct ParamInfo {
   ParamName name;
   std::size_t offset = 0;  // into the flat parameter buffer, in elements
@@ -59,7 +64,9 @@ struct ParamInfo {
   Init init{};
   OptimGroup group = OptimGroup::adam_scalar;
   ExportPolicy export_policy = ExportPolicy::float32_control;
-  int block = -1;  // owning physical block, -1 for model-level tensors
+  int block = -1;  // owning physical block (Scope::block), else -1
+  Scope scope = Scope::global;
+  int layer = -1;  // owning virtual layer (Scope::layer), else -1
 
   constexpr std::size_t numel() const { return std::size_t(rows) * std::size_t(cols); }
 };
@@ -94,8 +101,17 @@ struct ParamTableBuilder {
     p.group = group;
     p.export_policy = reference_export_policy(p.numel(), rank, control);
     p.block = block;
+    p.scope = block >= 0 ? Scope::block : Scope::global;
     offset += p.numel();
     return row++;
+  }
+  // A row owned by a scope: index is the physical block (Scope::block) or virtual layer (Scope::layer).
+  constexpr std::size_t add_scoped(ParamName name, int rows, int cols, int rank, Init init, OptimGroup group,
+                                   bool control, Scope scope, int index) {
+    const std::size_t r = add(name, rows, cols, rank, init, group, control, scope == Scope::block ? index : -1);
+    table[r].scope = scope;
+    table[r].layer = scope == Scope::layer ? index : -1;
+    return r;
   }
   constexpr void finish() const {
     if (row != N) throw "parameter table: fewer rows than declared";
@@ -199,6 +215,15 @@ constexpr std::string_view to_string(OptimGroup g) {
     case OptimGroup::adam_embed: return "adam_embed";
     case OptimGroup::adam_head: return "adam_head";
     case OptimGroup::adam_scalar: return "adam_scalar";
+  }
+  return "?";
+}
+
+constexpr std::string_view to_string(Scope s) {
+  switch (s) {
+    case Scope::global: return "global";
+    case Scope::block: return "block";
+    case Scope::layer: return "layer";
   }
   return "?";
 }

@@ -43,6 +43,8 @@ struct TrainConfig {
   double muon_momentum_warmup_start = 0.85;  // MUON_MOMENTUM_WARMUP_START
   long long muon_momentum_warmup_steps = 500;  // MUON_MOMENTUM_WARMUP_STEPS
   int muon_backend_steps = 5;              // MUON_BACKEND_STEPS
+  double muon_weight_decay = 0.0;          // MUON_WEIGHT_DECAY: decoupled, W *= 1 - lr * wd (the records' 0.04-0.095)
+  bool muon_row_normalize = false;         // MUON_ROW_NORMALIZE: MuonEq-R (each row of the update normalised)
   double beta1 = 0.9, beta2 = 0.95;        // BETA1, BETA2
   double adam_eps = 1e-8;                  // ADAM_EPS
   double grad_clip_norm = 0.0;             // GRAD_CLIP_NORM; 0: off
@@ -53,6 +55,9 @@ struct TrainConfig {
   LrSchedule lr_schedule = LrSchedule::warmdown;
   long long warmup_iters = -1;             // warmup_cosine only; -1: max(1, iterations / 10)
   double token_recycling = 0.0;            // strength in [0, 1]; 0: off (train/token_recycling.hpp)
+  // A variant with two depth schedules (GptSpec.depth.looped) switches to the loop-on one at this
+  // fraction of training (of the steps, or of the wall clock when capped); -1: the records' 0.35.
+  double loop_enable_at = -1.0;            // LOOP_ENABLE_AT
   // data and evaluation
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
@@ -92,6 +97,10 @@ struct TrainConfig {
     PGOLF_CHECK(muon_momentum_warmup_steps >= 0, "muon_momentum_warmup_steps must be >= 0, got ",
                 muon_momentum_warmup_steps);
     PGOLF_CHECK(muon_backend_steps > 0, "muon_backend_steps must be positive, got ", muon_backend_steps);
+    PGOLF_CHECK(std::isfinite(muon_weight_decay) && muon_weight_decay >= 0,
+                "muon_weight_decay must be a finite number >= 0, got ", muon_weight_decay);
+    PGOLF_CHECK(loop_enable_at == -1.0 || (loop_enable_at >= 0 && loop_enable_at <= 1),
+                "loop_enable_at must be a fraction of training in [0, 1] (or -1 for the default), got ", loop_enable_at);
     PGOLF_CHECK(val_tokens >= 0, "val_tokens must be >= 0, got ", val_tokens);
     PGOLF_CHECK(val_tokens == 0 || val_tokens > train_seq_len, "val_tokens (", val_tokens,
                 ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
@@ -135,6 +144,8 @@ struct TrainConfig {
         .add("muon_momentum_warmup_start", muon_momentum_warmup_start)
         .add("muon_momentum_warmup_steps", muon_momentum_warmup_steps)
         .add("muon_backend_steps", muon_backend_steps)
+        .add("muon_weight_decay", muon_weight_decay)
+        .add("muon_row_normalize", muon_row_normalize)
         .add("beta1", beta1)
         .add("beta2", beta2)
         .add("adam_eps", adam_eps)
@@ -144,6 +155,7 @@ struct TrainConfig {
         .add("lr_schedule", to_string(lr_schedule))
         .add("warmup_iters", warmup_steps())
         .add("token_recycling", token_recycling)
+        .add("loop_enable_at", loop_enable_at)
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)

@@ -33,6 +33,7 @@
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
 #include "pgolf/optim/muon.hpp"
+#include "pgolf/train/backend_policy.hpp"
 #include "pgolf/optim/schedule.hpp"
 #include "pgolf/train/checkpoint.hpp"
 #include "pgolf/train/config.hpp"
@@ -43,58 +44,12 @@
 
 namespace pgolf {
 
-// Backend hooks. A CPU model hands out std::spans and is stepped by Muon<T> / Adam<T>; a GPU model
-// (GptCuda) hands out device buffers and provides its own optimizers (make_muon / make_adam) and
-// host copies (params_host / set_params). The loop below is the same for both.
-template <class M>
-auto make_muon_for(M& m, const MuonOptions& o) {
-  if constexpr (requires { m.make_muon(o); }) return m.make_muon(o);
-  else return Muon<typename M::Scalar>(M::param_table, o);
-}
-template <class M>
-auto make_adam_for(M& m, OptimGroup g, const AdamOptions& o) {
-  if constexpr (requires { m.make_adam(g, o); }) return m.make_adam(g, o);
-  else return Adam<typename M::Scalar>(M::param_table, g, o);
-}
-// The parameters in the table layout, on the host.
-template <class M>
-std::vector<typename M::Scalar> params_to_host(const M& m) {
-  if constexpr (requires { m.params_host(); }) return m.params_host();
-  else return {m.params().begin(), m.params().end()};
-}
-template <class M>
-void params_from_host(M& m, std::span<const typename M::Scalar> p) {
-  PGOLF_CHECK(p.size() == table_size(M::param_table), "parameters: got ", p.size(), " values, the model has ",
-              table_size(M::param_table));
-  if constexpr (requires { m.set_params(p); }) m.set_params(p);
-  else std::copy(p.begin(), p.end(), m.params().begin());
-}
-// Optimizer state (a host span or a device buffer) to and from host vectors for checkpoints.
-template <class T, class X>
-std::vector<T> state_to_host(const X& x) {
-  if constexpr (requires { x.download(std::span<T>()); }) {
-    std::vector<T> v(x.size());
-    if (!v.empty()) x.download(std::span<T>(v));
-    return v;
-  } else {
-    return {x.begin(), x.end()};
-  }
-}
-template <class T, class X>
-void state_from_host(X&& x, const std::vector<T>& v, const char* what) {
-  PGOLF_CHECK(v.size() == std::size_t(x.size()), "checkpoint ", what, " holds ", v.size(), " values, expected ",
-              x.size());
-  if constexpr (requires { x.upload(std::span<const T>()); }) {
-    if (!v.empty()) x.upload(std::span<const T>(v));
-  } else {
-    std::copy(v.begin(), v.end(), x.begin());
-  }
-}
-
 // What the Trainer needs from a model (Gpt and GptCuda satisfy it; so will every other family).
+// Its backend (M::Backend) says how to step and copy its parameters (train/backend_policy.hpp).
 template <class M>
 concept TrainableModel = requires(M m, std::span<const std::int32_t> ids, std::uint64_t seed) {
   typename M::Scalar;
+  typename M::Backend;
   { M::param_table };
   { M::kVocab } -> std::convertible_to<int>;
   m.init(seed);
@@ -112,6 +67,7 @@ template <TrainableModel Model, class Data = FineWebData>
 class Trainer {
  public:
   using T = typename Model::Scalar;
+  using Policy = TrainerBackend<typename Model::Backend>;
   using Metrics = typename Data::Metrics;
 
   struct TrainRecord {
@@ -149,18 +105,24 @@ class Trainer {
         log_(log),
         data_(make(cfg_)),
         model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
-        embed_(make_adam_for(model_, OptimGroup::adam_embed, adam_options())),
-        head_(make_adam_for(model_, OptimGroup::adam_head, adam_options())),
-        scalar_(make_adam_for(model_, OptimGroup::adam_scalar, adam_options())) {
+        embed_(Policy::adam(model_, OptimGroup::adam_embed, adam_options())),
+        head_(Policy::adam(model_, OptimGroup::adam_head, adam_options())),
+        scalar_(Policy::adam(model_, OptimGroup::adam_scalar, adam_options())) {
     // The matrix group: Muon, or Adam(W) like every other group.
     if (cfg_.optimizer == OptimizerKind::adamw)
-      matrix_adam_.emplace(make_adam_for(model_, OptimGroup::muon_matrix, adam_options()));
+      matrix_adam_.emplace(Policy::adam(model_, OptimGroup::muon_matrix, adam_options()));
     else
-      muon_.emplace(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps}));
+      muon_.emplace(Policy::muon(model_, muon_options()));
     if (cfg_.token_recycling > 0) {
       PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
                                  "(set_token_weights, e.g. Prism); this model has none");
       recycler_.emplace(cfg_.token_recycling);
+    }
+    if constexpr (kPhases > 1) {
+      loop_at_ = cfg_.loop_enable_at < 0 ? kDefaultLoopEnableAt : cfg_.loop_enable_at;
+    } else {
+      PGOLF_CHECK(cfg_.loop_enable_at < 0, "loop_enable_at is ", cfg_.loop_enable_at,
+                  " but this model has a single depth schedule (GptSpec.depth.looped is empty): nothing to switch on");
     }
     model_.init(cfg_.seed);
   }
@@ -189,6 +151,7 @@ class Trainer {
     long long stop_after = -1;
     auto t0 = Clock::now();
     for (;;) {
+      sync_phase(train_ms_ + ms_since(t0));
       const bool last = step_ == c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ += ms_since(t0);
@@ -234,7 +197,7 @@ class Trainer {
         PGOLF_FAIL("training diverged at step ", step_ + 1, "/", c.iterations, ": train_loss is ", loss,
                    " (lower the learning rates or enable --grad-clip-norm)");
       }
-      if (c.grad_clip_norm > 0) clip_grad_norm(model_.grads(), c.grad_clip_norm);
+      if (c.grad_clip_norm > 0) Policy::clip(model_, c.grad_clip_norm);
       if (matrix_adam_) {
         matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
       } else {
@@ -275,11 +238,11 @@ class Trainer {
     ck.train_ms = train_ms_;
     ck.seed = cfg_.seed;
     std::tie(ck.data_file, ck.data_pos) = data_.position();
-    ck.tensors.push_back(params_to_host(model_));
-    ck.tensors.push_back(muon_ ? state_to_host<T>(muon_->momentum_buffer()) : std::vector<T>{});  // empty: adamw
+    ck.tensors.push_back(Policy::params_to_host(model_));
+    ck.tensors.push_back(muon_ ? Policy::state_to_host(muon_->momentum_buffer()) : std::vector<T>{});  // empty: adamw
     for (const AdamT* a : adams()) {
-      ck.tensors.push_back(state_to_host<T>(a->first_moment()));
-      ck.tensors.push_back(state_to_host<T>(a->second_moment()));
+      ck.tensors.push_back(Policy::state_to_host(a->first_moment()));
+      ck.tensors.push_back(Policy::state_to_host(a->second_moment()));
       ck.counters.push_back(a->steps_taken());
     }
     if (recycler_) {
@@ -299,17 +262,18 @@ class Trainer {
       const auto& st = ck.tensors.back();
       recycler_->set_state(std::vector<double>(st.begin(), st.end()));
     }
-    params_from_host(model_, std::span<const T>(ck.tensors[0]));
-    if (muon_) state_from_host(muon_->momentum_buffer(), ck.tensors[1], "Muon momentum");
+    Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
+    if (muon_) Policy::state_from_host(muon_->momentum_buffer(), ck.tensors[1], "Muon momentum");
     else PGOLF_CHECK(ck.tensors[1].empty(), "checkpoint holds Muon momentum; this run uses AdamW for the matrices");
     for (std::size_t k = 0; k < n; ++k) {
-      state_from_host(list[k]->first_moment(), ck.tensors[2 + 2 * k], "Adam first moment");
-      state_from_host(list[k]->second_moment(), ck.tensors[3 + 2 * k], "Adam second moment");
+      Policy::state_from_host(list[k]->first_moment(), ck.tensors[2 + 2 * k], "Adam first moment");
+      Policy::state_from_host(list[k]->second_moment(), ck.tensors[3 + 2 * k], "Adam second moment");
       list[k]->set_steps_taken(ck.counters[k]);
     }
     step_ = ck.step;
     train_ms_ = ck.train_ms;
     data_.seek({ck.data_file, ck.data_pos});
+    sync_phase(train_ms_);
   }
 
   void save_checkpoint(const std::filesystem::path& path) const { write_file_bytes(path, encode_checkpoint(checkpoint())); }
@@ -320,10 +284,28 @@ class Trainer {
     if (params_only) {
       PGOLF_CHECK(ck.tensors[0].size() == Model::num_params, path.string(), " holds ", ck.tensors[0].size(),
                   " parameters, expected ", Model::num_params);
-      params_from_host(model_, std::span<const T>(ck.tensors[0]));
+      Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
+      use_final_phase();
     } else {
       restore(ck);
     }
+  }
+
+  // Depth phase of a model with two schedules: the loop-on schedule from loop_enable_at of training
+  // (a fraction of the steps, or of the wall-clock cap when that comes first).
+  int phase_for(long long step, double elapsed_ms) const {
+    if constexpr (kPhases > 1) {
+      const double cap_ms = cfg_.max_wallclock_seconds * 1000.0;
+      double frac = cfg_.iterations > 0 ? double(step) / double(cfg_.iterations) : 1.0;
+      if (cap_ms > 0) frac = std::max(frac, elapsed_ms / cap_ms);
+      return frac >= loop_at_ ? 1 : 0;
+    } else {
+      return 0;
+    }
+  }
+  // A trained model (an evaluated checkpoint or artifact) runs the schedule it finished with.
+  void use_final_phase() {
+    if constexpr (kPhases > 1) model_.set_phase(phase_for(cfg_.iterations, cfg_.max_wallclock_seconds * 1000.0));
   }
 
  private:
@@ -338,7 +320,11 @@ class Trainer {
   AdamOptions adam_options() const {
     return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps, .weight_decay = cfg_.weight_decay};
   }
-  using AdamT = decltype(make_adam_for(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
+  MuonOptions muon_options() const {
+    return MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps,
+                       .weight_decay = cfg_.muon_weight_decay, .row_normalize = cfg_.muon_row_normalize};
+  }
+  using AdamT = decltype(Policy::adam(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
   // The Adam groups in checkpoint order (the matrix group last, with adamw only).
   std::vector<AdamT*> adams() {
     std::vector<AdamT*> v{&embed_, &head_, &scalar_};
@@ -355,11 +341,26 @@ class Trainer {
   RunLog& log_;
   Data data_;
   Model model_;
-  using MuonT = decltype(make_muon_for(std::declval<Model&>(), MuonOptions{}));
+  using MuonT = decltype(Policy::muon(std::declval<Model&>(), MuonOptions{}));
   std::optional<MuonT> muon_;
   AdamT embed_, head_, scalar_;
   std::optional<AdamT> matrix_adam_;
   static constexpr bool kTokenWeights = requires(Model m, std::span<const T> w) { m.set_token_weights(w); };
+  static constexpr int kPhases = [] {
+    if constexpr (requires { Model::kPhases; }) return int(Model::kPhases);
+    else return 1;
+  }();
+  static constexpr double kDefaultLoopEnableAt = 0.35;  // the strongest records' switch point
+  void sync_phase(double elapsed_ms) {
+    if constexpr (kPhases > 1) {
+      const int p = phase_for(step_, elapsed_ms);
+      if (p != model_.phase()) {
+        model_.set_phase(p);
+        log_.print(format("depth_schedule:%s step:%lld/%lld", p == 1 ? "looped" : "base", step_, cfg_.iterations));
+      }
+    }
+  }
+  double loop_at_ = 1.0;
   std::optional<TokenRecycler> recycler_;
   long long step_ = 0;
   double train_ms_ = 0;

@@ -43,7 +43,9 @@ class DeviceBuffer {
     PGOLF_CUDA_CHECK(cudaMemcpy(host.data(), p_, n_ * sizeof(T), cudaMemcpyDeviceToHost));
   }
   // Fills every byte with `byte` (tests poison outputs so unwritten elements show).
-  void fill_bytes(int byte) { PGOLF_CUDA_CHECK(cudaMemset(p_, byte, n_ * sizeof(T))); }
+  void fill_bytes(int byte) {
+    if (n_ > 0) PGOLF_CUDA_CHECK(cudaMemset(p_, byte, n_ * sizeof(T)));
+  }
 
  private:
   T* p_ = nullptr;

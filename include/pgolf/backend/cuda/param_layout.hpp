@@ -48,7 +48,7 @@ void to_device_layout(const std::array<ParamInfo, N>& table, const std::array<Pa
                       std::span<const T> host, T* device, std::size_t device_size) {
   PGOLF_CHECK(host.size() == table_size(table), "to_device_layout: ", host.size(), " values, the table holds ",
               table_size(table));
-  PGOLF_CUDA_CHECK(cudaMemset(device, 0, device_size * sizeof(T)));
+  if (device_size > 0) PGOLF_CUDA_CHECK(cudaMemset(device, 0, device_size * sizeof(T)));
   for (std::size_t i = 0; i < N; ++i)
     PGOLF_CUDA_CHECK(cudaMemcpy(device + dev[i].offset, host.data() + table[i].offset, table[i].numel() * sizeof(T),
                                 cudaMemcpyHostToDevice));

@@ -4,7 +4,7 @@
 
 #include <cstddef>
 
-#include "pgolf/model/gpt_spec.hpp"
+#include "pgolf/ops/activation_kind.hpp"
 
 namespace pgolf::ops::cpu {
 

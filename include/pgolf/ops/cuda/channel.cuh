@@ -43,6 +43,15 @@ __global__ void scale_grad_kernel(const float* __restrict__ g, const float* __re
 }
 
 template <int Dim>
+__global__ void resid_mix_forward_kernel(const float* __restrict__ x, const float* __restrict__ x0,
+                                         const float* __restrict__ mix, std::size_t n, float* __restrict__ out) {
+  const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const int c = int(i % Dim);
+  out[i] = mix[c] * x[i] + mix[Dim + c] * x0[i];
+}
+
+template <int Dim>
 __global__ void resid_mix_backward_kernel(const float* __restrict__ g, const float* __restrict__ mix, std::size_t n,
                                           float* __restrict__ dx, float* __restrict__ dx0) {
   const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -94,6 +103,15 @@ void scale_grad(const float* g, const float* s, std::size_t rows, TOut* out, cud
   const std::size_t n = rows * Dim;
   detail::scale_grad_kernel<Dim, TOut><<<blocks_for(n, 256), 256, 0, st>>>(g, s, n, out);
   PGOLF_CUDA_CHECK_LAUNCH("scale_grad");
+}
+
+// out = m0*x + m1*x0 (where no norm follows to fuse it with: rmsnorm.cuh's mix_norm_forward).
+template <int Dim>
+void resid_mix_forward(const float* x, const float* x0, const float* mix, std::size_t rows, float* out,
+                       cudaStream_t st = nullptr) {
+  const std::size_t n = rows * Dim;
+  detail::resid_mix_forward_kernel<Dim><<<blocks_for(n, 256), 256, 0, st>>>(x, x0, mix, n, out);
+  PGOLF_CUDA_CHECK_LAUNCH("resid_mix_forward");
 }
 
 // xin = m0*x + m1*x0:  dx = m0*g (written), dx0 += m1*g.

@@ -60,10 +60,24 @@ __global__ inline void cast_to_bf16_kernel(const float* __restrict__ x, std::siz
   const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] = __float2bfloat16_rn(x[i]);
 }
+template <class T>
+__global__ void scale_into_kernel(const T* __restrict__ x, float k, std::size_t n, T* __restrict__ y) {
+  const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = from_float<T>(k * to_float(x[i]));
+}
 }  // namespace detail
+
+// y = k * x (fp32 or bf16).
+template <class T>
+void scale_into(const T* x, float k, std::size_t n, T* y, cudaStream_t st = nullptr) {
+  if (n == 0) return;
+  detail::scale_into_kernel<T><<<blocks_for(n, 256), 256, 0, st>>>(x, k, n, y);
+  PGOLF_CUDA_CHECK_LAUNCH("scale_into");
+}
 
 // The bf16 copies of the fp32 master weights that the matrix products read.
 inline void cast_to_bf16(const float* x, std::size_t n, bf16* y, cudaStream_t st = nullptr) {
+  if (n == 0) return;  // a model without tensors (a component tested alone)
   detail::cast_to_bf16_kernel<<<blocks_for(n, 256), 256, 0, st>>>(x, n, y);
   PGOLF_CUDA_CHECK_LAUNCH("cast_to_bf16");
 }

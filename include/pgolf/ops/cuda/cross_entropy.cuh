@@ -1,7 +1,8 @@
 // Logit softcap + cross-entropy on the GPU, one warp per row with the vocabulary a compile-time
 // constant (each lane keeps V/32 logits in registers, loaded as 16-byte vectors).
 //   forward:  z = cap * tanh(l / cap);  lse = logsumexp(z);  loss_n = lse - z[y_n]   (row losses, lse)
-//   backward: dl = scale * (exp(z - lse) - onehot(y)) * (1 - (z / cap)^2), written over l
+//   backward: dl = scale * (exp(z - lse) - onehot(y)) * (1 - (z / cap)^2)  (may be written over l)
+// A row whose target is < 0 is not scored: its loss and its gradient are 0.
 // The logits are written once by the head's product (bf16) and read once in each direction; no
 // fp32 logits tensor is materialised. The mean loss is a fixed-order sum of the row losses.
 #pragma once
@@ -47,7 +48,11 @@ __global__ void softcap_ce_forward_kernel(const bf16* __restrict__ logits, const
   const int lane = threadIdx.x % 32;
   if (row >= rows) return;
   const int y = targets[row];
-  if (y < 0 || y >= V) {  // callers validate targets; never read out of bounds regardless
+  if (y < 0) {  // not scored
+    if (lane == 0) row_loss[row] = lse[row] = 0.f;
+    return;
+  }
+  if (y >= V) {  // callers validate targets; never read out of bounds regardless
     if (lane == 0) row_loss[row] = lse[row] = NAN;
     return;
   }
@@ -80,8 +85,9 @@ __global__ void softcap_ce_forward_kernel(const bf16* __restrict__ logits, const
 }
 
 template <int V>
-__global__ void softcap_ce_backward_kernel(bf16* __restrict__ logits, const std::int32_t* __restrict__ targets,
-                                           const float* __restrict__ lse, std::size_t rows, float cap, float scale) {
+__global__ void softcap_ce_backward_kernel(const bf16* logits, const std::int32_t* __restrict__ targets,
+                                           const float* __restrict__ lse, std::size_t rows, float cap, float scale,
+                                           bf16* dlogits) {
   using L = CeLayout<V>;
   const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
   const int lane = threadIdx.x % 32;
@@ -90,16 +96,16 @@ __global__ void softcap_ce_backward_kernel(bf16* __restrict__ logits, const std:
   const float l = lse[row];
 #pragma unroll
   for (int v = 0; v < L::kVecs; ++v) {
-    bf16* p = logits + row * V + L::col(lane, v);
+    const std::size_t at = row * V + L::col(lane, v);
     float x[8];
-    load8(p, x);
+    load8(logits + at, x);
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
       const float th = tanhf(x[e] / cap);
       const float dz = scale * (__expf(cap * th - l) - (L::col(lane, v) + e == y ? 1.f : 0.f));
-      x[e] = dz * (1.f - th * th);
+      x[e] = y < 0 ? 0.f : dz * (1.f - th * th);
     }
-    store8(p, x);
+    store8(dlogits + at, x);
   }
 }
 
@@ -113,7 +119,7 @@ __global__ inline void ordered_sum_kernel(const float* __restrict__ x, std::size
 
 }  // namespace detail
 
-// targets must lie in [0, V) (a row outside gets a NaN loss).
+// targets must be < V (a row at or beyond gets a NaN loss); a target < 0 is not scored.
 template <int V>
 void softcap_ce_forward(const bf16* logits, const std::int32_t* targets, std::size_t rows, float cap, float* row_loss,
                         float* lse, cudaStream_t st = nullptr) {
@@ -122,11 +128,12 @@ void softcap_ce_forward(const bf16* logits, const std::int32_t* targets, std::si
   PGOLF_CUDA_CHECK_LAUNCH("softcap_ce_forward");
 }
 
+// dlogits may alias logits (the gradient written over them).
 template <int V>
-void softcap_ce_backward(bf16* logits, const std::int32_t* targets, const float* lse, std::size_t rows, float cap,
-                         float scale, cudaStream_t st = nullptr) {
+void softcap_ce_backward(const bf16* logits, const std::int32_t* targets, const float* lse, std::size_t rows, float cap,
+                         float scale, bf16* dlogits, cudaStream_t st = nullptr) {
   detail::softcap_ce_backward_kernel<V>
-      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, lse, rows, cap, scale);
+      <<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(logits, targets, lse, rows, cap, scale, dlogits);
   PGOLF_CUDA_CHECK_LAUNCH("softcap_ce_backward");
 }
 

@@ -1,0 +1,148 @@
+// Cuda: the GPU backend. Precision as the reference trainer under autocast: fp32 master weights and
+// gradients (in the device layout of param_layout.hpp), a bf16 copy of every weight made at the start
+// of each forward, bf16 matrix-product inputs and outputs, fp32 accumulation, fp32 residual stream,
+// norms, softmax statistics and loss.
+//
+// Registers: the stream x and the anchor x0 are fp32 [tokens, dim]; the branch registers n and h are
+// bf16 (they feed products); q, k, v are bf16 head-major ([batch, heads, seq, head_dim], one matrix
+// per (batch, KV head) for the attention products). Gradients: fp32 for x, x0, n (products write
+// d n in fp32 for the norm's backward) and q, k, v (attention's backward); bf16 for h (it is the dY
+// of the next product's backward).
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <span>
+#include <type_traits>
+#include <vector>
+
+#include "pgolf/backend/arena_plan.hpp"
+#include "pgolf/backend/cuda/buffer.hpp"
+#include "pgolf/backend/cuda/gemm.hpp"
+#include "pgolf/backend/cuda/param_layout.hpp"
+#include "pgolf/core/cuda_check.hpp"
+#include "pgolf/nn/component.hpp"
+#include "pgolf/ops/cuda/channel.cuh"
+#include "pgolf/ops/cuda/common.cuh"
+
+namespace pgolf {
+
+struct Cuda {
+  using bf16 = ops::cuda::bf16;
+  using Scalar = float;
+  using Weight = bf16;
+  template <Reg r>
+  using Value = std::conditional_t<r == Reg::x || r == Reg::x0, float, bf16>;
+  template <Reg r>
+  using Grad = std::conditional_t<r == Reg::h, bf16, float>;
+  static constexpr bool device = true;
+
+  template <std::size_t N>
+  static constexpr std::array<ParamInfo, N> storage_table(const std::array<ParamInfo, N>& table) {
+    return cuda::device_param_table(table);
+  }
+  template <std::size_t N>
+  static constexpr std::size_t storage_size(const std::array<ParamInfo, N>& dev) {
+    return cuda::device_table_size(dev);
+  }
+  template <class X>
+  static void zero(X* p, std::size_t n) {
+    if (n > 0) PGOLF_CUDA_CHECK(cudaMemset(p, 0, n * sizeof(X)));
+  }
+  static void add_into(const float* a, std::size_t n, float* out) { ops::cuda::add_into(a, n, out); }
+
+  static bool device_available() { return cuda::device_count() > 0; }
+
+  // Y[tokens, out] = X[tokens, in] W[out, in]^T (Y in `yt`).
+  static void linear(cuda::Gemm& gemm, int tokens, const bf16* X, const bf16* W, void* Y, int in, int out,
+                     cuda::DType yt) {
+    gemm.run({.ta = false, .tb = true, .M = tokens, .N = out, .K = in, .lda = in, .ldb = in, .ldc = out,
+              .a = cuda::DType::bf16, .b = cuda::DType::bf16, .c = yt},
+             X, W, Y, 1.f, 0.f);
+  }
+  // dW[out, in] += dY^T X;  dX[tokens, in] = dY W (in dX's type; added when accumulate).
+  static void linear_backward(cuda::Gemm& gemm, int tokens, const bf16* dY, const bf16* X, const bf16* W, float* dW,
+                              void* dX, cuda::DType dxt, int in, int out, bool accumulate) {
+    gemm.run({.ta = true, .tb = false, .M = out, .N = in, .K = tokens, .lda = out, .ldb = in, .ldc = in,
+              .a = cuda::DType::bf16, .b = cuda::DType::bf16, .c = cuda::DType::f32},
+             dY, X, dW, 1.f, 1.f);
+    gemm.run({.ta = false, .tb = false, .M = tokens, .N = in, .K = out, .lda = out, .ldb = in, .ldc = in,
+              .a = cuda::DType::bf16, .b = cuda::DType::bf16, .c = dxt},
+             dY, W, dX, 1.f, accumulate ? 1.f : 0.f);
+  }
+  template <class X>
+  static constexpr cuda::DType dtype() {
+    return std::is_same_v<X, float> ? cuda::DType::f32 : cuda::DType::bf16;
+  }
+
+  // A model's device memory and the handles every component shares.
+  class Runtime {
+   public:
+    explicit Runtime(std::size_t storage) : params_(storage), grads_(storage), wbf_(storage) {
+      params_.fill_bytes(0);
+      grads_.fill_bytes(0);
+    }
+
+    cuda::Gemm gemm;
+    ops::cuda::ColumnGrad colgrad;
+
+    float* params() { return params_.data(); }
+    const float* params() const { return params_.data(); }
+    float* grads() { return grads_.data(); }
+    const float* grads() const { return grads_.data(); }
+    const bf16* weights() const { return wbf_.data(); }
+    cuda::DeviceParamSpan param_span() const { return {const_cast<float*>(params_.data()), params_.size()}; }
+    cuda::DeviceParamSpan grad_span() const { return {const_cast<float*>(grads_.data()), grads_.size()}; }
+    void zero_grad() { grads_.fill_bytes(0); }
+
+    template <std::size_t N>
+    void set_params(const std::array<ParamInfo, N>& table, const std::array<ParamInfo, N>& dev,
+                    std::span<const float> host) {
+      cuda::to_device_layout<float>(table, dev, host, params_.data(), params_.size());
+    }
+    template <std::size_t N>
+    std::vector<float> params_host(const std::array<ParamInfo, N>& table, const std::array<ParamInfo, N>& dev) const {
+      return cuda::to_table_layout(table, dev, params_.data());
+    }
+    template <std::size_t N>
+    std::vector<float> grads_host(const std::array<ParamInfo, N>& table, const std::array<ParamInfo, N>& dev) const {
+      return cuda::to_table_layout(table, dev, grads_.data());
+    }
+
+    void allocate(const ArenaPlan& plan) {
+      arena_ = cuda::DeviceBuffer<std::byte>(plan.bytes());
+      plan.assign(arena_.data());  // cudaMalloc returns 256-byte aligned memory
+    }
+    std::size_t arena_bytes() const { return arena_.size(); }
+
+    // Checks and uploads the batch, and makes this forward's bf16 weights.
+    void begin_forward(std::span<const std::int32_t> ids, std::span<const std::int32_t> targets, int vocab) {
+      scored_ = 0;
+      for (std::size_t n = 0; n < ids.size(); ++n) {
+        PGOLF_CHECK(ids[n] >= 0 && ids[n] < vocab, "token id ", ids[n], " at position ", n,
+                    " is outside the vocabulary [0, ", vocab, ")");
+        PGOLF_CHECK(targets[n] < vocab, "target id ", targets[n], " at position ", n, " is outside the vocabulary [0, ",
+                    vocab, ")");
+        scored_ += targets[n] >= 0 ? 1 : 0;
+      }
+      if (ids_.size() != ids.size()) ids_ = cuda::DeviceBuffer<std::int32_t>(ids.size());
+      if (targets_.size() != targets.size()) targets_ = cuda::DeviceBuffer<std::int32_t>(targets.size());
+      ids_.upload(ids);
+      targets_.upload(targets);
+      ops::cuda::cast_to_bf16(params_.data(), params_.size(), wbf_.data());
+    }
+    const std::int32_t* ids() const { return ids_.data(); }
+    const std::int32_t* targets() const { return targets_.data(); }
+    // Positions with a target (>= 0) in the last batch.
+    std::size_t scored() const { return scored_; }
+
+   private:
+    cuda::DeviceBuffer<float> params_, grads_;
+    cuda::DeviceBuffer<bf16> wbf_;
+    cuda::DeviceBuffer<std::byte> arena_;
+    cuda::DeviceBuffer<std::int32_t> ids_, targets_;
+    std::size_t scored_ = 0;
+  };
+};
+
+}  // namespace pgolf

@@ -1,0 +1,125 @@
+// CausalAttention<Gain>: h := softmax(g_h q k^T / sqrt(head_dim), causal) v with GQA (query head h
+// reads KV head h / (heads / kv_heads)). Gain::learned: a per-head gain q_gain [heads] (constant init
+// qk_gain_init, control tensor, scalar Adam); otherwise the gain is 1 and there is no tensor. The
+// log-sum-exp of each score row is saved and the probabilities are recomputed in the backward.
+#pragma once
+
+#include <vector>
+
+#include "pgolf/backend/cpu.hpp"
+#include "pgolf/nn/component.hpp"
+#include "pgolf/ops/cpu/attention.hpp"
+
+namespace pgolf {
+
+struct LearnedGain {
+  static constexpr bool learned = true;
+};
+struct UnitGain {
+  static constexpr bool learned = false;
+};
+
+template <class Gain = LearnedGain>
+struct CausalAttention {
+  static constexpr Regs reads = regs<Reg::q, Reg::k, Reg::v>, writes = regs<Reg::h>;
+  template <class A>
+  static constexpr RowList rows() {
+    RowList r;
+    if constexpr (Gain::learned)
+      r.add({.name = "attn.q_gain", .rows = A::heads, .cols = 1, .rank = 1,
+             .init = {InitKind::constant, A::qk_gain_init}, .group = OptimGroup::adam_scalar, .control = true,
+             .scope = A::scalar_scope});
+    return r;
+  }
+  template <class A>
+  static constexpr int width(Reg) { return A::dim; }
+};
+
+template <class T, class Gain>
+struct Impl<Cpu<T>, CausalAttention<Gain>> {
+  using C = CausalAttention<Gain>;
+  template <class A>
+  struct Resources {
+    std::vector<T> ones, dgain;  // the unit gain and its (unused) gradient
+    explicit Resources(const Shape&) : ones(std::size_t(A::heads), T(1)), dgain(std::size_t(A::heads)) {}
+  };
+  struct Saved {
+    const T *q = nullptr, *k = nullptr, *v = nullptr;
+    T *y = nullptr, *lse = nullptr;
+  };
+  template <class A>
+  static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
+    p.take(s.y, sh.tokens() * A::dim), p.take(s.lse, sh.tokens() * A::heads);
+  }
+  template <class A>
+  static ops::cpu::AttentionShape shape(const auto& c) {
+    return {c.batch(), c.seq(), A::heads, A::kv_heads, A::head_dim};
+  }
+  static const T* gain(auto& c) {
+    if constexpr (Gain::learned) return param<C>(c);
+    else return resources<Impl>(c).ones.data();
+  }
+  static T* gain_grad(auto& c) {
+    if constexpr (Gain::learned) return grad<C>(c);
+    else return resources<Impl>(c).dgain.data();
+  }
+  static void forward(auto& c, Saved& s, Flow<Cpu<T>>& f) {
+    using A = arch_of<decltype(c)>;
+    s.q = value<Reg::q>(f), s.k = value<Reg::k>(f), s.v = value<Reg::v>(f);
+    ops::cpu::attention_forward(s.q, s.k, s.v, gain(c), shape<A>(c), s.y, s.lse);
+    set_value<Reg::h>(f, s.y);
+  }
+  static void backward(auto& c, Saved& s, auto& io) {
+    using A = arch_of<decltype(c)>;
+    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)> && !adds<Reg::v, decltype(io)>,
+                  "CausalAttention overwrites d q, d k, d v");
+    ops::cpu::attention_backward(dout<Reg::h>(io), s.q, s.k, s.v, gain(c), s.y, s.lse, shape<A>(c),
+                                 din<Reg::q>(io), din<Reg::k>(io), din<Reg::v>(io), gain_grad(c));
+  }
+};
+
+}  // namespace pgolf
+
+#ifdef __CUDACC__
+#include "pgolf/backend/cuda/backend.cuh"
+#include "pgolf/ops/cuda/attention.cuh"
+
+namespace pgolf {
+
+// Strided-batched cuBLASLt products over (batch, KV head) pairs with masked softmax kernels; the
+// gain gradient from fp32 scores (ops/cuda/attention.cuh). The learned gain only: a unit-gain
+// attention has no CUDA implementation.
+template <>
+struct Impl<Cuda, CausalAttention<LearnedGain>> {
+  using C = CausalAttention<LearnedGain>;
+  using bf16 = Cuda::bf16;
+  template <class A>
+  struct Resources {
+    ops::cuda::Attention<A::head_dim> attn;
+    Resources(const Shape& sh, Cuda::Runtime& rt)
+        : attn(rt.gemm, ops::cuda::AttentionDims{sh.batch, sh.seq, A::heads, A::kv_heads, A::head_dim}) {}
+  };
+  struct Saved {
+    const bf16 *q = nullptr, *k = nullptr, *v = nullptr;
+    bf16* y = nullptr;
+    float* lse = nullptr;
+  };
+  template <class A>
+  static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
+    p.take(s.y, sh.tokens() * A::dim), p.take(s.lse, sh.tokens() * A::heads);
+  }
+  static void forward(auto& c, Saved& s, Flow<Cuda>& f) {
+    s.q = value<Reg::q>(f), s.k = value<Reg::k>(f), s.v = value<Reg::v>(f);
+    resources<Impl>(c).attn.forward(s.q, s.k, s.v, param<C>(c), s.y, s.lse);
+    set_value<Reg::h>(f, s.y);
+  }
+  static void backward(auto& c, Saved& s, auto& io) {
+    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)> && !adds<Reg::v, decltype(io)>,
+                  "CausalAttention overwrites d q, d k, d v");
+    resources<Impl>(c).attn.backward(dout<Reg::h>(io), s.q, s.k, s.v, param<C>(c), s.lse, din<Reg::q>(io),
+                                     din<Reg::k>(io), din<Reg::v>(io), grad<C>(c));
+  }
+};
+
+}  // namespace pgolf
+#endif

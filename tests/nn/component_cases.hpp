@@ -1,0 +1,141 @@
+// The runs of components the parity and finite-difference tests cover: every GPT component alone
+// and the consecutive runs a backend fuses, at a small CUDA-compatible size (head dim 32, vocabulary
+// 256), and the PRISM harness's baseline components (CPU only).
+#pragma once
+
+#include <string_view>
+
+#include "../test_util.hpp"
+#include "lone_run.hpp"
+#include "pgolf/model/gpt_spec.hpp"
+#include "pgolf/model/prism_baselines.hpp"
+
+namespace pgolf::test {
+
+inline constexpr GptSpec kCaseSpec{.vocab = 256,
+                                   .dim = 128,
+                                   .depth = {.layers = 3},
+                                   .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16, .qk_gain_init = 1.7},
+                                   .mlp = {.mult = 3, .activation = Activation::leaky_relu2},
+                                   .head = {.softcap = 15.0},
+                                   .norm = {.ln_scale = LnScaleIndex::layer}};
+// Per-virtual-layer scalars and the LN scale by physical block.
+inline constexpr GptSpec kCaseShared{.vocab = 256,
+                                     .dim = 128,
+                                     .depth = {.layers = 3, .sharing = Sharing::matrices},
+                                     .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32},
+                                     .norm = {.ln_scale = LnScaleIndex::block}};
+using CaseArch = GptArch<kCaseSpec>;
+using SharedArch = GptArch<kCaseShared>;
+using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
+using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
+
+template <std::size_t N>
+struct fixed_name {
+  char s[N]{};
+  constexpr fixed_name(const char (&v)[N]) {  // NOLINT: implicit, from a string literal
+    for (std::size_t i = 0; i < N; ++i) s[i] = v[i];
+  }
+  constexpr std::string_view view() const { return {s, N - 1}; }
+};
+
+// name, architecture, run, the width of h when the run reads it, the layer it runs at, whether CUDA
+// runs it, components that only join the table, and whether the run ends in a loss (its writes are
+// then internal).
+template <fixed_name Name, class A, class P, int HWidth = 0, int Layer = 1, bool OnCuda = true,
+          class Extra = Program<>, bool Loss = false>
+struct Case {
+  static constexpr std::string_view name = Name.view();
+  using Arch = A;
+  using Run = P;
+  using Table = Extra;
+  static constexpr int h_width = HWidth, layer = Layer;
+  static constexpr bool cuda = OnCuda;
+  static constexpr Regs outputs = Loss ? Regs(0) : lone_outputs<P>();
+};
+
+template <class C>
+LoneResult run_case(const LoneInput& in, bool backward = true) {
+  return run_lone<typename C::Arch, typename C::Run, Cpu<double>, typename C::Table, C::outputs>(in, backward);
+}
+template <class C, class T>
+LoneResult run_case_on(const LoneInput& in) {
+  return run_lone<typename C::Arch, typename C::Run, Cpu<T>, typename C::Table, C::outputs>(in);
+}
+
+using Emb = TokenEmbedding<GptTokEmb>;
+using Cases = Program<
+    Case<"resid_mix", CaseArch, Program<ResidMix>>,
+    Case<"pre_norm", CaseArch, Program<PreNorm>>,
+    Case<"stream_norm", CaseArch, Program<StreamNorm>>,
+    Case<"resid_mix+pre_norm", CaseArch, Program<ResidMix, PreNorm>>,
+    Case<"qkv_product+qk_norm_rope", CaseArch, Program<QkvProduct, QkNormRope>>,
+    Case<"qkv_product+qk_norm_rope (full RoPE)", SharedArch, Program<QkvProduct, QkNormRope>>,
+    Case<"causal_attention", CaseArch, Program<CausalAttention<>>>,
+    Case<"causal_attention (per-layer gain)", SharedArch, Program<CausalAttention<>>>,
+    Case<"attn.proj", CaseArch, Program<Product<GptAttnOut>>, 128>,
+    Case<"mlp.fc", CaseArch, Program<Product<GptMlpUp>>>,
+    Case<"mlp.proj", CaseArch, Program<Product<GptMlpDown>>, 384>,
+    Case<"lm_head", CaseArch, Program<Product<GptLmHead>>>,
+    Case<"tied_head", CaseArch, Program<TiedHead<Emb>>, 0, 1, true, Program<Emb>>,
+    Case<"relu2", CaseArch, Program<ActivationOf<Activation::relu2>>, 384>,
+    Case<"leaky_relu2", CaseArch, Program<ActivationOf<Activation::leaky_relu2>>, 384>,
+    Case<"attn_scale", CaseArch, Program<ScaledResidual<AttnScale>>, 128>,
+    Case<"mlp_scale (per layer)", SharedArch, Program<ScaledResidual<MlpScale>>, 128, 2>,
+    Case<"attn_scale+pre_norm", CaseArch, Program<ScaledResidual<AttnScale>, PreNorm>, 128>,
+    Case<"ln_scale (layer)", CaseArch, Program<LnScale>, 0, 2>,
+    Case<"ln_scale (block)", SharedArch, Program<LnScale>, 0, 2>,
+    Case<"pre_norm+ln_scale", CaseArch, Program<PreNorm, LnScale>, 0, 2>,
+    Case<"softcap+cross_entropy", CaseArch, Program<Softcap, CrossEntropy>, 256, 1, true, Program<>, true>,
+    Case<"token_embedding", CaseArch, Program<Emb>>,
+    Case<"embedding side", CaseArch, Program<Emb, StreamNorm, Anchor>>,
+    Case<"weighted_norm", BaseArch, Program<WeightedNorm<baseline::Norm1>>, 0, 1, false>,
+    Case<"packed_qkv+rope", BaseArch, Program<PackedQkv<baseline::Qkv>, Rope>, 0, 1, false>,
+    Case<"unit-gain attention", BaseArch, Program<CausalAttention<UnitGain>>, 0, 1, false>,
+    Case<"residual", BaseArch, Program<Residual>, 64, 1, false>,
+    Case<"swiglu_mlp", BaseArch, Program<SwiGluMlp<baseline::Ffn>>, 0, 1, false>,
+    Case<"ssm_mixer", SsmArch, Program<SsmMixer>, 0, 1, false>,
+    Case<"cross_entropy", BaseArch, Program<CrossEntropy>, 18, 1, false, Program<>, true>>;
+
+// Random inputs, output weights, tensors (the reference init plus noise on every tensor, so zero
+// projections and unit scales hide no path), tokens and targets (a fifth unscored) for a case.
+template <class C>
+LoneInput case_input(int batch, int seq, std::uint32_t seed) {
+  using A = typename C::Arch;
+  using LA = LoneArch<A, typename C::Run, typename C::Table>;
+  constexpr Regs in = lone_inputs<typename C::Run>(), out = C::outputs;
+  LoneInput x;
+  x.batch = batch, x.seq = seq, x.layer = C::layer, x.grad_scale = 0.75;
+  const std::size_t N = std::size_t(batch) * seq;
+  for (std::size_t i = 0; i < N; ++i) {
+    x.ids.push_back(std::int32_t(uniform01(seed, 1, i) * A::vocab));
+    x.targets.push_back(i % 5 == 3 ? -1 : std::int32_t(uniform01(seed, 2, i) * A::vocab));
+  }
+  const std::array<int, kRegCount> widths{A::dim, A::dim, A::dim, C::h_width, A::dim, A::kv_dim, A::kv_dim};
+  for (int r = 0; r < kRegCount; ++r) {
+    if (has(in, Reg(r))) {
+      x.width[std::size_t(r)] = widths[std::size_t(r)];
+      x.in[std::size_t(r)] = randn(N * std::size_t(widths[std::size_t(r)]), seed * 16 + std::uint32_t(r));
+    }
+    if (has(out, Reg(r))) {
+      const int w = register_width<typename C::Run, LA>(Reg(r));
+      x.weight[std::size_t(r)] = randn(N * std::size_t(w), seed * 16 + 8 + std::uint32_t(r), 0.1);
+    }
+  }
+  constexpr auto table = arch_layout<LA>().table;
+  x.params.resize(table_size(table));
+  init_params<double>(table, 7, std::span<double>(x.params));
+  for (const auto& p : table) {
+    const double s = p.rank == 2 && p.rows != 2 ? 1.0 / std::sqrt(double(p.cols)) : 0.3;
+    for (std::size_t i = 0; i < p.numel(); ++i)
+      x.params[p.offset + i] += s * normal01(seed, name_stream(p.name.view()), i);
+  }
+  return x;
+}
+
+template <class F>
+void for_each_case(F&& f) {
+  for_types<Cases>(f);
+}
+
+}  // namespace pgolf::test
