@@ -3,6 +3,7 @@
 // the incoming tape) and the router (mixing weights and load balance, decisions frozen).
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <numeric>
 
 #include "prism_test_specs.hpp"
@@ -23,10 +24,22 @@ void check_memory_expert(int block) {
   constexpr int B = 2, T = 5, D = S.d_model;
   using E = prism::MemoryExpert<S, double>;
   using M = Prism<S, double>;
-  const std::size_t first = M::layout.blocks[std::size_t(block)].expert[1];  // memory is expert 1
-  const std::size_t rows = std::size_t(prism_expert_rows(ExpertKind::memory, S.causal(), block));
-  const std::size_t np = M::param_table[first + rows - 1].offset + M::param_table[first + rows - 1].numel() -
-                         M::param_table[first].offset;
+  // The expert's tensors, moved to a buffer of their own (offsets relative to its first tensor).
+  const ModuleRows& in_model = M::layout.blocks[std::size_t(block)].expert[1];  // memory is expert 1
+  constexpr RowList rl = E::rows(0);
+  std::size_t lo = ~std::size_t(0), hi = 0;
+  for (int j = 0; j < rl.count; ++j) {
+    const std::size_t n = std::size_t(E::rows(block).row[std::size_t(j)].rows) * E::rows(block).row[std::size_t(j)].cols;
+    if (n == 0) continue;
+    lo = std::min(lo, in_model.at[std::size_t(j)]);
+    hi = std::max(hi, in_model.at[std::size_t(j)] + n);
+  }
+  ModuleRows own{};
+  for (int j = 0; j < rl.count; ++j) own.at[std::size_t(j)] = in_model.at[std::size_t(j)] - lo;
+  const std::size_t np = hi - lo;
+  REQUIRE(int(std::count_if(M::param_table.begin(), M::param_table.end(), [&](const ParamInfo& p) {
+            return p.offset >= lo && p.offset < hi;
+          })) == prism_expert_rows<S>(ExpertKind::memory, block));
   const std::size_t N = std::size_t(B) * T, tape = M::tape_size_for(B, T);
   auto P = randn(np, 1, 0.4), hx = randn(N * D, 2, 1.0), tin = randn(tape, 3, 0.5);
   const auto r_out = randn(N * D, 4, 1.0), r_tape = randn(tape, 5, 1.0);
@@ -35,7 +48,7 @@ void check_memory_expert(int block) {
   std::vector<double> out(N * D);
   auto loss = [&] {
     const prism::ExpertIo<double> io{B, T, hx.data(), tin.data()};
-    e.forward(io, P.data(), out.data());
+    e.forward(io, Tensors<const double>{P.data(), &own}, out.data());
     return weighted_sum(r_out, out.data()) + weighted_sum(r_tape, e.tape_out()) + kappa * e.read_entropy();
   };
   loss();
@@ -43,7 +56,8 @@ void check_memory_expert(int block) {
   e.set_tape_grad(r_tape.data());
   e.set_entropy_grad(kappa);
   const prism::ExpertIo<double> io{B, T, hx.data(), tin.data()};
-  e.backward(io, P.data(), G.data(), r_out.data(), dhx.data(), dtin.data());
+  e.backward(io, Tensors<const double>{P.data(), &own}, Tensors<double>{G.data(), &own}, r_out.data(), dhx.data(),
+             dtin.data());
   CHECK(fd_max_error(loss, P.data(), G.data(), np) < 1e-6);
   CHECK(fd_max_error(loss, hx.data(), dhx.data(), hx.size()) < 1e-6);
   CHECK(fd_max_error(loss, tin.data(), dtin.data(), tin.size()) < 1e-6);

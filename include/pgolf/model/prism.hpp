@@ -58,8 +58,8 @@ class Prism {
 
   Prism(int batch, int seq_len)
       : batch_(batch), seq_(seq_len), params_(num_params, T(0)), grads_(num_params, T(0)),
-        last_((check_shape(batch, seq_len), batch), seq_len, S.layers - 1, offsets(S.layers - 1)) {
-    for (int b = 0; b + 1 < S.layers; ++b) body_.emplace_back(batch, seq_len, b, offsets(b));
+        last_((check_shape(batch, seq_len), batch), seq_len, S.layers - 1, layout.blocks[std::size_t(S.layers - 1)]) {
+    for (int b = 0; b + 1 < S.layers; ++b) body_.emplace_back(batch, seq_len, b, layout.blocks[std::size_t(b)]);
     const std::size_t N = tokens();
     xs_.resize(std::size_t(S.layers + 1) * N * kDim);
     tapes_.resize(std::size_t(S.layers + 1) * tape_size());
@@ -101,13 +101,13 @@ class Prism {
     PGOLF_CHECK(targets.size() == N, "Prism::forward: got ", targets.size(), " targets, expected ", N);
     ids_.assign(ids.begin(), ids.end());
     targets_.assign(targets.begin(), targets.end());
-    op::embedding_forward(ids.data(), N, param(layout.tok_emb), kVocab, kDim, x(0));
+    op::embedding_forward(ids.data(), N, own(params_, PrismModelRows::kEmbed), kVocab, kDim, x(0));
     std::fill(tapes_.begin(), tapes_.begin() + std::ptrdiff_t(tape_size()), T(0));
     for (int b = 0; b < S.layers; ++b)
       with_block(b, [&](auto& blk) { blk.forward(params_.data(), x(b), x(b + 1), tape_ptr(b), tape_ptr(b + 1)); });
-    op::rmsnorm_weighted_forward(x(S.layers), param(layout.final_norm), N, kDim, T(S.norm_eps), yf_.data(),
+    op::rmsnorm_weighted_forward(x(S.layers), own(params_, PrismModelRows::kFinalNorm), N, kDim, T(S.norm_eps), yf_.data(),
                                  rstdf_.data(), hf_.data());
-    op::linear_forward(hf_.data(), param(layout.head), logits_.data(), int(N), kDim, kVocab);
+    op::linear_forward(hf_.data(), own(params_, PrismModelRows::kHead), logits_.data(), int(N), kDim, kVocab);
     // Checks the targets against the vocabulary; rows with a target < 0 score 0 and are not counted.
     ce_ = op::cross_entropy_forward(logits_.data(), targets_.data(), N, kVocab, row_loss_.data());
     scored_ = op::scored_rows(targets_.data(), N);
@@ -148,11 +148,11 @@ class Prism {
       }
     }
     weights_.clear();
-    op::linear_backward(logits_.data(), hf_.data(), param(layout.head), dhf_.data(), grad(layout.head), int(N), kDim,
+    op::linear_backward(logits_.data(), hf_.data(), own(params_, PrismModelRows::kHead), dhf_.data(), own(grads_, PrismModelRows::kHead), int(N), kDim,
                         kVocab, false);
     std::fill(dx_.begin(), dx_.end(), T(0));
-    op::rmsnorm_weighted_backward(dhf_.data(), param(layout.final_norm), yf_.data(), rstdf_.data(), N, kDim,
-                                  grad(layout.final_norm), dx_.data(), false, scratch_.data());
+    op::rmsnorm_weighted_backward(dhf_.data(), own(params_, PrismModelRows::kFinalNorm), yf_.data(), rstdf_.data(), N, kDim,
+                                  own(grads_, PrismModelRows::kFinalNorm), dx_.data(), false, scratch_.data());
     std::fill(dtape_a_.begin(), dtape_a_.end(), T(0));  // nothing reads the last tape
     T* dtape_out = dtape_a_.data();
     T* dtape_in = dtape_b_.data();
@@ -163,7 +163,7 @@ class Prism {
       });
       std::swap(dtape_out, dtape_in);
     }
-    op::embedding_backward(ids_of_last_forward(), N, dx_.data(), kDim, grad(layout.tok_emb));
+    op::embedding_backward(ids_of_last_forward(), N, dx_.data(), kDim, own(grads_, PrismModelRows::kEmbed));
   }
 
   // For gradient checks: later forwards reuse the last forward's discrete decisions (top-k masks,
@@ -225,15 +225,8 @@ class Prism {
     PGOLF_CHECK(seq > 0, "Prism: sequence length must be positive, got ", seq);
     return 0;
   }
-  static PrismBlockRows offsets(int b) {
-    PrismBlockRows r = layout.blocks[std::size_t(b)];
-    auto off = [](std::size_t& row) { row = param_table[row].offset; };
-    for (std::size_t* f : {&r.mrb_norm, &r.mrb_in_w, &r.mrb_in_b, &r.mrb_gate_w, &r.mrb_gate_b, &r.mrb_out_w,
-                           &r.mrb_out_b, &r.exp_norm, &r.router_w, &r.router_b})
-      off(*f);
-    for (int i = 0; i < S.mix_of(b).count; ++i) off(r.expert[std::size_t(i)]);
-    return r;
-  }
+  // The model's own tensors (PrismModelRows) in the parameter / gradient buffer.
+  T* own(std::span<T> buf, int row) { return Tensors<T>{buf.data(), &layout.model}[row]; }
   template <class F>
   void with_block(int b, F&& f) {
     if (b == S.layers - 1) f(last_);

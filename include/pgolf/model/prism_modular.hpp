@@ -77,7 +77,7 @@ int assemble_experts(Prism<Full, T>& full, std::span<const T> single_params) {
       std::copy_n(single_params.begin() + std::ptrdiff_t(src->offset), dst.numel(), full.param(r));
       ++copied;
     }
-    PGOLF_CHECK(copied == prism_expert_rows(kind, Full.causal(), b), "assemble_experts: block ", b, " received ", copied,
+    PGOLF_CHECK(copied == prism_expert_rows<Full>(kind, b), "assemble_experts: block ", b, " received ", copied,
                 " tensors");
     ++blocks;
   }

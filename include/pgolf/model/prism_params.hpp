@@ -1,5 +1,7 @@
-// The parameter table of Prism<Spec>, built at compile time, and the row of every tensor of every
-// block. Names follow the PyTorch port (tests/golden/make_prism_golden.py) one to one.
+// The parameter table of Prism<Spec>, built at compile time from the rows each module declares (the
+// block's own, BlockCore; the router, router_rows; each expert's rows()), and where every module of
+// every block finds its tensors (ModuleRows, indexed by the module's own row names). Names follow the
+// PyTorch port (tests/golden/make_prism_golden.py) one to one.
 // Per block, in order: the MRB's norm and projections, the experts' norm, the router gate, then each
 // expert of the block's mix in router order:
 //   neural    w_gate [H,D], w_up [H,D], w_down [D,H]                      (N(0, init_std))
@@ -12,47 +14,61 @@
 #include <array>
 #include <cstddef>
 
+#include "pgolf/model/prism/block.hpp"
 #include "pgolf/model/prism_spec.hpp"
+#include "pgolf/nn/component.hpp"
 #include "pgolf/nn/param_table.hpp"
 
 namespace pgolf {
 
-// In the causal behaviour the first block's tape arrives empty, so its erase gate would have nothing
-// to erase (a dead tensor): that block has none.
-constexpr bool prism_has_erase(bool causal, int block) { return !(causal && block == 0); }
-
-constexpr int prism_expert_rows(ExpertKind k, bool causal, int block) {
-  switch (k) {
-    case ExpertKind::neural: return 3;
-    case ExpertKind::memory: return (causal ? 9 : 7) - (prism_has_erase(causal, block) ? 0 : 2);
-    case ExpertKind::symbolic: return 5;
-  }
-  return 0;
-}
-
-// Rows of one block's tensors in the table.
-struct PrismBlockRows {
-  std::size_t mrb_norm, mrb_in_w, mrb_in_b, mrb_gate_w, mrb_gate_b, mrb_out_w, mrb_out_b;
-  std::size_t exp_norm, router_w, router_b;
-  std::array<std::size_t, 3> expert{};  // first row of the expert at router index i
+// The model's own tensors: the embedding, the final norm, an untied head.
+struct PrismModelRows {
+  enum Row : int { kEmbed, kFinalNorm, kHead };
 };
+
+template <PrismSpec S, class F>
+constexpr void visit_prism_modules(F&& f) {
+  // f(the module's rows, block, expert index, module: 0 the block's own, 1 the router, 2 an expert)
+  for (int b = 0; b < S.layers; ++b) {
+    f(prism::BlockCore<S>::rows(b), b, -1, 0);
+    const ExpertMix mix = S.mix_of(b);
+    f(prism::router_rows<S>(mix.count), b, -1, 1);
+    for (int i = 0; i < mix.count; ++i) {
+      switch (mix.kinds[std::size_t(i)]) {
+        case ExpertKind::neural: f(prism::NeuralExpert<S, float>::rows(b), b, i, 2); break;
+        case ExpertKind::memory: f(prism::MemoryExpert<S, float>::rows(b), b, i, 2); break;
+        case ExpertKind::symbolic: f(prism::SymbolicExpert<S, float>::rows(b), b, i, 2); break;
+      }
+    }
+  }
+}
 
 template <PrismSpec S>
 constexpr std::size_t prism_param_count() {
-  std::size_t n = 1 + 1 + (S.tie_embeddings ? 0 : 1);  // embedding, final norm, untied head
-  for (int b = 0; b < S.layers; ++b) {
-    const ExpertMix mix = S.mix_of(b);
-    n += 10;
-    for (int i = 0; i < mix.count; ++i) n += std::size_t(prism_expert_rows(mix.kinds[std::size_t(i)], S.causal(), b));
-  }
+  std::size_t n = 2 + (S.tie_embeddings ? 0 : 1);  // embedding, final norm, untied head
+  visit_prism_modules<S>([&](const RowList& rl, int, int, int) {
+    for (int j = 0; j < rl.count; ++j) n += rl.row[std::size_t(j)].rows > 0 ? 1 : 0;
+  });
   return n;
 }
 
+// Tensors an expert of kind k has in block b.
+template <PrismSpec S>
+constexpr int prism_expert_rows(ExpertKind k, int block) {
+  int n = 0;
+  visit_prism_modules<S>([&](const RowList& rl, int b, int expert, int module) {
+    if (module != 2 || b != block || S.mix_of(b).kinds[std::size_t(expert)] != k) return;
+    for (int j = 0; j < rl.count; ++j) n += rl.row[std::size_t(j)].rows > 0 ? 1 : 0;
+  });
+  return n;
+}
+
+// The table and, for each block, where each module's rows are (ModuleRows: offsets into the buffer).
 template <PrismSpec S>
 struct PrismLayout {
   std::array<ParamInfo, prism_param_count<S>()> table{};
-  std::array<PrismBlockRows, std::size_t(S.layers)> blocks{};
-  std::size_t tok_emb = 0, final_norm = 0, head = 0;  // head == tok_emb when tied
+  std::array<prism::BlockLayout, std::size_t(S.layers)> blocks{};
+  ModuleRows model{};  // PrismModelRows
 };
 
 template <PrismSpec S>
@@ -60,64 +76,28 @@ constexpr PrismLayout<S> prism_layout() {
   static_assert(validate_prism_spec<S>());
   PrismLayout<S> L{};
   ParamTableBuilder<std::tuple_size_v<decltype(L.table)>> tb{L.table};
-  auto add = [&](auto&&... a) { return tb.add(a...); };
-  const int D = S.d_model, K = S.num_rates, M = S.d_mem, H = S.hidden(), Sl = S.num_slots;
-  const Init normal{InitKind::normal, S.init_std}, zeros{InitKind::zeros}, ones{InitKind::ones};
-  const auto Mx = OptimGroup::muon_matrix;
-  const auto Sc = OptimGroup::adam_scalar;
-
-  L.tok_emb = add("embed.weight", S.vocab, D, 2, normal, OptimGroup::adam_embed, false, -1);
-  for (int b = 0; b < S.layers; ++b) {
-    auto name = [b](const char* suffix) { return ParamName("blocks.").append(b).append(".").append(suffix); };
-    PrismBlockRows& r = L.blocks[std::size_t(b)];
-    r.mrb_norm = add(name("norm_mrb.weight"), D, 1, 1, ones, Sc, true, b);
-    r.mrb_in_w = add(name("mrb.in_proj.weight"), D, D, 2, normal, Mx, false, b);
-    r.mrb_in_b = add(name("mrb.in_proj.bias"), D, 1, 1, zeros, Sc, false, b);
-    r.mrb_gate_w = add(name("mrb.gate_proj.weight"), K, D, 2, normal, Mx, false, b);
-    r.mrb_gate_b = add(name("mrb.gate_proj.bias"), K, 1, 1, zeros, Sc, false, b);
-    r.mrb_out_w = add(name("mrb.out_proj.weight"), D, D, 2, normal, Mx, false, b);
-    r.mrb_out_b = add(name("mrb.out_proj.bias"), D, 1, 1, zeros, Sc, false, b);
-    r.exp_norm = add(name("norm_exp.weight"), D, 1, 1, ones, Sc, true, b);
-    const ExpertMix mix = S.mix_of(b);
-    r.router_w = add(name("router.gate.weight"), mix.count, D + M, 2, normal, Mx, false, b);
-    r.router_b = add(name("router.gate.bias"), mix.count, 1, 1, zeros, Sc, false, b);
-    for (int i = 0; i < mix.count; ++i) {
-      auto ename = [&](const char* suffix) {
-        return ParamName("blocks.").append(b).append(".router.experts.").append(i).append(".").append(suffix);
-      };
-      switch (mix.kinds[std::size_t(i)]) {
-        case ExpertKind::neural:
-          r.expert[std::size_t(i)] = add(ename("w_gate.weight"), H, D, 2, normal, Mx, false, b);
-          add(ename("w_up.weight"), H, D, 2, normal, Mx, false, b);
-          add(ename("w_down.weight"), D, H, 2, normal, Mx, false, b);
-          break;
-        case ExpertKind::memory:
-          r.expert[std::size_t(i)] = add(ename("head.q_proj.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
-          add(ename("head.v_proj_in.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
-          add(ename("head.write_gate.weight"), 1, D, 2, torch_linear_init(D), Sc, false, b);
-          add(ename("head.write_gate.bias"), 1, 1, 1, torch_linear_init(D), Sc, false, b);
-          if (prism_has_erase(S.causal(), b)) {
-            add(ename("head.erase_gate.weight"), M, D, 2, torch_linear_init(D), Mx, false, b);
-            add(ename("head.erase_gate.bias"), M, 1, 1, torch_linear_init(D), Sc, false, b);
-          }
-          add(ename("head.read_out.weight"), D, M, 2, torch_linear_init(M), Mx, false, b);
-          if (S.causal()) {
-            add(ename("head.address.weight"), Sl, D, 2, torch_linear_init(D), Mx, false, b);
-            add(ename("head.address.bias"), Sl, 1, 1, torch_linear_init(D), Sc, false, b);
-          }
-          break;
-        case ExpertKind::symbolic:
-          r.expert[std::size_t(i)] = add(ename("lib.select_proj.weight"), 6, D, 2, normal, Mx, false, b);
-          add(ename("lib.select_proj.bias"), 6, 1, 1, zeros, Sc, false, b);
-          add(ename("lib.arg_proj.weight"), S.arg_heads() * D, D, 2, normal, Mx, false, b);
-          add(ename("lib.arg_proj.bias"), S.arg_heads() * D, 1, 1, zeros, Sc, false, b);
-          add(ename("lib.out_proj.weight"), D, D, 2, normal, Mx, false, b);
-          break;
-      }
+  const int D = S.d_model;
+  const Init normal{InitKind::normal, S.init_std}, ones{InitKind::ones};
+  auto off = [&](std::size_t row) { return L.table[row].offset; };
+  L.model.at[PrismModelRows::kEmbed] = off(tb.add("embed.weight", S.vocab, D, 2, normal, OptimGroup::adam_embed, false, -1));
+  visit_prism_modules<S>([&](const RowList& rl, int b, int expert, int slot) {
+    prism::BlockLayout& bl = L.blocks[std::size_t(b)];
+    ModuleRows& mr = slot == 0 ? bl.core : slot == 1 ? bl.router : bl.expert[std::size_t(expert)];
+    for (int j = 0; j < rl.count; ++j) {
+      const Row& r = rl.row[std::size_t(j)];
+      if (r.rows == 0) continue;  // a row this block's module does not have
+      ParamName name = ParamName("blocks.").append(b).append(".");
+      if (slot == 1) name.append("router.");
+      if (slot == 2) name.append("router.experts.").append(expert).append(".");
+      name.append(r.name);
+      mr.at[std::size_t(j)] = off(tb.add(name, r.rows, r.cols, r.rank, r.init, r.group, r.control, b));
     }
-  }
-  L.final_norm = add("norm_f.weight", D, 1, 1, ones, Sc, true, -1);
-  L.head = S.tie_embeddings ? L.tok_emb : add("head.weight", S.vocab, D, 2, normal, OptimGroup::adam_head, false, -1);
+  });
+  L.model.at[PrismModelRows::kFinalNorm] =
+      off(tb.add("norm_f.weight", D, 1, 1, ones, OptimGroup::adam_scalar, true, -1));
+  L.model.at[PrismModelRows::kHead] =
+      S.tie_embeddings ? L.model.at[PrismModelRows::kEmbed]
+                       : off(tb.add("head.weight", S.vocab, D, 2, normal, OptimGroup::adam_head, false, -1));
   tb.finish();
   return L;
 }

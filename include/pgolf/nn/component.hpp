@@ -79,6 +79,19 @@ struct RowList {
   }
 };
 
+// Where a module's tensors are in a parameter buffer: row j of its RowList at offset at[j] (a row
+// with no elements is not in the table; its offset is unused). A module that is not a component of
+// a LanguageModel (PRISM's experts, its router) reads its tensors through Tensors{buffer, rows}[j].
+struct ModuleRows {
+  std::array<std::size_t, RowList::kCapacity> at{};
+};
+template <class X>
+struct Tensors {
+  X* base = nullptr;
+  const ModuleRows* rows = nullptr;
+  X* operator[](int j) const { return base + rows->at[std::size_t(j)]; }
+};
+
 template <class C, class A>
 constexpr RowList rows_of() {
   if constexpr (requires { C::template rows<A>(); }) return C::template rows<A>();

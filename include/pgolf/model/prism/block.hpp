@@ -37,6 +37,32 @@ constexpr auto expert_types() {
   }(std::make_index_sequence<std::size_t(Mix.count)>{});
 }
 
+// The block's own tensors: the MRB with its norm, and the experts' norm (PRISM.md 2.7).
+template <PrismSpec S>
+struct BlockCore {
+  enum Row : int { kMrbNorm, kInW, kInB, kGateW, kGateB, kOutW, kOutB, kExpNorm };
+  static constexpr RowList rows(int /*block*/) {
+    const int D = S.d_model, K = S.num_rates;
+    const Init normal{InitKind::normal, S.init_std}, zeros{InitKind::zeros}, ones{InitKind::ones};
+    const auto Mx = OptimGroup::muon_matrix, Sc = OptimGroup::adam_scalar;
+    return RowList{}
+        .add({.name = "norm_mrb.weight", .rows = D, .cols = 1, .rank = 1, .init = ones, .group = Sc, .control = true})
+        .add({.name = "mrb.in_proj.weight", .rows = D, .cols = D, .rank = 2, .init = normal, .group = Mx})
+        .add({.name = "mrb.in_proj.bias", .rows = D, .cols = 1, .rank = 1, .init = zeros, .group = Sc})
+        .add({.name = "mrb.gate_proj.weight", .rows = K, .cols = D, .rank = 2, .init = normal, .group = Mx})
+        .add({.name = "mrb.gate_proj.bias", .rows = K, .cols = 1, .rank = 1, .init = zeros, .group = Sc})
+        .add({.name = "mrb.out_proj.weight", .rows = D, .cols = D, .rank = 2, .init = normal, .group = Mx})
+        .add({.name = "mrb.out_proj.bias", .rows = D, .cols = 1, .rank = 1, .init = zeros, .group = Sc})
+        .add({.name = "norm_exp.weight", .rows = D, .cols = 1, .rank = 1, .init = ones, .group = Sc, .control = true});
+  }
+};
+
+// Where one block's modules find their tensors: each module's rows, by the module's own row indices.
+struct BlockLayout {
+  ModuleRows core, router;
+  std::array<ModuleRows, 3> expert{};  // by router index
+};
+
 template <PrismSpec S, class T, ExpertMix Mix>
 class Block {
  public:
@@ -50,8 +76,8 @@ class Block {
   }();
   using Experts = typename decltype(hana::unpack(expert_types<S, T, Mix>(), hana::template_<hana::tuple>))::type;
 
-  // rows: the block's tensors as offsets into the parameter buffer.
-  Block(int batch, int seq, int block, const PrismBlockRows& rows)
+  // rows: where the block's modules find their tensors in the parameter buffer.
+  Block(int batch, int seq, int block, const BlockLayout& rows)
       : batch_(batch), seq_(seq), rows_(rows), router_(batch, seq),
         experts_(hana::transform(expert_types<S, T, Mix>(), [&](auto t) {
           return typename decltype(t)::type(batch, seq, block);
@@ -85,23 +111,23 @@ class Block {
     const int n = int(N);
     const T eps = T(S.norm_eps);
     const op::MrbShape shape{batch_, seq_, D, K};
-    op::rmsnorm_weighted_forward(x_in, at(P, rows_.mrb_norm), N, D, eps, y1_.data(), rstd1_.data(), n1w_.data());
-    op::linear_forward(n1w_.data(), at(P, rows_.mrb_in_w), scratch_.data(), n, D, D);
-    op::bias_forward(scratch_.data(), at(P, rows_.mrb_in_b), n, D);
+    op::rmsnorm_weighted_forward(x_in, core(P)[C::kMrbNorm], N, D, eps, y1_.data(), rstd1_.data(), n1w_.data());
+    op::linear_forward(n1w_.data(), core(P)[C::kInW], scratch_.data(), n, D, D);
+    op::bias_forward(scratch_.data(), core(P)[C::kInB], n, D);
     op::mrb_scan_forward(scratch_.data(), shape, gamma_, h_.data());
-    op::linear_forward(n1w_.data(), at(P, rows_.mrb_gate_w), g_.data(), n, D, K);
-    op::bias_forward(g_.data(), at(P, rows_.mrb_gate_b), n, K);
+    op::linear_forward(n1w_.data(), core(P)[C::kGateW], g_.data(), n, D, K);
+    op::bias_forward(g_.data(), core(P)[C::kGateB], n, K);
     for (T& g : g_) g = op::sigmoid(g);
     op::mrb_gate_forward(h_.data(), g_.data(), shape, u_.data());
-    op::linear_forward(u_.data(), at(P, rows_.mrb_out_w), x_out, n, D, D);
-    op::bias_forward(x_out, at(P, rows_.mrb_out_b), n, D);
+    op::linear_forward(u_.data(), core(P)[C::kOutW], x_out, n, D, D);
+    op::bias_forward(x_out, core(P)[C::kOutB], n, D);
     for (std::size_t i = 0; i < N * D; ++i) x_out[i] += x_in[i];  // x1, kept in x_out
-    op::rmsnorm_weighted_forward(x_out, at(P, rows_.exp_norm), N, D, eps, y2_.data(), rstd2_.data(), hx_.data());
+    op::rmsnorm_weighted_forward(x_out, core(P)[C::kExpNorm], N, D, eps, y2_.data(), rstd2_.data(), hx_.data());
 
-    router_.forward(hx_.data(), tape_in, at(P, rows_.router_w), at(P, rows_.router_b));
+    router_.forward(hx_.data(), tape_in, router(P)[R::kW], router(P)[R::kB]);
     const ExpertIo<T> io = this->io(tape_in);
     hana::for_each(hana::make_range(hana::int_c<0>, hana::int_c<E>), [&](auto i) {
-      hana::at(experts_, i).forward(io, at(P, rows_.expert[i]), outs_.data() + std::size_t(i) * N * D);
+      hana::at(experts_, i).forward(io, expert(P, i), outs_.data() + std::size_t(i) * N * D);
     });
     const T* p = router_.probs();
     for (std::size_t t = 0; t < N; ++t)
@@ -180,31 +206,31 @@ class Block {
         const T pe = p[t * E + std::size_t(i)];
         for (int j = 0; j < D; ++j) dout_e_[t * D + j] = pe * dx[t * D + j];
       }
-      hana::at(experts_, i).backward(io, at(P, rows_.expert[i]), at(G, rows_.expert[i]), dout_e_.data(),
+      hana::at(experts_, i).backward(io, expert(P, i), expert(G, i), dout_e_.data(),
                                      dhx_.data(), dtape_in);
     });
-    router_.backward(dp_.data(), lb_grad, at(P, rows_.router_w), at(G, rows_.router_w), at(G, rows_.router_b),
+    router_.backward(dp_.data(), lb_grad, router(P)[R::kW], router(G)[R::kW], router(G)[R::kB],
                      dhx_.data(), dtape_in);
     // dx1 = dx + norm_exp's backward.
     std::copy(dx, dx + N * D, dx1_.begin());
-    op::rmsnorm_weighted_backward(dhx_.data(), at(P, rows_.exp_norm), y2_.data(), rstd2_.data(), N, D,
-                                  at(G, rows_.exp_norm), dx1_.data(), true, scratch_.data());
+    op::rmsnorm_weighted_backward(dhx_.data(), core(P)[C::kExpNorm], y2_.data(), rstd2_.data(), N, D,
+                                  core(G)[C::kExpNorm], dx1_.data(), true, scratch_.data());
     // MRB: y = out_proj(g * scan(in_proj(n1w))) + bias.
-    op::linear_backward(dx1_.data(), u_.data(), at(P, rows_.mrb_out_w), scratch_.data(), at(G, rows_.mrb_out_w), n, D,
+    op::linear_backward(dx1_.data(), u_.data(), core(P)[C::kOutW], scratch_.data(), core(G)[C::kOutW], n, D,
                         D, false);
-    op::bias_backward(dx1_.data(), n, D, at(G, rows_.mrb_out_b));
+    op::bias_backward(dx1_.data(), n, D, core(G)[C::kOutB]);
     op::mrb_gate_backward(scratch_.data(), h_.data(), g_.data(), shape, dh_.data(), dg_.data());
     for (std::size_t i = 0; i < dg_.size(); ++i) dg_[i] *= g_[i] * (T(1) - g_[i]);
     op::mrb_scan_backward(dh_.data(), shape, gamma_, dh_.data());
-    op::linear_backward(dh_.data(), n1w_.data(), at(P, rows_.mrb_in_w), dhx_.data(), at(G, rows_.mrb_in_w), n, D, D,
+    op::linear_backward(dh_.data(), n1w_.data(), core(P)[C::kInW], dhx_.data(), core(G)[C::kInW], n, D, D,
                         false);
-    op::bias_backward(dh_.data(), n, D, at(G, rows_.mrb_in_b));
-    op::linear_backward(dg_.data(), n1w_.data(), at(P, rows_.mrb_gate_w), dhx_.data(), at(G, rows_.mrb_gate_w), n, D,
+    op::bias_backward(dh_.data(), n, D, core(G)[C::kInB]);
+    op::linear_backward(dg_.data(), n1w_.data(), core(P)[C::kGateW], dhx_.data(), core(G)[C::kGateW], n, D,
                         K, true);
-    op::bias_backward(dg_.data(), n, K, at(G, rows_.mrb_gate_b));
+    op::bias_backward(dg_.data(), n, K, core(G)[C::kGateB]);
     std::copy(dx1_.begin(), dx1_.end(), dx);
-    op::rmsnorm_weighted_backward(dhx_.data(), at(P, rows_.mrb_norm), y1_.data(), rstd1_.data(), N, D,
-                                  at(G, rows_.mrb_norm), dx, true, scratch_.data());
+    op::rmsnorm_weighted_backward(dhx_.data(), core(P)[C::kMrbNorm], y1_.data(), rstd1_.data(), N, D,
+                                  core(G)[C::kMrbNorm], dx, true, scratch_.data());
   }
 
   auto& memory() {
@@ -218,17 +244,26 @@ class Block {
   std::size_t tape_size() const { return (S.causal() ? tokens() : std::size_t(batch_)) * Sl * M; }
 
  private:
-  // rows_ holds offsets into the parameter buffer (Prism converts the table's rows).
+  using C = BlockCore<S>;
+  using R = Router<S, T, E>;
   template <class X>
-  static X* at(X* base, std::size_t offset) {
-    return base + offset;
+  Tensors<X> core(X* base) const {
+    return {base, &rows_.core};
+  }
+  template <class X>
+  Tensors<X> router(X* base) const {
+    return {base, &rows_.router};
+  }
+  template <class X>
+  Tensors<X> expert(X* base, std::size_t i) const {
+    return {base, &rows_.expert[i]};
   }
   ExpertIo<T> io(const T* tape_in) const {
     return ExpertIo<T>{batch_, seq_, hx_.data(), tape_in};
   }
 
   int batch_, seq_;
-  PrismBlockRows rows_;
+  BlockLayout rows_;
   Router<S, T, E> router_;
   Experts experts_;
   std::vector<double> gamma_;

@@ -10,8 +10,9 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "pgolf/model/prism_params.hpp"
 #include "pgolf/model/prism_spec.hpp"
+#include "pgolf/nn/component.hpp"
+#include "pgolf/nn/param_table.hpp"
 
 namespace pgolf::prism {
 

@@ -24,6 +24,12 @@
 #include "pgolf/ops/cpu/linear.hpp"
 #include "pgolf/ops/cpu/swiglu.hpp"
 
+namespace pgolf {
+// In the causal behaviour the first block's tape arrives empty, so its erase gate would have nothing
+// to erase (a dead tensor): that block has none.
+constexpr bool prism_has_erase(bool causal, int block) { return !(causal && block == 0); }
+}  // namespace pgolf
+
 namespace pgolf::prism {
 
 template <PrismSpec S, class T>
@@ -32,6 +38,28 @@ class MemoryExpert {
   static constexpr ExpertKind kind = ExpertKind::memory;
   static constexpr int D = S.d_model, M = S.d_mem, Sl = S.num_slots;
   static constexpr bool kCausal = S.causal();
+
+  // PyTorch's default Linear init; the erase gate only where the block has one, the write address
+  // only in the causal behaviour (absent rows have no elements and no place in the table).
+  enum Row : int { kQ, kV, kGateW, kGateB, kEraseW, kEraseB, kReadOut, kAddrW, kAddrB };
+  static constexpr RowList rows(int block) {
+    const bool erase = prism_has_erase(kCausal, block);
+    const auto Mx = OptimGroup::muon_matrix, Sc = OptimGroup::adam_scalar;
+    const Init lin_d = torch_linear_init(D);
+    return RowList{}
+        .add({.name = "head.q_proj.weight", .rows = M, .cols = D, .rank = 2, .init = lin_d, .group = Mx})
+        .add({.name = "head.v_proj_in.weight", .rows = M, .cols = D, .rank = 2, .init = lin_d, .group = Mx})
+        .add({.name = "head.write_gate.weight", .rows = 1, .cols = D, .rank = 2, .init = lin_d, .group = Sc})
+        .add({.name = "head.write_gate.bias", .rows = 1, .cols = 1, .rank = 1, .init = lin_d, .group = Sc})
+        .add({.name = "head.erase_gate.weight", .rows = erase ? M : 0, .cols = D, .rank = 2, .init = lin_d, .group = Mx})
+        .add({.name = "head.erase_gate.bias", .rows = erase ? M : 0, .cols = 1, .rank = 1, .init = lin_d, .group = Sc})
+        .add({.name = "head.read_out.weight", .rows = D, .cols = M, .rank = 2, .init = torch_linear_init(M),
+              .group = Mx})
+        .add({.name = "head.address.weight", .rows = kCausal ? Sl : 0, .cols = D, .rank = 2, .init = lin_d,
+              .group = Mx})
+        .add({.name = "head.address.bias", .rows = kCausal ? Sl : 0, .cols = 1, .rank = 1, .init = lin_d,
+              .group = Sc});
+  }
 
   MemoryExpert(int batch, int seq, int block)
       : batch_(batch), seq_(seq), erase_gate_(prism_has_erase(kCausal, block)) {
@@ -61,7 +89,7 @@ class MemoryExpert {
     return m;
   }
 
-  void forward(const ExpertIo<T>& io, const T* P, T* out) {
+  void forward(const ExpertIo<T>& io, Tensors<const T> P, T* out) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     // Write side first: the causal read sees this block's earlier writes.
@@ -141,7 +169,7 @@ class MemoryExpert {
   }
 
   // dout = d loss / d out (already scaled by the router's weight); dhx and dtape_in accumulated.
-  void backward(const ExpertIo<T>& io, const T* P, T* G, const T* dout, T* dhx, T* dtape_in) {
+  void backward(const ExpertIo<T>& io, Tensors<const T> P, Tensors<T> G, const T* dout, T* dhx, T* dtape_in) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     const std::size_t SM = std::size_t(Sl) * M;
@@ -268,15 +296,15 @@ class MemoryExpert {
     if constexpr (kCausal) return tape_mid_.data() + std::size_t(n) * Sl * M;
     else return io.tape_in + std::size_t(n / seq_) * Sl * M;
   }
-  template <class X> static X* w_q(X* p) { return p; }
-  template <class X> static X* w_v(X* p) { return p + std::size_t(M) * D; }
-  template <class X> static X* w_g(X* p) { return w_v(p) + std::size_t(M) * D; }
-  template <class X> static X* b_g(X* p) { return w_g(p) + D; }
-  template <class X> X* w_e(X* p) const { return b_g(p) + 1; }  // only with the erase gate
-  template <class X> X* b_e(X* p) const { return w_e(p) + std::size_t(M) * D; }
-  template <class X> X* w_r(X* p) const { return b_g(p) + 1 + (erase_gate_ ? std::size_t(M) * D + M : 0); }
-  template <class X> X* w_a(X* p) const { return w_r(p) + std::size_t(D) * M; }  // causal only
-  template <class X> X* b_a(X* p) const { return w_a(p) + std::size_t(Sl) * D; }
+  template <class X> static X* w_q(Tensors<X> p) { return p[kQ]; }
+  template <class X> static X* w_v(Tensors<X> p) { return p[kV]; }
+  template <class X> static X* w_g(Tensors<X> p) { return p[kGateW]; }
+  template <class X> static X* b_g(Tensors<X> p) { return p[kGateB]; }
+  template <class X> static X* w_e(Tensors<X> p) { return p[kEraseW]; }  // only with the erase gate
+  template <class X> static X* b_e(Tensors<X> p) { return p[kEraseB]; }
+  template <class X> static X* w_r(Tensors<X> p) { return p[kReadOut]; }
+  template <class X> static X* w_a(Tensors<X> p) { return p[kAddrW]; }  // causal only
+  template <class X> static X* b_a(Tensors<X> p) { return p[kAddrB]; }
 
   int batch_, seq_;
   bool erase_gate_;

@@ -15,13 +15,23 @@ class NeuralExpert {
   static constexpr ExpertKind kind = ExpertKind::neural;
   static constexpr int D = S.d_model, H = S.hidden();
 
+  enum Row : int { kGate, kUp, kDown };
+  static constexpr RowList rows(int /*block*/) {
+    const Init init{InitKind::normal, S.init_std};
+    const auto M = OptimGroup::muon_matrix;
+    return RowList{}
+        .add({.name = "w_gate.weight", .rows = H, .cols = D, .rank = 2, .init = init, .group = M})
+        .add({.name = "w_up.weight", .rows = H, .cols = D, .rank = 2, .init = init, .group = M})
+        .add({.name = "w_down.weight", .rows = D, .cols = H, .rank = 2, .init = init, .group = M});
+  }
+
   NeuralExpert(int batch, int seq, int /*block*/) {
     const std::size_t N = std::size_t(batch) * seq;
     a_.resize(N * H), b_.resize(N * H), s_.resize(N * H), ds_.resize(N * H);
   }
 
-  // P, G: this expert's first tensor in the parameter / gradient buffer (rows are contiguous).
-  void forward(const ExpertIo<T>& io, const T* P, T* out) {
+  // P, G: this expert's tensors in the parameter / gradient buffer.
+  void forward(const ExpertIo<T>& io, Tensors<const T> P, T* out) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     op::linear_forward(io.hx, w_gate(P), a_.data(), N, D, H);
@@ -31,7 +41,7 @@ class NeuralExpert {
   }
 
   // dout: d loss / d out. dhx is accumulated.
-  void backward(const ExpertIo<T>& io, const T* P, T* G, const T* dout, T* dhx, T* /*dtape_in*/) {
+  void backward(const ExpertIo<T>& io, Tensors<const T> P, Tensors<T> G, const T* dout, T* dhx, T* /*dtape_in*/) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     op::linear_backward(dout, s_.data(), w_down(P), ds_.data(), w_down(G), N, H, D, false);
@@ -42,9 +52,9 @@ class NeuralExpert {
   }
 
  private:
-  template <class X> static X* w_gate(X* p) { return p; }
-  template <class X> static X* w_up(X* p) { return p + std::size_t(H) * D; }
-  template <class X> static X* w_down(X* p) { return p + 2 * std::size_t(H) * D; }
+  template <class X> static X* w_gate(Tensors<X> p) { return p[kGate]; }
+  template <class X> static X* w_up(Tensors<X> p) { return p[kUp]; }
+  template <class X> static X* w_down(Tensors<X> p) { return p[kDown]; }
   std::vector<T> a_, b_, s_, ds_;
 };
 

@@ -19,11 +19,23 @@
 
 namespace pgolf::prism {
 
+// The router's tensors over `experts` experts: gate.weight [E, D + M] (N(0, init_std)), gate.bias [E].
+template <PrismSpec S>
+constexpr RowList router_rows(int experts) {
+  return RowList{}
+      .add({.name = "gate.weight", .rows = experts, .cols = S.d_model + S.d_mem, .rank = 2,
+            .init = {InitKind::normal, S.init_std}, .group = OptimGroup::muon_matrix})
+      .add({.name = "gate.bias", .rows = experts, .cols = 1, .rank = 1, .init = {InitKind::zeros},
+            .group = OptimGroup::adam_scalar});
+}
+
 template <PrismSpec S, class T, int E>
 class Router {
  public:
   static constexpr int D = S.d_model, M = S.d_mem, Sl = S.num_slots, K = S.router_topk < E ? S.router_topk : E;
   static constexpr T kEps = T(S.router_epsilon);
+
+  enum Row : int { kW, kB };  // router_rows
 
   Router(int batch, int seq) : batch_(batch), seq_(seq) {
     const std::size_t N = std::size_t(batch) * seq;

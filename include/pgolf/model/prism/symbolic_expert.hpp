@@ -22,13 +22,25 @@ class SymbolicExpert {
   static constexpr ExpertKind kind = ExpertKind::symbolic;
   static constexpr int D = S.d_model, P6 = ops::cpu::kSymbolicPrimitives, A = S.arg_heads();
 
+  enum Row : int { kSelW, kSelB, kArgW, kArgB, kOut };
+  static constexpr RowList rows(int /*block*/) {
+    const Init normal{InitKind::normal, S.init_std}, zeros{InitKind::zeros};
+    const auto M = OptimGroup::muon_matrix, Sc = OptimGroup::adam_scalar;
+    return RowList{}
+        .add({.name = "lib.select_proj.weight", .rows = P6, .cols = D, .rank = 2, .init = normal, .group = M})
+        .add({.name = "lib.select_proj.bias", .rows = P6, .cols = 1, .rank = 1, .init = zeros, .group = Sc})
+        .add({.name = "lib.arg_proj.weight", .rows = A * D, .cols = D, .rank = 2, .init = normal, .group = M})
+        .add({.name = "lib.arg_proj.bias", .rows = A * D, .cols = 1, .rank = 1, .init = zeros, .group = Sc})
+        .add({.name = "lib.out_proj.weight", .rows = D, .cols = D, .rank = 2, .init = normal, .group = M});
+  }
+
   SymbolicExpert(int batch, int seq, int /*block*/) {
     const std::size_t N = std::size_t(batch) * seq;
     p_.resize(N * P6), sg_.resize(N * P6), choice_.resize(N), args_.resize(N * A * D), prims_.resize(N * P6 * D), ws_.resize(N * D);
     dy_.resize(N * P6 * D), dws_.resize(N * D), dargs_.resize(N * A * D), dx_.resize(N * D), dp_.resize(N * P6);
   }
 
-  void forward(const ExpertIo<T>& io, const T* P, T* out) {
+  void forward(const ExpertIo<T>& io, Tensors<const T> P, T* out) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     op::linear_forward(io.hx, w_sel(P), p_.data(), N, D, P6);
@@ -63,7 +75,7 @@ class SymbolicExpert {
     op::linear_forward(ws_.data(), w_out(P), out, N, D, D);
   }
 
-  void backward(const ExpertIo<T>& io, const T* P, T* G, const T* dout, T* dhx, T* /*dtape_in*/) {
+  void backward(const ExpertIo<T>& io, Tensors<const T> P, Tensors<T> G, const T* dout, T* dhx, T* /*dtape_in*/) {
     namespace op = ops::cpu;
     const int N = int(io.tokens());
     op::linear_backward(dout, ws_.data(), w_out(P), dws_.data(), w_out(G), N, D, D, false);
@@ -109,11 +121,11 @@ class SymbolicExpert {
   }
 
  private:
-  template <class X> static X* w_sel(X* p) { return p; }
-  template <class X> static X* b_sel(X* p) { return p + std::size_t(P6) * D; }
-  template <class X> static X* w_arg(X* p) { return b_sel(p) + P6; }
-  template <class X> static X* b_arg(X* p) { return w_arg(p) + std::size_t(A) * D * D; }
-  template <class X> static X* w_out(X* p) { return b_arg(p) + std::size_t(A) * D; }
+  template <class X> static X* w_sel(Tensors<X> p) { return p[kSelW]; }
+  template <class X> static X* b_sel(Tensors<X> p) { return p[kSelB]; }
+  template <class X> static X* w_arg(Tensors<X> p) { return p[kArgW]; }
+  template <class X> static X* b_arg(Tensors<X> p) { return p[kArgB]; }
+  template <class X> static X* w_out(Tensors<X> p) { return p[kOut]; }
   std::vector<T> p_, sg_, args_, prims_, dy_, ws_, dws_, dargs_, dx_, dp_;
   std::vector<int> choice_;
   double entropy_ = 0;
