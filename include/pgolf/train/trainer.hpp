@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -176,6 +177,10 @@ class Trainer {
 
   Metrics validate() { return data_.evaluate(model_); }
 
+  // Called after every optimizer step with the steps taken so far and that step's training loss;
+  // the model then holds the updated weights (golden replays and tools follow the trajectory).
+  void on_step(std::function<void(long long step, double train_loss)> f) { on_step_ = std::move(f); }
+
   Result run() {
     const auto& c = cfg_;
     const int accum = c.grad_accum_steps();
@@ -248,6 +253,7 @@ class Trainer {
 
       const double approx_ms = train_ms_ + ms_since(t0);
       res.train.push_back({step_, loss, approx_ms, scale});
+      if (on_step_) on_step_(step_, loss);
       if (c.train_log_every > 0 && (step_ <= 10 || step_ % c.train_log_every == 0 || stop_after >= 0))
         log_.print(format("step:%lld/%lld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step_, c.iterations, loss,
                        approx_ms, approx_ms / double(step_)));
@@ -361,6 +367,7 @@ class Trainer {
   std::optional<AdamT> matrix_adam_;
   static constexpr bool kTokenWeights = requires(Model m, std::span<const T> w) { m.set_token_weights(w); };
   std::optional<TokenRecycler> recycler_;
+  std::function<void(long long, double)> on_step_;
   long long step_ = 0;
   double train_ms_ = 0;
 };
