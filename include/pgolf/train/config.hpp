@@ -43,6 +43,9 @@ struct TrainConfig {
   double muon_momentum_warmup_start = 0.85;  // MUON_MOMENTUM_WARMUP_START
   long long muon_momentum_warmup_steps = 500;  // MUON_MOMENTUM_WARMUP_STEPS
   int muon_backend_steps = 5;              // MUON_BACKEND_STEPS
+  // Newton-Schulz in bf16 (the reference runs it so on the GPU; the CUDA backend always does). Off:
+  // the CPU runs it in the parameters' precision, which is more accurate and as fast on a CPU.
+  bool muon_ns_bf16 = false;
   double beta1 = 0.9, beta2 = 0.95;        // BETA1, BETA2
   double adam_eps = 1e-8;                  // ADAM_EPS
   double grad_clip_norm = 0.0;             // GRAD_CLIP_NORM; 0: off
@@ -135,6 +138,7 @@ struct TrainConfig {
         .add("muon_momentum_warmup_start", muon_momentum_warmup_start)
         .add("muon_momentum_warmup_steps", muon_momentum_warmup_steps)
         .add("muon_backend_steps", muon_backend_steps)
+        .add("muon_ns_bf16", muon_ns_bf16)
         .add("beta1", beta1)
         .add("beta2", beta2)
         .add("adam_eps", adam_eps)

@@ -157,7 +157,9 @@ class Trainer {
     if (cfg_.optimizer == OptimizerKind::adamw)
       matrix_adam_.emplace(make_adam_for(model_, OptimGroup::muon_matrix, adam_options()));
     else
-      muon_.emplace(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps}));
+      muon_.emplace(make_muon_for(model_, MuonOptions{.momentum = cfg_.muon_momentum,
+                                                      .ns_steps = cfg_.muon_backend_steps,
+                                                      .ns_bf16 = cfg_.muon_ns_bf16}));
     if (cfg_.token_recycling > 0) {
       PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
                                  "(set_token_weights, e.g. Prism); this model has none");
