@@ -32,8 +32,14 @@ Mat transpose(const Mat& A) {
   return T;
 }
 
-// zeropower_via_newtonschulz5 written out with plain loops.
-Mat ns5_direct(Mat G, int steps) {
+// zeropower_via_newtonschulz5 written out with plain loops; bf16: each iterate rounded to bf16 (the
+// normalised input, A, B and each new X), products and coefficients in full precision.
+Mat ns5_direct(Mat G, int steps, bool bf16 = false) {
+  auto round = [bf16](Mat& M) {
+    if (bf16)
+      for (auto& r : M)
+        for (double& v : r) v = round_to_bf16(float(v));
+  };
   double ss = 0;
   for (auto& r : G)
     for (double v : r) ss += v * v;
@@ -41,15 +47,19 @@ Mat ns5_direct(Mat G, int steps) {
     for (double& v : r) v /= std::sqrt(ss) + 1e-7;
   const bool tall = G.size() > G[0].size();
   Mat X = tall ? transpose(G) : G;
+  round(X);
   for (int s = 0; s < steps; ++s) {
-    const Mat A = matmul(X, transpose(X));
+    Mat A = matmul(X, transpose(X));
+    round(A);
     const Mat AA = matmul(A, A);
     Mat B = A;
     for (std::size_t i = 0; i < A.size(); ++i)
       for (std::size_t j = 0; j < A.size(); ++j) B[i][j] = -4.7750 * A[i][j] + 2.0315 * AA[i][j];
+    round(B);
     const Mat BX = matmul(B, X);
     for (std::size_t i = 0; i < X.size(); ++i)
       for (std::size_t j = 0; j < X[0].size(); ++j) X[i][j] = 3.4445 * X[i][j] + BX[i][j];
+    round(X);
   }
   return tall ? transpose(X) : X;
 }
@@ -90,6 +100,46 @@ TEST_CASE("Newton-Schulz matches the direct formula, wide and tall", "[forward][
       CHECK(S[i][i] > 0.4);
       CHECK(S[i][i] < 1.5);
     }
+  }
+}
+
+TEST_CASE("bf16 rounding: nearest, ties to even, NaN and infinities kept", "[forward][muon]") {
+  CHECK(round_to_bf16(1.0f) == 1.0f);
+  CHECK(round_to_bf16(1.0f + 0x1p-8f) == 1.0f);                  // tie: to the even mantissa
+  CHECK(round_to_bf16(1.0f + 3 * 0x1p-8f) == 1.0f + 0x1p-6f);    // tie: to the even mantissa
+  CHECK(round_to_bf16(1.0f + 0x1p-8f + 0x1p-20f) == 1.0f + 0x1p-7f);  // above the tie: up
+  CHECK(round_to_bf16(3.4445f) == 3.4375f);
+  CHECK(round_to_bf16(-4.775f) == -4.78125f);
+  CHECK(round_to_bf16(-0.0f) == 0.0f);
+  CHECK(std::signbit(round_to_bf16(-0.0f)));
+  CHECK(std::isinf(round_to_bf16(INFINITY)));
+  CHECK(std::isnan(round_to_bf16(NAN)));
+  CHECK(round_to_bf16(3.3895e38f) == 0x1.fep127f);  // the largest finite bf16 value
+}
+
+TEST_CASE("Newton-Schulz in bf16 rounds its iterates as the GPU does", "[forward][muon]") {
+  for (auto [rows, cols] : {std::pair{16, 40}, std::pair{48, 12}}) {
+    const auto G64 = randn(std::size_t(rows) * cols, 300 + rows);
+    const std::vector<float> G(G64.begin(), G64.end());
+    std::vector<float> f32(G.size()), bf(G.size());
+    newton_schulz5(G.data(), rows, cols, 5, f32.data());
+    newton_schulz5(G.data(), rows, cols, 5, bf.data(), /*bf16=*/true);
+    const Mat ref = ns5_direct(to_mat(G64.data(), rows, cols), 5, /*bf16=*/true);
+    double err = 0, dist = 0, norm = 0;
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        const float v = bf[std::size_t(i) * cols + j];
+        REQUIRE(round_to_bf16(v) == v);  // every output is a bf16 value
+        err += (v - ref[i][j]) * (v - ref[i][j]);
+        dist += double(v - f32[std::size_t(i) * cols + j]) * (v - f32[std::size_t(i) * cols + j]);
+        norm += ref[i][j] * ref[i][j];
+      }
+    // The direct formula accumulates in double, the product in float: a value near a rounding tie
+    // may go the other way, so the two agree to a few bf16 units, not bit for bit.
+    CHECK(std::sqrt(err / norm) < 4e-3);
+    // bf16 is a different computation from float (not a no-op), and close to it.
+    CHECK(std::sqrt(dist / norm) > 1e-3);
+    CHECK(std::sqrt(dist / norm) < 2e-2);
   }
 }
 

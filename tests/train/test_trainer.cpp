@@ -54,6 +54,29 @@ TEST_CASE("the same seed gives the same losses bit for bit; another seed does no
   CHECK(a != other);
 }
 
+TEST_CASE("muon_ns_bf16 reaches Muon: a zero-initialised matrix's first update is lr times bf16 values",
+          "[forward][train]") {
+  RunLog log;
+  const ParamInfo* proj = find_param(Model::param_table, "blocks.0.attn.proj.weight");  // zeros at init, square
+  REQUIRE(proj);
+  auto bf16_fraction = [&](bool ns_bf16) {
+    TrainConfig c = small_config();
+    c.iterations = 1;
+    c.muon_ns_bf16 = ns_bf16;
+    Trainer<Model> tr(c, log);
+    tr.run();
+    std::size_t on_grid = 0;
+    for (std::size_t i = 0; i < proj->numel(); ++i) {
+      const float x = -tr.model().params()[proj->offset + i] / float(c.matrix_lr);  // W = -lr * NS(U)
+      REQUIRE(x != 0.0f);
+      if (std::abs(round_to_bf16(x) - x) <= 4e-7f * std::abs(x)) ++on_grid;  // a bf16 value, up to W's rounding
+    }
+    return double(on_grid) / double(proj->numel());
+  };
+  CHECK(bf16_fraction(true) == 1.0);
+  CHECK(bf16_fraction(false) < 0.1);
+}
+
 TEST_CASE("gradient accumulation gives the gradient of the whole batch", "[forward][train]") {
   using ModelD = Gpt<kTrainSpec, double>;
   RunLog log;

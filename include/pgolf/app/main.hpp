@@ -133,6 +133,8 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
       ->envname("LOOP_ENABLE_AT")->capture_default_str();
   cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
       ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
+  cmd.add_flag("--muon-ns-bf16", c.muon_ns_bf16,
+               "Newton-Schulz in bf16 on the CPU too, as the reference (and the CUDA backend) run it");
   cmd.add_option("--beta1", c.beta1, "Adam beta1")->envname("BETA1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   cmd.add_option("--beta2", c.beta2, "Adam beta2")->envname("BETA2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
   cmd.add_option("--adam-eps", c.adam_eps, "Adam epsilon")->envname("ADAM_EPS")->check(nonneg)->capture_default_str();

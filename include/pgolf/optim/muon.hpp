@@ -3,13 +3,18 @@
 //   [MuonEq-R] U_i /= max(||U_i||, 1e-7) per row
 //   X = NS5(U / (||U||_F + 1e-7)), quintic (3.4445, -4.7750, 2.0315), on the wide orientation
 //   X *= sqrt(max(1, rows / cols));  W *= (1 - lr * wd);  W -= lr * X
-// The CPU reference runs Newton-Schulz in the parameter precision; the reference trainer runs it in
-// bf16 on the GPU (the CUDA backend does the same).
+// The CPU reference runs Newton-Schulz in the parameter precision by default; the reference trainer
+// runs it in bf16 on the GPU, and so does the CUDA backend. ns_bf16 gives the CPU that behaviour:
+// the normalised input, X X^T, B and each new X are rounded to bf16 (round to nearest even), the
+// products accumulate and the coefficients stay in full precision, as cuBLAS with fp32 accumulation
+// and a fused epilogue computes them (optim/cuda/muon.cuh rounds at the same points).
 #pragma once
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <span>
 #include <vector>
 
@@ -25,11 +30,21 @@ struct MuonOptions {
   bool nesterov = true;
   double weight_decay = 0.0;  // decoupled, scaled by the (scheduled) learning rate
   bool row_normalize = false;  // MuonEq-R
+  bool ns_bf16 = false;        // Newton-Schulz rounded to bf16 (the CUDA backend always is)
 };
 
-// Quintic Newton-Schulz orthogonalisation of G [rows, cols] into out (may alias G).
+// x rounded to the nearest bf16 value (ties to even), returned as float; NaN stays NaN.
+inline float round_to_bf16(float x) {
+  std::uint32_t u = std::bit_cast<std::uint32_t>(x);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return x;
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return std::bit_cast<float>(u & 0xffff0000u);
+}
+
+// Quintic Newton-Schulz orthogonalisation of G [rows, cols] into out (may alias G); bf16: round the
+// iterates to bf16 as the GPU does.
 template <class T>
-void newton_schulz5(const T* G, int rows, int cols, int steps, T* out) {
+void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16 = false) {
   constexpr T a = T(3.4445), b = T(-4.7750), c = T(2.0315);
   const bool transposed = rows > cols;
   const int r = transposed ? cols : rows, k = transposed ? rows : cols;  // X is [r, k], r <= k
@@ -43,12 +58,20 @@ void newton_schulz5(const T* G, int rows, int cols, int steps, T* out) {
       if (transposed) X[std::size_t(j) * k + i] = v;
       else X[std::size_t(i) * k + j] = v;
     }
+  auto round = [bf16](std::vector<T>& v) {
+    if (bf16)
+      for (T& e : v) e = T(round_to_bf16(float(e)));
+  };
+  round(X);
   for (int s = 0; s < steps; ++s) {
     ops::cpu::gemm<T>(false, true, r, r, k, T(1), X.data(), k, X.data(), k, T(0), A.data(), r);  // A = X X^T
+    round(A);
     B = A;
     ops::cpu::gemm<T>(false, false, r, r, r, c, A.data(), r, A.data(), r, b, B.data(), r);     // B = bA + cAA
+    round(B);
     Y = X;
     ops::cpu::gemm<T>(false, false, r, k, r, T(1), B.data(), r, X.data(), k, a, Y.data(), k);  // X = aX + BX
+    round(Y);
     X.swap(Y);
   }
   for (int i = 0; i < rows; ++i)
@@ -100,7 +123,7 @@ class Muon {
           const T s = T(1) / std::max(std::sqrt(ss), T(1e-7));
           for (int j = 0; j < p.cols; ++j) row[j] *= s;
         }
-      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data());
+      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data(), options_.ns_bf16);
       const T shape = T(std::sqrt(std::max(1.0, double(p.rows) / double(p.cols))));
       const T decay = T(1.0 - lr * options_.weight_decay);
       for (std::size_t i = 0; i < n; ++i) W[i] = W[i] * decay - T(lr) * shape * U[i];

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -138,6 +139,10 @@ class Trainer {
 
   Metrics validate() { return data_.evaluate(model_); }
 
+  // Called after every optimizer step with the steps taken so far and that step's training loss;
+  // the model then holds the updated weights (golden replays and tools follow the trajectory).
+  void on_step(std::function<void(long long step, double train_loss)> f) { on_step_ = std::move(f); }
+
   Result run() {
     const auto& c = cfg_;
     const int accum = c.grad_accum_steps();
@@ -211,6 +216,7 @@ class Trainer {
 
       const double approx_ms = train_ms_ + ms_since(t0);
       res.train.push_back({step_, loss, approx_ms, scale});
+      if (on_step_) on_step_(step_, loss);
       if (c.train_log_every > 0 && (step_ <= 10 || step_ % c.train_log_every == 0 || stop_after >= 0))
         log_.print(format("step:%lld/%lld train_loss:%.4f train_time:%.0fms step_avg:%.2fms", step_, c.iterations, loss,
                        approx_ms, approx_ms / double(step_)));
@@ -322,7 +328,8 @@ class Trainer {
   }
   MuonOptions muon_options() const {
     return MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps,
-                       .weight_decay = cfg_.muon_weight_decay, .row_normalize = cfg_.muon_row_normalize};
+                       .weight_decay = cfg_.muon_weight_decay, .row_normalize = cfg_.muon_row_normalize,
+                       .ns_bf16 = cfg_.muon_ns_bf16};
   }
   using AdamT = decltype(Policy::adam(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
   // The Adam groups in checkpoint order (the matrix group last, with adamw only).
@@ -362,6 +369,7 @@ class Trainer {
   }
   double loop_at_ = 1.0;
   std::optional<TokenRecycler> recycler_;
+  std::function<void(long long, double)> on_step_;
   long long step_ = 0;
   double train_ms_ = 0;
 };
