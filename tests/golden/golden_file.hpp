@@ -27,9 +27,11 @@ struct Golden {
   std::vector<double> weights, grads;
 };
 
-inline Golden load_golden(const std::string& name) {
-  const std::string base = std::string(PGOLF_GOLDEN_DIR) + "/" + name;
-  Golden g;
+// Reads <base>.manifest: the spec line and the "param NAME COUNT" lines (pgolf's table order) for
+// every kind of golden; any other "key ..." line goes to other(key, rest of the line).
+template <class F>
+void read_manifest(const std::string& base, std::string& spec, std::vector<std::pair<std::string, std::size_t>>& params,
+                   F&& other) {
   std::ifstream manifest(base + ".manifest");
   REQUIRE(manifest.good());
   std::string line;
@@ -39,26 +41,33 @@ inline Golden load_golden(const std::string& name) {
     std::string key;
     is >> key;
     if (key == "spec") {
-      std::getline(is >> std::ws, g.spec);
-    } else if (key == "batch") {
-      is >> g.batch;
-    } else if (key == "seq") {
-      is >> g.seq;
-    } else if (key == "loss") {
-      std::string v;
-      is >> v;
-      g.loss = std::strtod(v.c_str(), nullptr);
+      std::getline(is >> std::ws, spec);
     } else if (key == "param") {
       std::string n;
       std::size_t k = 0;
       is >> n >> k;
-      g.params.emplace_back(n, k);
+      params.emplace_back(n, k);
     } else {
-      std::string v;
-      is >> v;
-      g.values[key] = std::strtod(v.c_str(), nullptr);
+      other(key, is);
     }
   }
+}
+
+inline double read_number(std::istream& is) {
+  std::string v;
+  is >> v;
+  return std::strtod(v.c_str(), nullptr);
+}
+
+inline Golden load_golden(const std::string& name) {
+  const std::string base = std::string(PGOLF_GOLDEN_DIR) + "/" + name;
+  Golden g;
+  read_manifest(base, g.spec, g.params, [&g](const std::string& key, std::istream& is) {
+    if (key == "batch") is >> g.batch;
+    else if (key == "seq") is >> g.seq;
+    else if (key == "loss") g.loss = read_number(is);
+    else g.values[key] = read_number(is);
+  });
   std::size_t total = 0;
   for (const auto& p : g.params) total += p.second;
   const std::size_t N = std::size_t(g.batch) * g.seq;

@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "golden_file.hpp"
 #include "pgolf/data/byte_tables.hpp"
 #include "pgolf/data/token_stream.hpp"
 #include "pgolf/model/gpt.hpp"
@@ -47,30 +48,15 @@ struct LoopGolden {
 LoopGolden load_loop_golden(const std::string& name) {
   const std::string base = std::string(PGOLF_GOLDEN_DIR) + "/" + name;
   LoopGolden g;
-  std::ifstream manifest(base + ".manifest");
-  REQUIRE(manifest.good());
-  std::string line;
-  while (std::getline(manifest, line)) {
-    if (line.empty() || line[0] == '#') continue;
-    std::istringstream is(line);
-    std::string key;
-    is >> key;
-    if (key == "spec") {
-      std::getline(is >> std::ws, g.spec);
-    } else if (key == "train_loss" || key == "val_loss") {
+  test::read_manifest(base, g.spec, g.params, [&g](const std::string& key, std::istream& is) {
+    if (key == "train_loss" || key == "val_loss") {
       long long step = 0;
-      std::string v;
-      is >> step >> v;
-      (key == "train_loss" ? g.train_loss : g.val_loss)[step] = std::strtod(v.c_str(), nullptr);
-    } else if (key == "param") {
-      std::string n;
-      std::size_t k = 0;
-      is >> n >> k;
-      g.params.emplace_back(n, k);
+      is >> step;
+      (key == "train_loss" ? g.train_loss : g.val_loss)[step] = test::read_number(is);
     } else {
       is >> g.config[key];
     }
-  }
+  });
   std::size_t total = 0;
   for (const auto& p : g.params) total += p.second;
   const auto steps = std::size_t(g.num("iterations"));
