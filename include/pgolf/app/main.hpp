@@ -289,12 +289,12 @@ int main(int argc, char** argv, const Variant& variant) {
   }
 
   if (info->parsed()) {
-    std::printf("%-28s %-12s %-12s %-16s %s\n", "parameter", "shape", "group", "export", "elements");
+    std::printf("%-28s %-12s %-12s %-16s %-7s %s\n", "parameter", "shape", "group", "export", "scope", "elements");
     for (const auto& p : Model::param_table) {
       const std::string shape =
           p.rank == 1 ? std::to_string(p.rows) : std::to_string(p.rows) + "x" + std::to_string(p.cols);
-      std::printf("%-28s %-12s %-12s %-16s %zu\n", p.name.c_str(), shape.c_str(), std::string(to_string(p.group)).c_str(),
-                  std::string(to_string(p.export_policy)).c_str(), p.numel());
+      std::printf("%-28s %-12s %-12s %-16s %-7s %zu\n", p.name.c_str(), shape.c_str(), std::string(to_string(p.group)).c_str(),
+                  std::string(to_string(p.export_policy)).c_str(), std::string(to_string(p.scope)).c_str(), p.numel());
     }
     std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, variant.code_bytes);
     return 0;
