@@ -17,7 +17,9 @@ Variants for isolating a difference: --reference-ns bf16_cpu_eager (the referenc
 run by PyTorch's CPU kernels, which round its coefficients to bf16) or param (float32);
 --reference-accum 1 (one micro-step per step, as pgolf-tiny); --pgolf-args "--muon-ns-bf16";
 --same-init (pgolf starts from the reference's initial weights for each seed, written into a step-0
-checkpoint, so the two differ only in what follows the initialisation); --only reference|pgolf.
+checkpoint, so the two differ only in what follows the initialisation); --reference-from-pgolf-init
+(the other way round: the reference starts from pgolf-tiny's initial weights, read from its step-0
+checkpoint); --only reference|pgolf.
 --ns-probe prints only the Newton-Schulz output norm of each precision mode relative to float32.
 """
 import argparse
@@ -65,7 +67,8 @@ def run_reference(args, seed):
     import torch
     import reference_trainer as rt
     torch.set_num_threads(1)
-    return rt.train(reference_config(args, seed),
+    init = read_checkpoint_weights(args.worker_init) if args.worker_init else None
+    return rt.train(reference_config(args, seed, init_from=init),
                     on_val=lambda step, v: print(f"reference seed {seed} step:{step} val_loss:{v:.4f}",
                                                  file=sys.stderr, flush=True))
 
@@ -78,21 +81,32 @@ def reference_init(args, seed):
     return np.concatenate([p.detach().reshape(-1).numpy() for _, p in rt.pgolf_order(model)]).astype(np.float32)
 
 
+def checkpoint_params(b, path):
+    """(offset, count) of the float32 parameters in a pgolf checkpoint of format 1."""
+    import struct
+    if b[:8] != b"PGOLFCKP" or struct.unpack_from("<II", b, 8) != (1, 4):
+        raise SystemExit(f"{path}: not a float32 pgolf checkpoint of format 1")
+    off = 16 + 48
+    (n,) = struct.unpack_from("<Q", b, off + 4)
+    return off + 4 + 8, n
+
+
+def read_checkpoint_weights(path):
+    import numpy as np
+    b = open(path, "rb").read()
+    start, n = checkpoint_params(b, path)
+    return np.frombuffer(b, dtype="<f4", count=n, offset=start).astype(np.float32)
+
+
 def write_init_checkpoint(template, weights, path):
     """A pgolf checkpoint (format v1) at step 0 whose parameters are `weights`; the template (written by
     pgolf-tiny at step 0) supplies the fingerprint and the empty optimizer state."""
     import struct
     import zlib
-    import numpy as np
     b = open(template, "rb").read()
-    if b[:8] != b"PGOLFCKP" or struct.unpack_from("<II", b, 8) != (1, 4):
-        raise SystemExit(f"{template}: not a float32 pgolf checkpoint of format 1")
-    off = 16 + 48
-    (count,) = struct.unpack_from("<I", b, off)
-    (n,) = struct.unpack_from("<Q", b, off + 4)
+    start, n = checkpoint_params(b, template)
     if n != weights.size:
         raise SystemExit(f"{template} holds {n} parameters; the reference model has {weights.size}")
-    start = off + 4 + 8
     out = bytearray(b[:start]) + weights.astype("<f4").tobytes() + b[start + 4 * n:-4]
     out += struct.pack("<I", zlib.crc32(bytes(out)))
     open(path, "wb").write(bytes(out))
@@ -129,17 +143,17 @@ def run_pgolf(args, seed, workdir, resume=None):
     return vals
 
 
-def reference_worker_cmd(args, seed):
+def reference_worker_cmd(args, seed, init=None):
     cmd = [sys.executable, os.path.abspath(__file__), "--worker-seed", str(seed), "--steps", str(args.steps),
            "--val-tokens", str(args.val_tokens),
            "--reference-ns", args.reference_ns, "--reference-accum", str(args.reference_accum),
            "--data-path", args.data_path]
-    return cmd
+    return cmd + (["--worker-init", init] if init else [])
 
 
-def run_reference_subprocess(args, seed):
+def run_reference_subprocess(args, seed, init=None):
     # The worker's progress goes straight to stderr; its result is the last line of stdout.
-    res = subprocess.run(reference_worker_cmd(args, seed), stdout=subprocess.PIPE, text=True)
+    res = subprocess.run(reference_worker_cmd(args, seed, init), stdout=subprocess.PIPE, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"reference seed {seed} failed (exit status {res.returncode})")
     return [tuple(v) for v in json.loads(res.stdout.strip().splitlines()[-1])]
@@ -189,12 +203,15 @@ def main():
     ap.add_argument("--reference-accum", type=int, default=8, help="micro-steps per step (8: one device)")
     ap.add_argument("--pgolf-args", default="", help="extra flags for pgolf-tiny")
     ap.add_argument("--same-init", action="store_true", help="pgolf starts from the reference's initial weights")
+    ap.add_argument("--reference-from-pgolf-init", action="store_true",
+                    help="the reference starts from pgolf-tiny's initial weights for each seed")
     ap.add_argument("--only", choices=["reference", "pgolf"])
     ap.add_argument("--data-path", default=os.path.join(ROOT, "data", "fineweb_sp1024_mini"))
     ap.add_argument("--tokenizer-path", default=os.path.join(ROOT, "data", "tokenizers", "fineweb_1024_bpe.model"))
     ap.add_argument("--markdown", help="also write the tables and the command to this file")
     ap.add_argument("--ns-probe", action="store_true", help="only compare Newton-Schulz output norms per precision")
     ap.add_argument("--worker-seed", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--worker-init", help=argparse.SUPPRESS)
     args = ap.parse_args()
 
     if args.ns_probe:
@@ -206,13 +223,16 @@ def main():
         return
     if args.steps < 1 or args.jobs < 1 or args.reference_accum < 1 or args.val_tokens < 1:
         raise SystemExit("--steps, --val-tokens, --jobs and --reference-accum must be positive")
-    if args.only != "reference" and not (args.pgolf and os.access(args.pgolf, os.X_OK)):
+    if args.same_init and args.reference_from_pgolf_init:
+        raise SystemExit("--same-init and --reference-from-pgolf-init exclude each other")
+    needs_pgolf = args.only != "reference" or args.reference_from_pgolf_init
+    if needs_pgolf and not (args.pgolf and os.access(args.pgolf, os.X_OK)):
         raise SystemExit("--pgolf must name the pgolf-tiny binary (build/examples/pgolf-tiny)")
     p = preset(args.steps, args.val_tokens)
     if p["train_batch_tokens"] % (args.reference_accum * p["train_seq_len"]) != 0:
         raise SystemExit(f"--reference-accum {args.reference_accum} does not divide the batch into whole sequences")
 
-    if args.only != "reference":  # the binary must have the shape the reference is built with
+    if needs_pgolf:  # the binary must have the shape the reference is built with
         import reference_trainer as rt
         info = subprocess.run([args.pgolf, "info"], capture_output=True, text=True, check=True).stdout
         m = re.search(r"total parameters: (\d+)", info)
@@ -230,16 +250,25 @@ def main():
         for seed in args.seeds:
             resume[seed] = os.path.join(workdir, f"init-{seed}.bin")
             write_init_checkpoint(os.path.join(template, "checkpoint.bin"), reference_init(args, seed), resume[seed])
+    ref_init = {}
+    if args.reference_from_pgolf_init and args.only != "pgolf":
+        for seed in args.seeds:  # pgolf's step-0 checkpoint holds its initial weights for the seed
+            d = os.path.join(workdir, f"init-pgolf-{seed}")
+            subprocess.run([args.pgolf, "train", *pgolf_flags(args, seed, iterations=0), "--out-dir", d], check=True,
+                           capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+            ref_init[seed] = os.path.join(d, "checkpoint.bin")
 
     with cf.ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        ref_f = {} if args.only == "pgolf" else {s: pool.submit(run_reference_subprocess, args, s) for s in args.seeds}
+        ref_f = {} if args.only == "pgolf" else {s: pool.submit(run_reference_subprocess, args, s, ref_init.get(s))
+                                                     for s in args.seeds}
         pg_f = {} if args.only == "reference" else {s: pool.submit(run_pgolf, args, s, workdir, resume.get(s))
                                                     for s in args.seeds}
         ref = [(f"reference, seed {s}", f.result()) for s, f in ref_f.items()]
         pg = [(f"pgolf-tiny, seed {s}", f.result()) for s, f in pg_f.items()]
 
     steps_list = sorted({s for _, vals in ref + pg for s, _ in vals if s > 0})
-    ref_note = f"reference: Newton-Schulz {args.reference_ns}, {args.reference_accum} micro-steps per step"
+    ref_note = f"reference: Newton-Schulz {args.reference_ns}, {args.reference_accum} micro-steps per step" + \
+        (", from pgolf-tiny's initial weights" if args.reference_from_pgolf_init else "")
     pg_note = "pgolf-tiny" + (f" {args.pgolf_args}" if args.pgolf_args else "") + \
         (", from the reference's initial weights" if args.same_init else "")
     lines = table(ref + pg, steps_list, "run")
@@ -252,7 +281,7 @@ def main():
         lines.append("| every pgolf run within the reference's spread | " +
                      " | ".join("yes" if inside[s] else "no" for s in steps_list) + " |")
     command = "/usr/bin/python3 bench/compare_reference_trainer.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    footer = [f"", f"{ref_note}; {pg_note}.", f"Command: `{command}` ({time.time() - t0:.0f} s)."]
+    footer = ["", "; ".join(n for n, ran in ((ref_note, ref), (pg_note, pg)) if ran) + ".", f"Command: `{command}` ({time.time() - t0:.0f} s)."]
     print("\n".join(lines + footer))
     if args.markdown:
         with open(args.markdown, "a") as f:
