@@ -20,7 +20,9 @@ run by PyTorch's CPU kernels, which round its coefficients to bf16) or param (fl
 checkpoint, so the two differ only in what follows the initialisation); --reference-from-pgolf-init
 (the other way round: the reference starts from pgolf-tiny's initial weights, read from its step-0
 checkpoint); --only reference|pgolf.
---ns-probe prints only the Newton-Schulz output norm of each precision mode relative to float32.
+--ns-probe prints only the Newton-Schulz output norm of each precision mode relative to float32;
+--trajectory N only the first N steps' training losses of both, from pgolf's initial weights, side by
+side (one micro-step and Newton-Schulz in float32 on both sides, so they differ only by rounding).
 """
 import argparse
 import concurrent.futures as cf
@@ -62,15 +64,71 @@ def reference_config(args, seed, init_from=None):
                      dtype=torch.float32, init_from=init_from, **SHAPE, **p)
 
 
+class _Enough(Exception):
+    pass
+
+
 def run_reference(args, seed):
-    """One reference run in this process (a worker): [(step, val_loss), ...]; progress on stderr."""
+    """One reference run in this process (a worker): [(step, val_loss), ...], or with --trajectory N
+    the training loss of each of the first N steps; progress on stderr."""
     import torch
     import reference_trainer as rt
     torch.set_num_threads(1)
     init = read_checkpoint_weights(args.worker_init) if args.worker_init else None
-    return rt.train(reference_config(args, seed, init_from=init),
-                    on_val=lambda step, v: print(f"reference seed {seed} step:{step} val_loss:{v:.4f}",
-                                                 file=sys.stderr, flush=True))
+    cfg = reference_config(args, seed, init_from=init)
+    if args.trajectory:
+        losses = []
+
+        def on_step(step, loss, model):
+            losses.append((step, loss))
+            if step >= args.trajectory:
+                raise _Enough()
+        try:
+            rt.train(cfg, on_step=on_step)
+        except _Enough:
+            pass
+        return losses
+    return rt.train(cfg, on_val=lambda step, v: print(f"reference seed {seed} step:{step} val_loss:{v:.4f}",
+                                                      file=sys.stderr, flush=True))
+
+
+def pgolf_trajectory(args, seed, workdir):
+    """pgolf-tiny's training loss at each of the first --trajectory steps (then the run is stopped)."""
+    flags = pgolf_flags(args, seed)
+    flags[flags.index("--val-loss-every") + 1] = "0"  # no validation on the way
+    cmd = [args.pgolf, "train", *flags, "--train-log-every", "1", "--out-dir", os.path.join(workdir, f"trajectory-{seed}")]
+    losses = []
+    with subprocess.Popen(cmd, env=dict(os.environ, OMP_NUM_THREADS="1"), stdout=subprocess.PIPE,
+                          stderr=subprocess.DEVNULL, text=True) as proc:
+        for line in proc.stdout:
+            m = re.match(r"step:(\d+)/\d+ train_loss:([0-9.]+)", line)
+            if m:
+                losses.append((int(m.group(1)), float(m.group(2))))
+                if len(losses) >= args.trajectory:
+                    proc.kill()
+                    break
+    if len(losses) < args.trajectory:
+        raise RuntimeError(f"{' '.join(cmd)} stopped after {len(losses)} steps")
+    return losses
+
+
+def trajectory(args, seed, workdir):
+    """Both trainers from pgolf's initial weights, on the same batches (one micro-step each side),
+    Newton-Schulz in float32 on both: the per-step training losses side by side."""
+    init = os.path.join(workdir, f"init-pgolf-{seed}")
+    subprocess.run([args.pgolf, "train", *pgolf_flags(args, seed, iterations=0), "--out-dir", init], check=True,
+                   capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    args.reference_ns, args.reference_accum = "param", 1
+    with cf.ThreadPoolExecutor(max_workers=2) as pool:
+        ref_f = pool.submit(run_reference_subprocess, args, seed, os.path.join(init, "checkpoint.bin"))
+        pg = pgolf_trajectory(args, seed, workdir)
+        ref = ref_f.result()
+    lines = [f"| step | pgolf-tiny train_loss | reference train_loss | equal to 4 decimals |", "|---|---|---|---|"]
+    for (s, a), (_, b) in zip(pg, ref):
+        lines.append(f"| {s} | {a:.4f} | {b:.6f} | {'yes' if f'{a:.4f}' == f'{b:.4f}' else 'no'} |")
+    same = sum(f"{a:.4f}" == f"{b:.4f}" for (_, a), (_, b) in zip(pg, ref))
+    return lines + ["", f"seed {seed}: {same} of {len(pg)} steps equal to 4 decimals (both from pgolf's initial "
+                        "weights, one micro-step, Newton-Schulz in float32)."]
 
 
 def reference_init(args, seed):
@@ -148,7 +206,8 @@ def reference_worker_cmd(args, seed, init=None):
            "--val-tokens", str(args.val_tokens),
            "--reference-ns", args.reference_ns, "--reference-accum", str(args.reference_accum),
            "--data-path", args.data_path]
-    return cmd + (["--worker-init", init] if init else [])
+    return cmd + (["--worker-init", init] if init else []) + (["--trajectory", str(args.trajectory)]
+                                                                if args.trajectory else [])
 
 
 def run_reference_subprocess(args, seed, init=None):
@@ -210,6 +269,8 @@ def main():
     ap.add_argument("--tokenizer-path", default=os.path.join(ROOT, "data", "tokenizers", "fineweb_1024_bpe.model"))
     ap.add_argument("--markdown", help="also write the tables and the command to this file")
     ap.add_argument("--ns-probe", action="store_true", help="only compare Newton-Schulz output norms per precision")
+    ap.add_argument("--trajectory", type=int, metavar="N",
+                    help="only the first N steps' training losses of both trainers from pgolf's initial weights")
     ap.add_argument("--worker-seed", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--worker-init", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -220,6 +281,15 @@ def main():
 
     if args.worker_seed is not None:
         print(json.dumps(run_reference(args, args.worker_seed)))
+        return
+    if args.trajectory is not None:
+        if args.trajectory < 1 or args.trajectory > args.steps:
+            raise SystemExit("--trajectory must lie in [1, --steps]")
+        if not (args.pgolf and os.access(args.pgolf, os.X_OK)):
+            raise SystemExit("--pgolf must name the pgolf-tiny binary (build/examples/pgolf-tiny)")
+        workdir = tempfile.mkdtemp(prefix="pgolf-vs-reference-")
+        for seed in args.seeds:
+            print("\n".join(trajectory(args, seed, workdir)) + "\n")
         return
     if args.steps < 1 or args.jobs < 1 or args.reference_accum < 1 or args.val_tokens < 1:
         raise SystemExit("--steps, --val-tokens, --jobs and --reference-accum must be positive")
