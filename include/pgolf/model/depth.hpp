@@ -103,6 +103,47 @@ constexpr Schedule repeat_span(int blocks, int first, int last, int times) {
   return s;
 }
 
+// A set of physical blocks a technique applies to: explicit blocks, the last N, or all of them.
+// Resolved against the model's block count (`contains(b, blocks)`); members are numbered in block
+// order (`index`) for techniques that keep a tensor per member.
+struct BlockSet {
+  unsigned mask = 0;  // bit b: block b
+  int last = 0;       // the last `last` blocks
+  bool all = false;
+
+  constexpr bool empty() const { return !all && last == 0 && mask == 0; }
+  constexpr bool contains(int b, int blocks) const {
+    if (b < 0 || b >= blocks) return false;
+    return all || (last > 0 && b >= blocks - last) || ((mask >> unsigned(b)) & 1u) != 0;
+  }
+  constexpr int count(int blocks) const {
+    int n = 0;
+    for (int b = 0; b < blocks; ++b) n += contains(b, blocks) ? 1 : 0;
+    return n;
+  }
+  // Position of member b among the members (block order), or -1.
+  constexpr int index(int b, int blocks) const {
+    if (!contains(b, blocks)) return -1;
+    int n = 0;
+    for (int u = 0; u < b; ++u) n += contains(u, blocks) ? 1 : 0;
+    return n;
+  }
+  // Every named block exists.
+  constexpr bool within(int blocks) const {
+    return last >= 0 && last <= blocks && (blocks >= 32 || (mask >> unsigned(blocks)) == 0);
+  }
+  constexpr bool operator==(const BlockSet&) const = default;
+};
+template <class... I>
+constexpr BlockSet blocks_of(I... b) {
+  BlockSet s;
+  ((s.mask |= (int(b) >= 0 && int(b) < 32) ? 1u << unsigned(b) : 0u), ...);
+  if (((int(b) < 0 || int(b) >= 32) || ...)) throw "blocks_of: a block index must be in 0..31";
+  return s;
+}
+constexpr BlockSet last_blocks(int n) { return BlockSet{.last = n}; }
+constexpr BlockSet all_blocks() { return BlockSet{.all = true}; }
+
 template <class... I>
 constexpr Schedule schedule_of(I... blocks) {
   Schedule s;
@@ -127,13 +168,34 @@ struct DepthPlan {
   constexpr int slot(int p, int v) const {
     return canonical().layer_of_use(phase[p][v], phase[p].use_index(v));
   }
-  constexpr int encoder_layers(int p) const { return unet ? phase[p].count / 2 : 0; }
+  // U-Net segments: the whole virtual sequence, or consecutive segments of loop_len layers (skips
+  // inside each loop), each split into encoder (first half) and decoder; the skip weights are indexed
+  // by the skip's position in its segment, so every segment shares them.
+  int loop_len = 0;
+  constexpr int segment(int p) const { return loop_len > 0 ? loop_len : phase[p].count; }
+  constexpr int encoder_layers(int p) const { return unet ? segment(p) / 2 : 0; }
   constexpr int skip_count(int p) const {
-    const int e = encoder_layers(p), d = phase[p].count - e;
+    const int e = encoder_layers(p), d = segment(p) - e;
     return unet ? (e < d ? e : d) : 0;
   }
   constexpr int max_skips() const {
     return skip_count(0) > skip_count(phases - 1) ? skip_count(0) : skip_count(phases - 1);
+  }
+  // The skip decoder layer v adds before its block (its index in the skip weights), or -1.
+  constexpr int skip_into(int p, int v) const {
+    if (!unet || segment(p) <= 0) return -1;
+    const int i = v % segment(p) - encoder_layers(p);
+    return i >= 0 && i < skip_count(p) ? i : -1;
+  }
+  // The encoder layer whose output skip_into(p, v) adds.
+  constexpr int skip_source(int p, int v) const {
+    return v - v % segment(p) + encoder_layers(p) - 1 - skip_into(p, v);
+  }
+  // The skip encoder layer v's output feeds, or -1.
+  constexpr int skip_from(int p, int v) const {
+    if (!unet || segment(p) <= 0) return -1;
+    const int i = encoder_layers(p) - 1 - v % segment(p);
+    return i >= 0 && i < skip_count(p) ? i : -1;
   }
   // Each block's uses in phase 0 are a subset of its uses in the loop-on phase (a per-use tensor of
   // the loop-off schedule then exists in both).

@@ -22,6 +22,7 @@
 #include "pgolf/nn/causal_attention.hpp"
 #include "pgolf/nn/head.hpp"
 #include "pgolf/nn/ln_scale.hpp"
+#include "pgolf/nn/loop_embedding.hpp"
 #include "pgolf/nn/product.hpp"
 #include "pgolf/nn/qk_norm_rope.hpp"
 #include "pgolf/nn/qkv_product.hpp"
@@ -58,6 +59,18 @@ struct GptSpec {
     // What a re-used block shares: everything, or only its matrices (per-virtual-layer resid_mix,
     // attn_scale, mlp_scale, q_gain).
     Sharing sharing = Sharing::block;
+    // U-Net skips inside each loop of a cyclic schedule (the Frugendorff): every loop of layers / loops
+    // virtual layers has its own encoder/decoder split and skip stack, the skip weights shared by all
+    // loops. Off: one split over the whole virtual sequence.
+    bool skips_per_loop = false;
+    // The records' gated skips (nn/unet_skip.hpp): x := g x + (1 - g) w s, g = sigmoid(skip_gates),
+    // skip_gates [skips, dim] init 0. Off: x := x + w s.
+    bool skip_gates = false;
+    // Loop-position embeddings (nn/loop_embedding.hpp): p [loops, dim] added to the stream at the first
+    // virtual layer of each loop. random: N(0, loop_embedding_std^2), the Frugendorff's submitted code;
+    // orthogonal: loop_embedding_std times orthonormal rows (the reduced QR its PR describes).
+    LoopEmbedding loop_embedding = LoopEmbedding::off;
+    double loop_embedding_std = 0.01;
   } depth{};
 
   struct Attention {
@@ -66,6 +79,23 @@ struct GptSpec {
     int rope_dims = 64;     // leading dims of each head rotated (half-split pairs); rest pass through
     double rope_base = 10000.0;
     double qk_gain_init = 1.5;  // per-head gain on normalised queries
+    // NTK-aware RoPE scaling: when a forward's sequence is longer than this, the base becomes
+    // rope_base * (seq / rope_train_seq_len)^(rope_dims / (rope_dims - 2)). 0: never scaled.
+    int rope_train_seq_len = 0;
+    // XSA (nn/xsa.hpp): on these physical blocks the attention output loses its component along the
+    // token's own value vector, z_h = y_h - (y_h . v^) v^.
+    BlockSet xsa{};
+    // SparseAttnGate (nn/sparse_attn_gate.hpp): y_h := sigmoid(gate_scale * W_h . x[:gate_channels]) y_h,
+    // W [heads, gate_channels] zero init. 0 channels: off.
+    int gate_channels = 0;
+    double gate_scale = 0.5;
+    // Shared value embedding (nn/value_embedding.hpp): ve = sigma * (Eve[ids] Pve^T), Eve [vocab,
+    // ve_dim] ~ N(0, ve_init_std^2), Pve [kv_dim, ve_dim]; on the listed blocks v := v + lambda_b ve.
+    // 0: off.
+    int ve_dim = 0;
+    BlockSet ve_blocks{};
+    double ve_init_std = 0.01;
+    double ve_scale_init = 0.1;
   } attention{};
 
   struct Mlp {
@@ -77,10 +107,28 @@ struct GptSpec {
     // Tied: the token embedding is also the output head. Untied adds lm_head [vocab, dim], zero init.
     bool tied = true;
     double init_std = 0.005;  // token embedding ~ N(0, init_std^2)
+    // BigramHash (nn/bigram_hash.hpp): x := E[ids] + beta * (Eb[h] Pb^T), h the XOR hash of the token and
+    // its predecessor into bigram_buckets - 1 buckets (bucket bigram_buckets - 1 at t = 0); Eb
+    // [buckets, bigram_dim] zero init, Pb [dim, bigram_dim], beta init bigram_scale_init. 0: off.
+    int bigram_buckets = 0;
+    int bigram_dim = 128;
+    double bigram_scale_init = 0.05;
+    // SmearGate (nn/smear_gate.hpp). smear_channels = 0: the Frugendorff's form after the embedding
+    // norm, x_t := (1 - g) x_t + g x_{t-1}, g = sigmoid(gate), gate [dim] init 0. smear_channels = c > 0:
+    // the later records' form on the raw embedding before its norm, e_t := e_t + g_t e_{t-1}, g_t =
+    // lambda sigmoid(w . e_t[:c]), w [1, c] and lambda init 0. smear_bos_fix: g = 0 where the token is
+    // bos_id (the unfixed gate leaks the previous document into a BOS).
+    bool smear = false;
+    int smear_channels = 0;
+    bool smear_bos_fix = true;
+    int bos_id = 1;
   } embedding{};
 
   struct Head {
     double softcap = 30.0;  // logits = softcap * tanh(z / softcap)
+    // AsymLogit (nn/asym_softcap.hpp): z >= 0: sp tanh(z / sp), else sn tanh(z / sn), both caps learned
+    // (init softcap).
+    bool asym_softcap = false;
   } head{};
 
   struct Norm {
@@ -90,6 +138,19 @@ struct GptSpec {
     // attention and MLP, i = physical block or virtual layer; off in the baseline.
     LnScaleIndex ln_scale = LnScaleIndex::off;
   } norm{};
+
+  struct Init {
+    // The records' orthogonal init: every product weight with both dims >= 64 that is not zero-init
+    // is a random orthogonal matrix (gain 1); the embedding-side projections (bigram.proj,
+    // ve_shared.proj) are then scaled by 1 / sqrt(2 * physical blocks). Off: PyTorch's Linear init.
+    bool orthogonal = false;
+  } init{};
+
+  struct Residual {
+    // Parallel two-lane residual (nn/parallel_lanes.hpp) from the first virtual layer that runs this
+    // physical block on (the strongest records: 8 of 11); -1: off.
+    int parallel_from = -1;
+  } residual{};
 
   // Derived sizes.
   constexpr int head_dim() const { return attention.heads > 0 ? dim / attention.heads : 0; }
@@ -109,6 +170,7 @@ struct GptSpec {
     p.phases = depth.looped.empty() ? 1 : 2;
     if (!depth.looped.empty()) p.phase[1] = depth.looped;
     p.unet = depth.unet_skips;
+    p.loop_len = depth.skips_per_loop && depth.loops > 0 ? depth.layers / depth.loops : 0;
     return p;
   }
   constexpr int encoder_layers() const { return depth_plan().encoder_layers(0); }
@@ -153,6 +215,47 @@ consteval bool validate_spec() {
   static_assert(S.embedding.init_std > 0.0, "GptSpec.embedding.init_std must be positive");
   static_assert(S.head.softcap > 0.0, "GptSpec.head.softcap must be positive");
   static_assert(S.norm.eps > 0.0, "GptSpec.norm.eps must be positive");
+  // Depth techniques.
+  static_assert(!S.depth.skips_per_loop || S.depth.loops > 1,
+                "GptSpec.depth.skips_per_loop needs GptSpec.depth.loops > 1 (a cyclic schedule of several loops)");
+  static_assert(!S.depth.skips_per_loop || S.depth.unet_skips, "GptSpec.depth.skips_per_loop needs GptSpec.depth.unet_skips");
+  static_assert(!S.depth.skips_per_loop || S.depth.looped.empty(),
+                "GptSpec.depth.skips_per_loop cannot be combined with GptSpec.depth.looped");
+  static_assert(!S.depth.skip_gates || S.depth.unet_skips, "GptSpec.depth.skip_gates needs GptSpec.depth.unet_skips");
+  static_assert(S.depth.loop_embedding == LoopEmbedding::off || S.depth.loops > 1,
+                "GptSpec.depth.loop_embedding needs GptSpec.depth.loops > 1 (one loop has nothing to tell apart)");
+  static_assert(S.depth.loop_embedding == LoopEmbedding::off || S.depth.looped.empty(),
+                "GptSpec.depth.loop_embedding cannot be combined with GptSpec.depth.looped");
+  static_assert(S.depth.loop_embedding == LoopEmbedding::off || S.depth.loop_embedding_std > 0.0,
+                "GptSpec.depth.loop_embedding_std must be positive");
+  // Attention techniques.
+  static_assert(S.attention.rope_train_seq_len >= 0, "GptSpec.attention.rope_train_seq_len must not be negative");
+  static_assert(S.attention.rope_train_seq_len == 0 || S.attention.rope_dims > 2,
+                "GptSpec.attention.rope_train_seq_len (NTK scaling) needs GptSpec.attention.rope_dims > 2");
+  static_assert(S.attention.xsa.within(S.blocks()), "GptSpec.attention.xsa names a block the model does not have");
+  static_assert(S.attention.gate_channels >= 0 && S.attention.gate_channels <= S.dim,
+                "GptSpec.attention.gate_channels must be in [0, dim]");
+  static_assert(S.attention.gate_scale > 0.0, "GptSpec.attention.gate_scale must be positive");
+  static_assert(S.attention.ve_dim >= 0, "GptSpec.attention.ve_dim must not be negative");
+  static_assert(S.attention.ve_dim == 0 || !S.attention.ve_blocks.empty(),
+                "GptSpec.attention.ve_blocks must name at least one block when GptSpec.attention.ve_dim > 0");
+  static_assert(S.attention.ve_dim > 0 || S.attention.ve_blocks.empty(),
+                "GptSpec.attention.ve_blocks needs GptSpec.attention.ve_dim > 0");
+  static_assert(S.attention.ve_blocks.within(S.blocks()),
+                "GptSpec.attention.ve_blocks names a block the model does not have");
+  static_assert(S.attention.ve_init_std > 0.0, "GptSpec.attention.ve_init_std must be positive");
+  // Embedding techniques.
+  static_assert(S.embedding.bigram_buckets == 0 || S.embedding.bigram_buckets >= 2,
+                "GptSpec.embedding.bigram_buckets must be 0 (off) or at least 2");
+  static_assert(S.embedding.bigram_buckets >= 0, "GptSpec.embedding.bigram_buckets must not be negative");
+  static_assert(S.embedding.bigram_buckets == 0 || S.embedding.bigram_dim > 0,
+                "GptSpec.embedding.bigram_dim must be positive");
+  static_assert(S.embedding.bos_id >= 0 && S.embedding.bos_id < S.vocab,
+                "GptSpec.embedding.bos_id must be a token of the vocabulary");
+  static_assert(S.embedding.smear_channels >= 0 && S.embedding.smear_channels <= S.dim,
+                "GptSpec.embedding.smear_channels must be in [0, dim]");
+  static_assert(S.residual.parallel_from >= -1 && S.residual.parallel_from < S.blocks(),
+                "GptSpec.residual.parallel_from must be -1 (off) or a physical block");
   return true;
 }
 
@@ -187,12 +290,16 @@ struct GptArch {
   static constexpr double embed_init_std = S.embedding.init_std;
   static constexpr Scope scalar_scope = S.depth.sharing == Sharing::matrices ? Scope::layer : Scope::block;
   static constexpr LnScaleIndex ln_scale = S.norm.ln_scale;
+  static constexpr int rope_train_seq_len = S.attention.rope_train_seq_len;
+  static constexpr bool orthogonal_init = S.init.orthogonal;
+  static constexpr int blocks = S.blocks();
   static constexpr DepthPlan depth = S.depth_plan();
 
   using Embedding = TokenEmbedding<GptTokEmb>;
   using Ln = when<S.norm.ln_scale != LnScaleIndex::off, LnScale>;
   using Embed = Program<Embedding, StreamNorm, Anchor>;
-  using Block = cat_t<Program<ResidMix, PreNorm>, Ln,
+  using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
+  using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln,
                       Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
                       Program<PreNorm>, Ln,
                       Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,

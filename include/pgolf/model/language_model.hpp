@@ -327,7 +327,7 @@ class LanguageModel {
         resources_(shape_, rt_),
         layers_(std::size_t(A::depth.max_layers())),
         layer_out_(std::size_t(A::depth.max_layers())) {
-    if constexpr (kSkips) skip_state_.resize(std::size_t(A::depth.max_skips()));
+    if constexpr (kSkips) skip_state_.resize(std::size_t(A::depth.max_layers()));  // per decoder layer
     plan();
   }
 
@@ -391,11 +391,11 @@ class LanguageModel {
     forward_program<B, Embed>(c, embed_, f);
     forward_phase_ = phase_;
     const Schedule& s = A::depth.phase[phase_];
-    const int enc = A::depth.encoder_layers(phase_), skips = A::depth.skip_count(phase_);
     for (int v = 0; v < s.count; ++v) {
       c.at_layer(phase_, v);
       if constexpr (kSkips)
-        if (const int i = v - enc; v >= enc && i < skips) SkipImpl::forward(c, skip_state_[std::size_t(i)], f, layer_out_[std::size_t(enc - 1 - i)], i);
+        if (const int i = A::depth.skip_into(phase_, v); i >= 0)
+          SkipImpl::forward(c, skip_state_[std::size_t(v)], f, layer_out_[std::size_t(A::depth.skip_source(phase_, v))], i);
       forward_program<B, Block>(c, layers_[std::size_t(v)], f);
       layer_out_[std::size_t(v)] = value<Reg::x>(f);
     }
@@ -415,16 +415,17 @@ class LanguageModel {
     if constexpr (kSkips) B::zero(dskip_, std::size_t(A::depth.max_skips()) * ND);
     backward_program<B, Head, 0, 0>(c, head_, g);
     const int p = forward_phase_;
-    const int enc = A::depth.encoder_layers(p), skips = A::depth.skip_count(p);
     for (int v = A::depth.layers(p) - 1; v >= 0; --v) {
       c.at_layer(p, v);
       if constexpr (kSkips)
-        if (const int i = enc - 1 - v; v < enc && i < skips)  // this output also fed decoder skip i
+        if (const int i = A::depth.skip_from(p, v); i >= 0) {  // this output also fed decoder skip i
           B::add_into(dskip_ + std::size_t(i) * ND, ND, g.template now<Reg::x>());
+          B::zero(dskip_ + std::size_t(i) * ND, ND);  // an earlier loop's skip i collects afresh
+        }
       backward_program<B, Block, regs<Reg::x>, kBlockAnchors>(c, layers_[std::size_t(v)], g);
       if constexpr (kSkips)
-        if (const int i = v - enc; v >= enc && i < skips)
-          SkipImpl::backward(c, skip_state_[std::size_t(i)], g.template now<Reg::x>(), dskip_ + std::size_t(i) * ND, i);
+        if (const int i = A::depth.skip_into(p, v); i >= 0)
+          SkipImpl::backward(c, skip_state_[std::size_t(v)], g.template now<Reg::x>(), dskip_ + std::size_t(i) * ND, i);
     }
     backward_program<B, Embed, regs<Reg::x>, 0>(c, embed_, g);
   }
@@ -441,7 +442,9 @@ class LanguageModel {
     for (auto& l : layers_) plan_program<A, B, Block>(plan, l, shape_);
     plan_program<A, B, Head>(plan, head_, shape_);
     if constexpr (kSkips) {
-      for (auto& s : skip_state_) SkipImpl::template plan<A>(plan, s, shape_);
+      for (int v = 0; v < A::depth.max_layers(); ++v)
+        if (A::depth.skip_into(0, v) >= 0 || (kPhases > 1 && A::depth.skip_into(kPhases - 1, v) >= 0))
+          SkipImpl::template plan<A>(plan, skip_state_[std::size_t(v)], shape_);
       plan.take(dskip_, std::size_t(A::depth.max_skips()) * tokens() * std::size_t(kDim));
     }
     plan_grad_registers<A, B, Embed, Block, Head>(plan, grad_regs_, tokens());

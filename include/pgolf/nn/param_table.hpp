@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/fixed_string.hpp"
@@ -29,6 +30,9 @@ enum class InitKind {
                    // the square root is taken at run time so the table stays a constant expression
                    // for every compiler (nvcc's std::sqrt is not constexpr)
   mix_identity,  // shape [2, n]: first row 1, second row 0 (resid_mix)
+  orthogonal,    // value * a random matrix with orthonormal rows (rows <= cols) or columns (the
+                 // records' orthogonal_ init): Gram-Schmidt of N(0, 1) draws, signs as QR's with R's
+                 // diagonal made positive
 };
 
 struct Init {
@@ -165,6 +169,44 @@ constexpr std::uint64_t table_fingerprint(const std::array<ParamInfo, N>& table)
   return h;
 }
 
+// value * an orthogonal [rows, cols] matrix from N(0, 1) draws: the shorter side's vectors are
+// orthonormalised by modified Gram-Schmidt (twice, for double precision orthogonality), which equals
+// QR with R's diagonal positive.
+template <class T>
+void orthogonal_init(const ParamInfo& p, std::uint32_t stream, std::uint64_t seed, T* out) {
+  const bool wide = p.rows <= p.cols;  // orthonormal rows; else orthonormal columns
+  const int k = wide ? p.rows : p.cols, n = wide ? p.cols : p.rows;
+  PGOLF_CHECK(k > 0, "parameter ", p.name.c_str(), ": orthogonal init of an empty tensor");
+  std::vector<double> q(std::size_t(k) * std::size_t(n));  // k vectors of length n
+  for (int a = 0; a < k; ++a)
+    for (int e = 0; e < n; ++e) {
+      const std::size_t flat = wide ? std::size_t(a) * std::size_t(p.cols) + std::size_t(e)
+                                    : std::size_t(e) * std::size_t(p.cols) + std::size_t(a);
+      q[std::size_t(a) * std::size_t(n) + std::size_t(e)] = normal01(seed, stream, flat);
+    }
+  for (int a = 0; a < k; ++a) {
+    double* qa = q.data() + std::size_t(a) * std::size_t(n);
+    for (int pass = 0; pass < 2; ++pass)
+      for (int b = 0; b < a; ++b) {
+        const double* qb = q.data() + std::size_t(b) * std::size_t(n);
+        double dot = 0;
+        for (int e = 0; e < n; ++e) dot += qa[e] * qb[e];
+        for (int e = 0; e < n; ++e) qa[e] -= dot * qb[e];
+      }
+    double norm = 0;
+    for (int e = 0; e < n; ++e) norm += qa[e] * qa[e];
+    PGOLF_CHECK(norm > 0, "parameter ", p.name.c_str(), ": orthogonal init drew dependent vectors");
+    const double inv = 1.0 / std::sqrt(norm);
+    for (int e = 0; e < n; ++e) qa[e] *= inv;
+  }
+  for (int a = 0; a < k; ++a)
+    for (int e = 0; e < n; ++e) {
+      const std::size_t flat = wide ? std::size_t(a) * std::size_t(p.cols) + std::size_t(e)
+                                    : std::size_t(e) * std::size_t(p.cols) + std::size_t(a);
+      out[flat] = T(p.init.value * q[std::size_t(a) * std::size_t(n) + std::size_t(e)]);
+    }
+}
+
 // Fills a tensor from its Init with draws keyed by (seed, stream, element index).
 template <class T>
 void init_param(const ParamInfo& p, std::uint32_t stream, std::uint64_t seed, T* out) {
@@ -197,6 +239,9 @@ void init_param(const ParamInfo& p, std::uint32_t stream, std::uint64_t seed, T*
         out[c] = T(1);
         out[p.cols + c] = T(0);
       }
+      break;
+    case InitKind::orthogonal:
+      orthogonal_init(p, stream, seed, out);
       break;
   }
 }

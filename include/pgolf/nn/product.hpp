@@ -28,10 +28,21 @@ constexpr int arch_width(Width w) {
 // zeros (the reference's output projections), fan_in (PyTorch's Linear default over the input
 // width), normal (N(0, A::init_std^2)).
 enum class InitRule { zeros, fan_in, normal };
-template <class A, InitRule I, Width In>
+
+// A product weight [rows, cols] that is not zero-init: orthogonal (gain 1) when the architecture asks
+// for the records' orthogonal init and both dims are at least 64, else `otherwise`.
+template <class A>
+constexpr Init matrix_init(int rows, int cols, Init otherwise) {
+  if constexpr (requires { A::orthogonal_init; })
+    if (A::orthogonal_init && rows >= 64 && cols >= 64) return Init{InitKind::orthogonal, 1.0};
+  return otherwise;
+}
+
+template <class A, InitRule I, Width In, Width Out>
 constexpr Init linear_init() {
   if constexpr (I == InitRule::zeros) return Init{InitKind::zeros};
-  else if constexpr (I == InitRule::fan_in) return torch_linear_init(arch_width<A>(In));
+  else if constexpr (I == InitRule::fan_in)
+    return matrix_init<A>(arch_width<A>(Out), arch_width<A>(In), torch_linear_init(arch_width<A>(In)));
   else return Init{InitKind::normal, A::init_std};
 }
 
@@ -47,7 +58,7 @@ struct Linear {
   template <class A>
   static constexpr int out_width = arch_width<A>(OutW);
   template <class A>
-  static constexpr Init init = linear_init<A, I, InW>();
+  static constexpr Init init = linear_init<A, I, InW, OutW>();
 };
 
 template <class Def>

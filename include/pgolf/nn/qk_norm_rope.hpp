@@ -3,12 +3,25 @@
 // head dim). v passes untouched. The rotation tables are built once per model.
 #pragma once
 
+#include <cmath>
+
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/nn/component.hpp"
 #include "pgolf/ops/cpu/rmsnorm.hpp"
 #include "pgolf/ops/cpu/rope.hpp"
 
 namespace pgolf {
+
+// The RoPE base at sequence length seq: the spec's base, NTK-scaled when seq exceeds the training
+// length the architecture names (rope_train_seq_len > 0), base * (seq / train)^(rd / (rd - 2)).
+template <class A>
+double rope_base_at(int seq) {
+  if constexpr (requires { A::rope_train_seq_len; })
+    if (A::rope_train_seq_len > 0 && seq > A::rope_train_seq_len)
+      return A::rope_base * std::pow(double(seq) / double(A::rope_train_seq_len),
+                                     double(A::rope_dims) / double(A::rope_dims - 2));
+  return A::rope_base;
+}
 
 struct QkNormRope {
   static constexpr Regs reads = regs<Reg::q, Reg::k>, writes = regs<Reg::q, Reg::k>;
@@ -21,7 +34,7 @@ struct Impl<Cpu<T>, QkNormRope> {
   template <class A>
   struct Resources {
     ops::cpu::RopeTable<T> rope;
-    explicit Resources(const Shape& sh) : rope(sh.seq, A::rope_dims, A::rope_base) {}
+    explicit Resources(const Shape& sh) : rope(sh.seq, A::rope_dims, rope_base_at<A>(sh.seq)) {}
   };
   struct Saved {
     T *qn = nullptr, *rstd_q = nullptr, *kn = nullptr, *rstd_k = nullptr, *q = nullptr, *k = nullptr;
@@ -82,7 +95,7 @@ struct Fused<Cuda, QkvProduct, QkNormRope> {
     cuda::DeviceBuffer<float> cos, sin;
     cuda::DeviceBuffer<bf16> dqkv;  // the backward's packed gradient
     explicit Resources(const Shape& sh) : dqkv(sh.tokens() * std::size_t(kQkv<A>)) {
-      const ops::cpu::RopeTable<float> rt(sh.seq, A::rope_dims, A::rope_base);
+      const ops::cpu::RopeTable<float> rt(sh.seq, A::rope_dims, rope_base_at<A>(sh.seq));
       cos = cuda::DeviceBuffer<float>(rt.cos.size());
       sin = cuda::DeviceBuffer<float>(rt.sin.size());
       if (!rt.cos.empty()) cos.upload(rt.cos), sin.upload(rt.sin);

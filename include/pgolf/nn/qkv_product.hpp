@@ -5,6 +5,7 @@
 
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/nn/component.hpp"
+#include "pgolf/nn/product.hpp"
 #include "pgolf/ops/cpu/linear.hpp"
 
 namespace pgolf {
@@ -14,11 +15,12 @@ struct QkvProduct {
   template <class A>
   static constexpr RowList rows() {
     const Init init = torch_linear_init(A::dim);
+    const Init q_init = matrix_init<A>(A::dim, A::dim, init), kv_init = matrix_init<A>(A::kv_dim, A::dim, init);
     const auto M = OptimGroup::muon_matrix;
     return RowList{}
-        .add({.name = "attn.c_q.weight", .rows = A::dim, .cols = A::dim, .rank = 2, .init = init, .group = M})
-        .add({.name = "attn.c_k.weight", .rows = A::kv_dim, .cols = A::dim, .rank = 2, .init = init, .group = M})
-        .add({.name = "attn.c_v.weight", .rows = A::kv_dim, .cols = A::dim, .rank = 2, .init = init, .group = M});
+        .add({.name = "attn.c_q.weight", .rows = A::dim, .cols = A::dim, .rank = 2, .init = q_init, .group = M})
+        .add({.name = "attn.c_k.weight", .rows = A::kv_dim, .cols = A::dim, .rank = 2, .init = kv_init, .group = M})
+        .add({.name = "attn.c_v.weight", .rows = A::kv_dim, .cols = A::dim, .rank = 2, .init = kv_init, .group = M});
   }
   template <class A>
   static constexpr int width(Reg r) { return r == Reg::q ? A::dim : A::kv_dim; }

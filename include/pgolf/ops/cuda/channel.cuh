@@ -22,7 +22,10 @@ __global__ void col_dot_partials_kernel(const float* __restrict__ g, const TF* _
   const std::size_t r1 = std::min(rows, r0 + rows_per_part);
   for (int c = threadIdx.x; c < width; c += blockDim.x) {
     float s = 0.f;
-    for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c] * to_float(f[r * width + c]);
+    if (f == nullptr)  // a plain column sum (a per-channel bias's gradient)
+      for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c];
+    else
+      for (std::size_t r = r0; r < r1; ++r) s += g[r * width + c] * to_float(f[r * width + c]);
     partial[std::size_t(blockIdx.x) * width + c] = s;
   }
 }
@@ -74,9 +77,17 @@ __global__ void scale_accumulate_kernel(const float* __restrict__ g, const float
   if (i < n) out[i] += s[i % Dim] * g[i];
 }
 
+template <int Dim>
+__global__ void add_channels_kernel(const float* __restrict__ x, const float* __restrict__ p, std::size_t n,
+                                    float* __restrict__ out) {
+  const std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) out[i] = x[i] + p[i % Dim];
+}
+
 }  // namespace detail
 
-// grad[c] += sum_n g[n, c] * f[n, c], deterministically. Scratch is sized on first use.
+// grad[c] += sum_n g[n, c] * f[n, c] (f null: sum_n g[n, c]), deterministically. Scratch is sized on
+// first use.
 class ColumnGrad {
  public:
   static constexpr int kRowsPerPart = 128;
@@ -129,6 +140,14 @@ void scale_accumulate(const float* g, const float* s, std::size_t rows, float* o
   const std::size_t n = rows * Dim;
   detail::scale_accumulate_kernel<Dim><<<blocks_for(n, 256), 256, 0, st>>>(g, s, n, out);
   PGOLF_CUDA_CHECK_LAUNCH("scale_accumulate");
+}
+
+// out = x + p (p per channel, broadcast over rows).
+template <int Dim>
+void add_channels(const float* x, const float* p, std::size_t rows, float* out, cudaStream_t st = nullptr) {
+  const std::size_t n = rows * Dim;
+  detail::add_channels_kernel<Dim><<<blocks_for(n, 256), 256, 0, st>>>(x, p, n, out);
+  PGOLF_CUDA_CHECK_LAUNCH("add_channels");
 }
 
 // out += a.
