@@ -25,7 +25,13 @@ inline constexpr GptSpec kCaseShared{.vocab = 256,
                                      .depth = {.layers = 3, .sharing = Sharing::matrices},
                                      .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32},
                                      .norm = {.ln_scale = LnScaleIndex::block}};
+// Two loops of a cyclic schedule with loop-position embeddings (the lone run's layer 2 starts loop 1).
+inline constexpr GptSpec kCaseLoop{.vocab = 256,
+                                   .dim = 128,
+                                   .depth = {.layers = 4, .loops = 2, .loop_embedding = LoopEmbedding::random},
+                                   .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16}};
 using CaseArch = GptArch<kCaseSpec>;
+using LoopArch = GptArch<kCaseLoop>;
 using SharedArch = GptArch<kCaseShared>;
 using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
 using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
@@ -86,6 +92,8 @@ using Cases = Program<
     Case<"ln_scale (layer)", CaseArch, Program<LnScale>, 0, 2>,
     Case<"ln_scale (block)", SharedArch, Program<LnScale>, 0, 2>,
     Case<"pre_norm+ln_scale", CaseArch, Program<PreNorm, LnScale>, 0, 2>,
+    Case<"loop_positions (loop start)", LoopArch, Program<LoopPositions>, 0, 2>,
+    Case<"loop_positions (inside a loop)", LoopArch, Program<LoopPositions>, 0, 1>,
     Case<"softcap+cross_entropy", CaseArch, Program<Softcap, CrossEntropy>, 256, 1, true, Program<>, true>,
     Case<"token_embedding", CaseArch, Program<Emb>>,
     Case<"embedding side", CaseArch, Program<Emb, StreamNorm, Anchor>>,
