@@ -31,6 +31,18 @@ constexpr pgolf::GptSpec kSpec = [] {
   s.depth.schedule = pgolf::schedule_of(0, 2);  // block 1 never runs
 #elif PGOLF_BAD_SPEC == 11
   s.depth.looped = pgolf::schedule_of(0, 0, 0);  // block 1 dropped when the loop turns on
+#elif PGOLF_BAD_SPEC == 12
+  s.attention.xsa = pgolf::blocks_of(2);  // blocks 0 and 1 only
+#elif PGOLF_BAD_SPEC == 13
+  s.embedding.bigram_buckets = 1;  // the hash needs buckets - 1 >= 1
+#elif PGOLF_BAD_SPEC == 14
+  s.depth.loop_embedding = pgolf::LoopEmbedding::random;  // one loop
+#elif PGOLF_BAD_SPEC == 15
+  s.attention.ve_dim = 8;  // no block takes the value embedding
+#elif PGOLF_BAD_SPEC == 16
+  s.depth.skips_per_loop = true;  // one loop
+#elif PGOLF_BAD_SPEC == 17
+  s.attention.gate_channels = 40;  // dim 32
 #endif
   return s;
 }();

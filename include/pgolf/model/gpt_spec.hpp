@@ -146,11 +146,6 @@ struct GptSpec {
     bool orthogonal = false;
   } init{};
 
-  struct Residual {
-    // Parallel two-lane residual (nn/parallel_lanes.hpp) from the first virtual layer that runs this
-    // physical block on (the strongest records: 8 of 11); -1: off.
-    int parallel_from = -1;
-  } residual{};
 
   // Derived sizes.
   constexpr int head_dim() const { return attention.heads > 0 ? dim / attention.heads : 0; }
@@ -254,8 +249,6 @@ consteval bool validate_spec() {
                 "GptSpec.embedding.bos_id must be a token of the vocabulary");
   static_assert(S.embedding.smear_channels >= 0 && S.embedding.smear_channels <= S.dim,
                 "GptSpec.embedding.smear_channels must be in [0, dim]");
-  static_assert(S.residual.parallel_from >= -1 && S.residual.parallel_from < S.blocks(),
-                "GptSpec.residual.parallel_from must be -1 (off) or a physical block");
   return true;
 }
 
