@@ -43,6 +43,8 @@ constexpr pgolf::GptSpec kSpec = [] {
   s.depth.skips_per_loop = true;  // one loop
 #elif PGOLF_BAD_SPEC == 17
   s.attention.gate_channels = 40;  // dim 32
+#elif PGOLF_BAD_SPEC == 18
+  s.residual.parallel_from = 2;  // blocks 0 and 1 only
 #endif
   return s;
 }();

@@ -32,6 +32,13 @@ inline constexpr GptSpec kCaseLoop{.vocab = 256,
                                    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16}};
 using CaseArch = GptArch<kCaseSpec>;
 using LoopArch = GptArch<kCaseLoop>;
+// The parallel two-lane residual from block 1 (the lone run's layer 1 runs block 1).
+inline constexpr GptSpec kCaseLanes{.vocab = 256,
+                                    .dim = 128,
+                                    .depth = {.layers = 3},
+                                    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
+                                    .residual = {.parallel_from = 1}};
+using LanesArch = GptArch<kCaseLanes>;
 using SharedArch = GptArch<kCaseShared>;
 using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
 using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
@@ -94,6 +101,11 @@ using Cases = Program<
     Case<"pre_norm+ln_scale", CaseArch, Program<PreNorm, LnScale>, 0, 2>,
     Case<"loop_positions (loop start)", LoopArch, Program<LoopPositions>, 0, 2>,
     Case<"loop_positions (inside a loop)", LoopArch, Program<LoopPositions>, 0, 1>,
+    Case<"lane_mix_norm", LanesArch, Program<LaneMixNorm>, 0, 1, true, Program<ResidMix>>,
+    Case<"branch_stash", LanesArch, Program<BranchStash>, 128, 1, true, Program<ScaledResidual<AttnScale>>>,
+    Case<"lane_norm", LanesArch, Program<LaneNorm>>,
+    Case<"lane_merge", LanesArch, Program<LaneMerge>, 128, 1, true, Program<ScaledResidual<MlpScale>>>,
+    Case<"lane_mean", LanesArch, Program<LaneMean>>,
     Case<"softcap+cross_entropy", CaseArch, Program<Softcap, CrossEntropy>, 256, 1, true, Program<>, true>,
     Case<"token_embedding", CaseArch, Program<Emb>>,
     Case<"embedding side", CaseArch, Program<Emb, StreamNorm, Anchor>>,
@@ -119,7 +131,7 @@ LoneInput case_input(int batch, int seq, std::uint32_t seed) {
     x.ids.push_back(std::int32_t(uniform01(seed, 1, i) * A::vocab));
     x.targets.push_back(i % 5 == 3 ? -1 : std::int32_t(uniform01(seed, 2, i) * A::vocab));
   }
-  const std::array<int, kRegCount> widths{A::dim, A::dim, A::dim, C::h_width, A::dim, A::kv_dim, A::kv_dim};
+  const std::array<int, kRegCount> widths{A::dim, A::dim, A::dim, C::h_width, A::dim, A::kv_dim, A::kv_dim, A::dim, A::dim};
   for (int r = 0; r < kRegCount; ++r) {
     if (has(in, Reg(r))) {
       x.width[std::size_t(r)] = widths[std::size_t(r)];

@@ -15,6 +15,7 @@
 // place in GptArch's programs below (docs/ARCHITECTURE.md, "Adding a technique").
 #pragma once
 
+#include <array>
 #include <cfloat>
 
 #include "pgolf/model/depth.hpp"
@@ -23,6 +24,7 @@
 #include "pgolf/nn/head.hpp"
 #include "pgolf/nn/ln_scale.hpp"
 #include "pgolf/nn/loop_embedding.hpp"
+#include "pgolf/nn/parallel_lanes.hpp"
 #include "pgolf/nn/product.hpp"
 #include "pgolf/nn/qk_norm_rope.hpp"
 #include "pgolf/nn/qkv_product.hpp"
@@ -146,6 +148,12 @@ struct GptSpec {
     bool orthogonal = false;
   } init{};
 
+  struct Residual {
+    // The strongest records' parallel two-lane residual (nn/parallel_lanes.hpp) from the first virtual
+    // layer that runs this physical block on (theirs: 8 of 11); -1: off.
+    int parallel_from = -1;
+  } residual{};
+
 
   // Derived sizes.
   constexpr int head_dim() const { return attention.heads > 0 ? dim / attention.heads : 0; }
@@ -249,6 +257,10 @@ consteval bool validate_spec() {
                 "GptSpec.embedding.bos_id must be a token of the vocabulary");
   static_assert(S.embedding.smear_channels >= 0 && S.embedding.smear_channels <= S.dim,
                 "GptSpec.embedding.smear_channels must be in [0, dim]");
+  static_assert(S.residual.parallel_from >= -1 && S.residual.parallel_from < S.blocks(),
+                "GptSpec.residual.parallel_from must be -1 (off) or a physical block");
+  static_assert(S.residual.parallel_from < 0 || S.depth.loop_embedding == LoopEmbedding::off,
+                "GptSpec.residual.parallel_from cannot be combined with GptSpec.depth.loop_embedding");
   return true;
 }
 
@@ -297,8 +309,25 @@ struct GptArch {
                       Program<PreNorm>, Ln,
                       Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,
                               ScaledResidual<MlpScale>>>;
-  using Head = Program<PreNorm, std::conditional_t<S.embedding.tied, TiedHead<Embedding>, Product<GptLmHead>>, Softcap,
-                       CrossEntropy>;
+  // Parallel lanes: the layers from parallel_start[phase] on run ParallelBlock over the lanes x, x1,
+  // and the head reads their mean.
+  static constexpr bool parallel = S.residual.parallel_from >= 0;
+  static constexpr std::array<int, 2> parallel_start = [] {
+    std::array<int, 2> at{-1, -1};
+    for (int p = 0; p < depth.phases; ++p)
+      for (int v = depth.phase[p].count - 1; v >= 0; --v)
+        if (parallel && depth.phase[p][v] == S.residual.parallel_from) at[std::size_t(p)] = v;
+    return at;
+  }();
+  using ParallelBlock =
+      std::conditional_t<parallel,
+                         cat_t<Program<LaneMixNorm>, Ln,
+                               Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, BranchStash, LaneNorm>,
+                               Ln, Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>, LaneMerge>>,
+                         Program<>>;
+  using Head = cat_t<when<parallel, LaneMean>,
+                     Program<PreNorm, std::conditional_t<S.embedding.tied, TiedHead<Embedding>, Product<GptLmHead>>,
+                             Softcap, CrossEntropy>>;
   using Skip = UNetSkip;
   // The reference's state-dict order within a block.
   using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, Product<GptMlpUp>, Product<GptMlpDown>,

@@ -46,15 +46,23 @@ constexpr void for_types(F&& f) {
       std::make_index_sequence<P::size>{});
 }
 
+// The block program of the parallel-lane layers (an architecture's ParallelBlock), or none.
+template <class A>
+consteval auto parallel_block_of() {
+  if constexpr (requires { typename A::ParallelBlock; }) return std::type_identity<typename A::ParallelBlock>{};
+  else return std::type_identity<Program<>>{};
+}
+
 template <class A>
 struct ArchPrograms {
   using Embed = typename A::Embed;
   using Block = typename A::Block;
+  using ParallelBlock = typename decltype(parallel_block_of<A>())::type;
   using Head = typename A::Head;
   using Skip = typename A::Skip;  // a component, or void
   using SkipProgram = std::conditional_t<std::is_void_v<Skip>, Program<>, Program<Skip>>;
   // Every component type of the model, each once.
-  using Registry = unique_t<cat_t<Embed, Block, SkipProgram, Head>>;
+  using Registry = unique_t<cat_t<Embed, Block, ParallelBlock, SkipProgram, Head>>;
   // Block components in table order: the architecture's RowOrder first, then the rest.
   template <class P>
   struct in_block;
@@ -62,7 +70,10 @@ struct ArchPrograms {
   struct in_block<Program<Cs...>> {
     using type = cat_t<when<program_contains<Cs, Block>::value, Cs>...>;
   };
-  using BlockRows = unique_t<cat_t<typename in_block<typename A::RowOrder>::type, Block>>;
+  // (The embedding program's components come last: a component that only joins the table, as in a
+  // lone test run, may own per-block rows too.)
+  using BlockRows = unique_t<cat_t<typename in_block<typename A::RowOrder>::type, Block, ParallelBlock, Embed>>;
+  using LayerPrograms = unique_t<cat_t<Block, ParallelBlock>>;
   static constexpr int kScopes = [] {
     int n = A::depth.blocks() > A::depth.layer_slots() ? A::depth.blocks() : A::depth.layer_slots();
     return n > 0 ? n : 1;
@@ -91,7 +102,7 @@ constexpr void visit_rows(F&& f) {
   globals_of(std::type_identity<typename AP::Embed>{});
   for (int b = 0; b < A::depth.blocks(); ++b) scoped(Scope::block, b);
   for (int s = 0; s < A::depth.layer_slots(); ++s) scoped(Scope::layer, s);
-  globals_of(std::type_identity<typename AP::Block>{});
+  globals_of(std::type_identity<typename AP::LayerPrograms>{});
   globals_of(std::type_identity<typename AP::SkipProgram>{});
   globals_of(std::type_identity<typename AP::Head>{});
 }
@@ -267,7 +278,9 @@ struct ModelContext {
     static_assert(j >= 0 && j < rl.count, "param<C, j>: the component has no such row");
     constexpr Scope scope = rl.row[std::size_t(j)].scope;
     const int index = scope == Scope::block ? b : scope == Scope::layer ? slot : 0;
-    return storage_table[std::size_t(layout.row[std::size_t(ci)][std::size_t(j)][std::size_t(index)])].offset;
+    const int row = layout.row[std::size_t(ci)][std::size_t(j)][std::size_t(index)];
+    PGOLF_CHECK(row >= 0, "parameter row ", j, " of a component at scope index ", index, " is not in the table");
+    return storage_table[std::size_t(row)].offset;
   }
   template <class C, int j>
   typename B::Scalar* param_ptr() const { return runtime.params() + offset<C, j>(); }
@@ -287,9 +300,13 @@ class LanguageModel {
   using AP = ArchPrograms<A>;
   using Embed = typename AP::Embed;
   using Block = typename AP::Block;
+  using ParBlock = typename AP::ParallelBlock;
   using Head = typename AP::Head;
   using Skip = typename AP::Skip;
   using Registry = typename AP::Registry;
+  // Parallel two-lane layers (nn/parallel_lanes.hpp): from A::parallel_start[phase] on, the layers run
+  // ParBlock over the lanes x and x1.
+  static constexpr bool kParallel = ParBlock::size > 0;
   static constexpr bool kSkips = !std::is_void_v<Skip> && A::depth.max_skips() > 0;
   using SkipImpl = std::conditional_t<kSkips, Impl<B, std::conditional_t<kSkips, Skip, void>>, void>;
   // The head's last run computes the loss and keeps the per-position losses.
@@ -305,7 +322,7 @@ class LanguageModel {
   static constexpr bool kAnchor = register_width<Embed, A>(Reg::x0) > 0;
 
   // The implementations whose resources the model creates once.
-  using Impls = unique_t<cat_t<impls_of<B, Embed>, impls_of<B, Block>, impls_of<B, Head>,
+  using Impls = unique_t<cat_t<impls_of<B, Embed>, impls_of<B, Block>, impls_of<B, ParBlock>, impls_of<B, Head>,
                                std::conditional_t<kSkips, Program<SkipImpl>, Program<>>>>;
   using Ctx = ModelContext<A, B, Impls>;
 
@@ -326,6 +343,7 @@ class LanguageModel {
         rt_(B::storage_size(storage_table)),
         resources_(shape_, rt_),
         layers_(std::size_t(A::depth.max_layers())),
+        par_layers_(kParallel ? std::size_t(A::depth.max_layers()) : 0),
         layer_out_(std::size_t(A::depth.max_layers())) {
     if constexpr (kSkips) skip_state_.resize(std::size_t(A::depth.max_layers()));  // per decoder layer
     plan();
@@ -393,10 +411,16 @@ class LanguageModel {
     const Schedule& s = A::depth.phase[phase_];
     for (int v = 0; v < s.count; ++v) {
       c.at_layer(phase_, v);
+      if constexpr (kParallel)
+        if (v == parallel_start(phase_)) set_value<Reg::x1>(f, value<Reg::x>(f));  // the lanes split
       if constexpr (kSkips)
         if (const int i = A::depth.skip_into(phase_, v); i >= 0)
           SkipImpl::forward(c, skip_state_[std::size_t(v)], f, layer_out_[std::size_t(A::depth.skip_source(phase_, v))], i);
-      forward_program<B, Block>(c, layers_[std::size_t(v)], f);
+      if (parallel_at(phase_, v)) {
+        if constexpr (kParallel) forward_program<B, ParBlock>(c, par_layers_[std::size_t(v)], f);
+      } else {
+        forward_program<B, Block>(c, layers_[std::size_t(v)], f);
+      }
       layer_out_[std::size_t(v)] = value<Reg::x>(f);
     }
     forward_program<B, Head>(c, head_, f);
@@ -422,24 +446,45 @@ class LanguageModel {
           B::add_into(dskip_ + std::size_t(i) * ND, ND, g.template now<Reg::x>());
           B::zero(dskip_ + std::size_t(i) * ND, ND);  // an earlier loop's skip i collects afresh
         }
-      backward_program<B, Block, regs<Reg::x>, kBlockAnchors>(c, layers_[std::size_t(v)], g);
+      if (parallel_at(p, v)) {
+        if constexpr (kParallel)
+          backward_program<B, ParBlock, regs<Reg::x, Reg::x1>, kBlockAnchors>(c, par_layers_[std::size_t(v)], g);
+      } else {
+        backward_program<B, Block, regs<Reg::x>, kBlockAnchors>(c, layers_[std::size_t(v)], g);
+      }
       if constexpr (kSkips)
         if (const int i = A::depth.skip_into(p, v); i >= 0)
           SkipImpl::backward(c, skip_state_[std::size_t(v)], g.template now<Reg::x>(), dskip_ + std::size_t(i) * ND, i);
+      if constexpr (kParallel)
+        if (v == parallel_start(p)) B::add_into(g.template now<Reg::x1>(), ND, g.template now<Reg::x>());  // the split
     }
     backward_program<B, Embed, regs<Reg::x>, 0>(c, embed_, g);
   }
 
  private:
+  static constexpr int parallel_start(int p) {
+    if constexpr (kParallel) return A::parallel_start[std::size_t(p)];
+    else return -1;
+  }
+  static constexpr bool parallel_at(int p, int v) { return kParallel && v >= parallel_start(p); }
+
   static int check_positive(int v, const char* what) {
     PGOLF_CHECK(v > 0, "model: ", what, " must be positive, got ", v);
     return v;
   }
   void plan() {
-    static_assert(program_implemented<B, Embed>() && program_implemented<B, Block>() && program_implemented<B, Head>());
+    static_assert(program_implemented<B, Embed>() && program_implemented<B, Block>() &&
+                  program_implemented<B, ParBlock>() && program_implemented<B, Head>());
     ArenaPlan plan;
     plan_program<A, B, Embed>(plan, embed_, shape_);
-    for (auto& l : layers_) plan_program<A, B, Block>(plan, l, shape_);
+    for (int v = 0; v < A::depth.max_layers(); ++v) {
+      bool serial = false, parallel = false;
+      for (int p = 0; p < kPhases; ++p)
+        if (v < A::depth.layers(p)) (parallel_at(p, v) ? parallel : serial) = true;
+      if (serial) plan_program<A, B, Block>(plan, layers_[std::size_t(v)], shape_);
+      if constexpr (kParallel)
+        if (parallel) plan_program<A, B, ParBlock>(plan, par_layers_[std::size_t(v)], shape_);
+    }
     plan_program<A, B, Head>(plan, head_, shape_);
     if constexpr (kSkips) {
       for (int v = 0; v < A::depth.max_layers(); ++v)
@@ -447,7 +492,7 @@ class LanguageModel {
           SkipImpl::template plan<A>(plan, skip_state_[std::size_t(v)], shape_);
       plan.take(dskip_, std::size_t(A::depth.max_skips()) * tokens() * std::size_t(kDim));
     }
-    plan_grad_registers<A, B, Embed, Block, Head>(plan, grad_regs_, tokens());
+    plan_grad_registers<A, B, Embed, Block, ParBlock, Head>(plan, grad_regs_, tokens());
     rt_.allocate(plan);
   }
 
@@ -456,6 +501,7 @@ class LanguageModel {
   ResourceSet<A, B, Impls> resources_;
   ProgramState<B, Embed> embed_{};
   std::vector<ProgramState<B, Block>> layers_;
+  std::vector<ProgramState<B, ParBlock>> par_layers_;
   ProgramState<B, Head> head_{};
   std::conditional_t<kSkips, std::vector<SavedOf<std::conditional_t<kSkips, SkipImpl, NoState>>>, NoState> skip_state_{};
   std::vector<const typename B::template Value<Reg::x>*> layer_out_;

@@ -15,7 +15,8 @@
 //   template <> struct Impl<Cuda, ResidMix> { ... };        // the fast path (nvcc only)
 //
 // Data moves between components through registers (Reg): the residual stream x, the embedding
-// anchor x0, a normalised branch input n, a branch value h, and attention's q, k, v. A component
+// anchor x0, a normalised branch input n, a branch value h, attention's q, k, v, and a second
+// residual lane x1 with a stashed branch output a (the parallel two-lane residual). A component
 // reads some registers and writes others; it *redefines* a register it both reads and writes
 // (x := f(x)), and *defines* one it writes without reading. The backward mirrors this: a component
 // receives d(what it wrote) and produces d(what it read). Whether it must add to or overwrite that
@@ -48,8 +49,10 @@ struct Cuda;
 // ---------------------------------------------------------------------------------------------
 // Registers
 
-enum class Reg : int { x, x0, n, h, q, k, v };
-inline constexpr int kRegCount = 7;
+// x1 and a serve the parallel two-lane residual (nn/parallel_lanes.hpp): the second lane, and the
+// attention branch's output kept until the lanes are updated.
+enum class Reg : int { x, x0, n, h, q, k, v, x1, a };
+inline constexpr int kRegCount = 9;
 using Regs = unsigned;
 template <Reg... R>
 inline constexpr Regs regs = (Regs(0) | ... | (Regs(1) << int(R)));

@@ -32,7 +32,7 @@ struct Cuda {
   using Scalar = float;
   using Weight = bf16;
   template <Reg r>
-  using Value = std::conditional_t<r == Reg::x || r == Reg::x0, float, bf16>;
+  using Value = std::conditional_t<r == Reg::x || r == Reg::x0 || r == Reg::x1 || r == Reg::a, float, bf16>;
   template <Reg r>
   using Grad = std::conditional_t<r == Reg::h, bf16, float>;
   static constexpr bool device = true;
