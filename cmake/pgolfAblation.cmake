@@ -15,6 +15,9 @@
 # characters) is named <name>-<index> instead. The custom target <name> builds every point, and
 # <build>/<name>.ablation.json lists them (name, binary, overrides) for pgolf-race.
 # EXCLUDE_FROM_ALL keeps the points out of the default build (build them with the target <name>).
+# The function keeps these policies (IN_LIST, ...) whatever the including project's minimum is.
+cmake_policy(PUSH)
+cmake_policy(VERSION 3.25)
 if(NOT COMMAND pgolf_add_variant)
   include("${CMAKE_CURRENT_LIST_DIR}/pgolfVariant.cmake")
 endif()
@@ -226,3 +229,4 @@ function(pgolf_add_ablation name)
   list(LENGTH points npoints)
   message(STATUS "${where}: ${npoints} points, manifest ${CMAKE_BINARY_DIR}/${name}.ablation.json")
 endfunction()
+cmake_policy(POP)

@@ -11,7 +11,7 @@ endif()
 set(out "${WORK_DIR}/results")
 set(race_cmd "${RACE}" --manifest "${MANIFEST}" "${WORK_DIR}/no-such-variant" "${FAILING}" --seeds 1337,1338 --jobs 2
              --out "${out}" --name "tiny-mlp test"
-             -- --iterations 4 --val-loss-every 2 --val-tokens 4097 --train-batch-tokens 2048 --train-log-every 0)
+             -- --iterations 4 --val-loss-every 2 --val-tokens 2049 --train-batch-tokens 512 --train-log-every 0)
 function(race expect_rc log)
   execute_process(COMMAND ${race_cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE stdout ERROR_VARIABLE stderr)
   file(WRITE "${WORK_DIR}/${log}" "${stdout}${stderr}")
