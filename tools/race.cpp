@@ -3,8 +3,8 @@
 // results.md (the table), results.json (the same plus every run's validation curve) and two SVG
 // plots (val_bpb against step and against training time).
 //
-//   pgolf-race --manifest build/tiny-mlp.ablation.json --seeds 1337,1338,1339 --jobs 2 --out race/ \
-//              -- --iterations 300 --val-loss-every 50
+//   pgolf-race --manifest build/tiny-mlp.ablation.json --seeds 1337,1338,1339 --jobs 2
+//              --out race/ -- --iterations 300 --val-loss-every 50
 //
 // Each run is `<binary> train --seed S --out-dir OUT/runs/<variant>/seed<S> --no-progress <flags>`
 // with its stdout and stderr in that folder. Resumable: a run whose completion record (race.json)
@@ -192,6 +192,8 @@ int main(int argc, char** argv) {
   }
 
   std::vector<VariantResult> variants;
+  std::size_t from_manifest = 0;  // the first variants come from the manifest
+  std::string manifest_name;
   RaceInfo info;
   try {
     if (jobs < 1) throw Error("--jobs must be >= 1, got " + std::to_string(jobs));
@@ -204,6 +206,8 @@ int main(int argc, char** argv) {
       if (label.empty()) label = m.name;
       source_dir = m.source_dir;
       for (auto& v : m.variants) variants.push_back({std::move(v), {}, {}, {}});
+      from_manifest = variants.size();
+      manifest_name = m.name;
     }
     for (const auto& b : binaries) variants.push_back({variant_from_binary(b), {}, {}, {}});
     std::vector<Variant> all;
@@ -255,6 +259,8 @@ int main(int argc, char** argv) {
   for (auto& v : variants) {
     const fs::path vdir = out / "runs" / v.variant.name;
     characterise(v, vdir, envp.data());
+    if (&v - variants.data() < std::ptrdiff_t(from_manifest) && v.error.rfind("binary not found", 0) == 0)
+      v.error += " (not built yet? cmake --build <build> --target " + manifest_name + ")";
     if (!v.error.empty()) {
       std::printf("pgolf-race: %s: %s (its row will show this)\n", v.variant.name.c_str(), v.error.c_str());
       continue;
