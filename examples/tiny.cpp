@@ -2,11 +2,14 @@
 // heads (head dim 32), relu^2 MLP x2, tied embedding, vocab 1024; seq 256. The run-time defaults
 // are sized so `pgolf-tiny train` finishes in a few minutes on 2 cores and shows val_bpb falling
 // on the bundled FineWeb validation shard (scored on its first 131,072 tokens by default; pass
-// --val-tokens 0 for all of it). Everything else is the baseline's recipe.
+// --val-tokens 0 for all of it). Everything else is the baseline's recipe. It is also the base of
+// the example ablation grid (examples/CMakeLists.txt, pgolf_add_ablation): apply() is the identity
+// here and a point's overrides there.
+#include <pgolf/app/ablation.hpp>
 #include <pgolf/pgolf.hpp>
 
-constexpr pgolf::GptSpec kTiny{
-    .vocab = 1024, .dim = 128, .depth = {.layers = 4}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32}};
+constexpr pgolf::GptSpec kTiny = pgolf::ablation::apply(
+    {.vocab = 1024, .dim = 128, .depth = {.layers = 4}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32}});
 
 int main(int argc, char** argv) {
   pgolf::TrainConfig preset;

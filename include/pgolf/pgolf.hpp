@@ -1,6 +1,7 @@
 // Umbrella header: everything a variant binary needs.
 #pragma once
 
+#include "pgolf/app/ablation.hpp"
 #include "pgolf/app/gpt_main.hpp"
 #include "pgolf/app/main.hpp"
 #include "pgolf/core/error.hpp"

@@ -6,7 +6,9 @@
 
 #include <pgolf/pgolf.hpp>
 
-constexpr pgolf::GptSpec kSpec{.vocab = 128, .dim = 64, .depth = {.layers = 2}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16}};
+// Also the base of a one-point ablation grid (CMakeLists.txt): pgolf_add_ablation comes with the package.
+constexpr pgolf::GptSpec kSpec = pgolf::ablation::apply(
+    {.vocab = 128, .dim = 64, .depth = {.layers = 2}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16}});
 
 int main() {
   pgolf::Gpt<kSpec> model(2, 16);
@@ -16,6 +18,7 @@ int main() {
   const double loss = model.forward(x, y);
   model.zero_grad();
   model.backward();
-  std::printf("downstream: %zu parameters, loss %.4f\n", model.num_params, loss);
+  std::printf("downstream: %zu parameters, loss %.4f, ablation point '%s'\n", model.num_params, loss,
+              pgolf::ablation::point());
   return std::abs(loss - std::log(128.0)) < 0.05 ? 0 : 1;
 }

@@ -5,6 +5,10 @@
 //   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
 //
+// A binary built as a point of an ablation grid (pgolf_add_ablation) prints its overrides in
+// `info` and the training log ("ablation: mlp.mult=2"); metrics.jsonl's "variant" record carries
+// them with the parameter count.
+//
 // Every TrainConfig field is a flag; where the reference trainer reads an environment variable
 // for it (ITERATIONS, TRAIN_BATCH_TOKENS, MATRIX_LR, DATA_PATH, ...) the flag reads the same
 // variable, and an explicit flag wins. Values are checked before any work starts.
@@ -33,6 +37,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include "pgolf/app/ablation.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/file_io.hpp"
 #include "pgolf/core/format.hpp"
@@ -216,6 +221,14 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
     Trainer<Model> tr(cfg, log);
     log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), cmd.device.c_str(), cfg.run_id.c_str()));
     log.print(format("model_params:%zu", Model::num_params));
+    if (*ablation::point()) log.print(format("ablation:%s", ablation::point()));
+    log.metric(JsonLine()
+                   .add("event", "variant")
+                   .add("variant", variant.name)
+                   .add("model_params", Model::num_params)
+                   .add("code_bytes", variant.code_bytes)
+                   .add("ablation", ablation::point())
+                   .str());
     log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
                      "iterations:%lld max_wallclock_seconds:%.3f",
                      cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
@@ -297,6 +310,7 @@ int main(int argc, char** argv, const Variant& variant) {
                   std::string(to_string(p.export_policy)).c_str(), std::string(to_string(p.scope)).c_str(), p.numel());
     }
     std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, variant.code_bytes);
+    if (*ablation::point()) std::printf("ablation: %s\n", ablation::point());
     return 0;
   }
 
