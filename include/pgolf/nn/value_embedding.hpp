@@ -58,19 +58,25 @@ struct ValueEmbedding {
         return Init{InitKind::orthogonal, 1.0 / detail::constexpr_sqrt(2.0 * A::blocks)};
     return torch_linear_init(cols);
   }
+  // The rows are built by assignment: nvcc's host pass rejects a member access (A::spec.x.y) inside
+  // a designated initializer.
+  template <class A>
+  static constexpr Row row(const char* name, int rows, int cols, int rank, Init init, OptimGroup group, bool control) {
+    Row r;
+    r.name = name, r.rows = rows, r.cols = cols, r.rank = rank, r.init = init, r.group = group, r.control = control;
+    r.scope = Scope::global;
+    return r;
+  }
   template <class A>
   static constexpr RowList rows() {
-    constexpr auto& at = A::spec.attention;
+    constexpr int E = A::spec.attention.ve_dim;
     RowList r;
-    r.add({.name = "ve_shared.embed.weight", .rows = A::vocab, .cols = at.ve_dim, .rank = 2,
-           .init = {InitKind::normal, at.ve_init_std}, .group = OptimGroup::adam_embed, .control = false,
-           .scope = Scope::global});
-    r.add({.name = "ve_shared.proj.weight", .rows = A::kv_dim, .cols = at.ve_dim, .rank = 2, .init = proj_init<A>(),
-           .group = OptimGroup::muon_matrix, .control = false, .scope = Scope::global});
-    r.add({.name = "ve_shared.scale", .rows = 1, .init = {InitKind::constant, at.ve_scale_init},
-           .group = OptimGroup::adam_scalar, .control = true, .scope = Scope::global});
-    r.add({.name = "ve_layer_scales", .rows = count<A>(), .init = {InitKind::ones}, .group = OptimGroup::adam_scalar,
-           .control = true, .scope = Scope::global});
+    r.add(row<A>("ve_shared.embed.weight", A::vocab, E, 2, Init{InitKind::normal, A::spec.attention.ve_init_std},
+                 OptimGroup::adam_embed, false));
+    r.add(row<A>("ve_shared.proj.weight", A::kv_dim, E, 2, proj_init<A>(), OptimGroup::muon_matrix, false));
+    r.add(row<A>("ve_shared.scale", 1, 1, 1, Init{InitKind::constant, A::spec.attention.ve_scale_init},
+                 OptimGroup::adam_scalar, true));
+    r.add(row<A>("ve_layer_scales", count<A>(), 1, 1, Init{InitKind::ones}, OptimGroup::adam_scalar, true));
     return r;
   }
 };
