@@ -39,6 +39,15 @@ inline constexpr GptSpec kCaseLanes{.vocab = 256,
                                     .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
                                     .residual = {.parallel_from = 1}};
 using LanesArch = GptArch<kCaseLanes>;
+// The shared value embedding on blocks 0 and 1 (the lone run's layer 1 uses ve_layer_scales[1]; layer
+// 2 passes v), and the asymmetric softcap with a small cap so both caps shape the logits.
+inline constexpr GptSpec kCaseVe{.vocab = 256,
+                                 .dim = 128,
+                                 .depth = {.layers = 3},
+                                 .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16, .ve_dim = 32,
+                                               .ve_blocks = blocks_of(0, 1)},
+                                 .head = {.softcap = 2.0, .asym_softcap = true}};
+using VeArch = GptArch<kCaseVe>;
 using SharedArch = GptArch<kCaseShared>;
 using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
 using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
@@ -108,6 +117,11 @@ using Cases = Program<
     Case<"lane_mean", LanesArch, Program<LaneMean>>,
     Case<"softcap+cross_entropy", CaseArch, Program<Softcap, CrossEntropy>, 256, 1, true, Program<>, true>,
     Case<"token_embedding", CaseArch, Program<Emb>>,
+    Case<"value_embedding", VeArch, Program<ValueEmbedding>>,
+    Case<"value_embedding (block without)", VeArch, Program<ValueEmbedding>, 0, 2>,
+    Case<"qkv_product+qk_norm_rope+value_embedding", VeArch, Program<QkvProduct, QkNormRope, ValueEmbedding>>,
+    Case<"asym_softcap", VeArch, Program<AsymSoftcap>, 256, 1, false>,
+    Case<"asym_softcap+cross_entropy", VeArch, Program<AsymSoftcap, CrossEntropy>, 256, 1, true, Program<>, true>,
     Case<"embedding side", CaseArch, Program<Emb, StreamNorm, Anchor>>,
     Case<"weighted_norm", BaseArch, Program<WeightedNorm<baseline::Norm1>>, 0, 1, false>,
     Case<"packed_qkv+rope", BaseArch, Program<PackedQkv<baseline::Qkv>, Rope>, 0, 1, false>,

@@ -20,6 +20,7 @@
 
 #include "pgolf/model/depth.hpp"
 #include "pgolf/nn/activation.hpp"
+#include "pgolf/nn/asym_softcap.hpp"
 #include "pgolf/nn/causal_attention.hpp"
 #include "pgolf/nn/head.hpp"
 #include "pgolf/nn/ln_scale.hpp"
@@ -33,6 +34,7 @@
 #include "pgolf/nn/scaled_residual.hpp"
 #include "pgolf/nn/token_embedding.hpp"
 #include "pgolf/nn/unet_skip.hpp"
+#include "pgolf/nn/value_embedding.hpp"
 #include "pgolf/ops/activation_kind.hpp"
 
 namespace pgolf {
@@ -280,9 +282,9 @@ using GptLmHead = Linear<"lm_head.weight", Reg::n, Reg::h, Width::dim, Width::vo
 //   x0 = x = RMSNorm(E[ids])
 //   per virtual layer (block b = schedule[v]; decoder layers first add their U-Net skip):
 //     x = m0 x + m1 x0
-//     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))), q_gain))
+//     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))) [v += lambda ve], q_gain))
 //     x = x + mlp_scale * Down(act(Up(RMSNorm(x) [* ln])))
-//   loss = CE(softcap * tanh(RMSNorm(x) E^T / softcap))
+//   loss = CE(softcap * tanh(RMSNorm(x) E^T / softcap))   [AsymLogit: a cap per sign]
 template <GptSpec S>
 struct GptArch {
   static_assert(validate_spec<S>());
@@ -304,8 +306,9 @@ struct GptArch {
   using Ln = when<S.norm.ln_scale != LnScaleIndex::off, LnScale>;
   using Embed = Program<Embedding, StreamNorm, Anchor>;
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
-  using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln,
-                      Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
+  using Ve = when<(S.attention.ve_dim > 0), ValueEmbedding>;
+  using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln, Program<QkvProduct, QkNormRope>, Ve,
+                      Program<CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
                       Program<PreNorm>, Ln,
                       Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,
                               ScaledResidual<MlpScale>>>;
@@ -325,9 +328,10 @@ struct GptArch {
                                Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, BranchStash, LaneNorm>,
                                Ln, Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>, LaneMerge>>,
                          Program<>>;
+  using Cap = std::conditional_t<S.head.asym_softcap, AsymSoftcap, Softcap>;
   using Head = cat_t<when<parallel, LaneMean>,
                      Program<PreNorm, std::conditional_t<S.embedding.tied, TiedHead<Embedding>, Product<GptLmHead>>,
-                             Softcap, CrossEntropy>>;
+                             Cap, CrossEntropy>>;
   using Skip = UNetSkip;
   // The reference's state-dict order within a block.
   using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, Product<GptMlpUp>, Product<GptMlpDown>,

@@ -453,7 +453,7 @@ class LanguageModel {
         backward_program<B, Block, regs<Reg::x>, kBlockAnchors>(c, layers_[std::size_t(v)], g);
       }
       if constexpr (kSkips)
-        if (const int i = A::depth.skip_into(p, v); i >= 0)
+        if (const int i = A::depth.skip_into(p, v); i >= 0)  // the stream's gradient: scaled in place when gated
           SkipImpl::backward(c, skip_state_[std::size_t(v)], g.template now<Reg::x>(), dskip_ + std::size_t(i) * ND, i);
       if constexpr (kParallel)
         if (v == parallel_start(p)) B::add_into(g.template now<Reg::x1>(), ND, g.template now<Reg::x>());  // the split

@@ -20,11 +20,15 @@ struct LoopPositions {
   static constexpr Regs reads = regs<Reg::x>, writes = regs<Reg::x>, passes = regs<Reg::x>;
   template <class A>
   static constexpr RowList rows() {
-    constexpr auto& d = A::spec.depth;
-    const Init init = d.loop_embedding == LoopEmbedding::orthogonal ? Init{InitKind::orthogonal, d.loop_embedding_std}
-                                                                     : Init{InitKind::normal, d.loop_embedding_std};
-    return RowList{}.add({.name = "loop_pos", .rows = d.loops, .cols = A::dim, .rank = 2, .init = init,
-                          .group = OptimGroup::adam_scalar, .control = false, .scope = Scope::global});
+    // Built by assignment: nvcc's host pass rejects a member access (A::spec.x.y) inside a designated
+    // initializer.
+    Row r;
+    r.name = "loop_pos", r.rows = A::spec.depth.loops, r.cols = A::dim, r.rank = 2;
+    r.init = A::spec.depth.loop_embedding == LoopEmbedding::orthogonal
+                 ? Init{InitKind::orthogonal, A::spec.depth.loop_embedding_std}
+                 : Init{InitKind::normal, A::spec.depth.loop_embedding_std};
+    r.group = OptimGroup::adam_scalar, r.control = false, r.scope = Scope::global;
+    return RowList{}.add(r);
   }
   template <class A>
   static constexpr int width(Reg) { return A::dim; }
