@@ -102,9 +102,9 @@ TEST_CASE("BigramHash is off by default and adds its tensors after the token emb
   STATIC_REQUIRE(E::size == 4);
   STATIC_REQUIRE(std::is_same_v<At<E, 1>, BigramHash>);  // TokenEmbedding, BigramHash, StreamNorm, Anchor
   STATIC_REQUIRE(std::is_same_v<At<E, 2>, StreamNorm>);
-  constexpr auto on = gpt_param_table<kBigram>();
-  constexpr auto plain = gpt_param_table<kBigramPlain>();
-  constexpr auto off = gpt_param_table<kOff>();
+  static constexpr auto on = gpt_param_table<kBigram>();
+  static constexpr auto plain = gpt_param_table<kBigramPlain>();
+  static constexpr auto off = gpt_param_table<kOff>();
   STATIC_REQUIRE(table_size(on) == table_size(off) + 32 * 16 + 32 * 16 + 1);
   STATIC_REQUIRE(table_size(plain) == table_size(off) + 7 * 32 + 1);
   STATIC_REQUIRE(find_param(plain, "bigram.proj.weight") == nullptr);
@@ -123,7 +123,7 @@ TEST_CASE("BigramHash is off by default and adds its tensors after the token emb
 }
 
 TEST_CASE("the records' orthogonal init scales bigram.proj by 1/sqrt(2 * physical blocks)", "[forward][bigram_hash]") {
-  constexpr auto table = gpt_param_table<kBigramOrtho>();
+  static constexpr auto table = gpt_param_table<kBigramOrtho>();
   constexpr const ParamInfo* proj = find_param(table, "bigram.proj.weight");
   STATIC_REQUIRE(proj->init.kind == InitKind::orthogonal);
   CHECK(proj->init.value == Approx(1 / std::sqrt(4.0)).epsilon(1e-15));

@@ -179,9 +179,9 @@ TEST_CASE("SmearGate is off by default; the lerp form follows the norm, the line
   STATIC_REQUIRE(std::is_same_v<At<AE, 1>, BigramHash> && std::is_same_v<At<AE, 3>, SmearGate>);
   STATIC_REQUIRE(std::is_same_v<At<AE, 4>, Anchor>);
 
-  constexpr auto off = gpt_param_table<kOff>();
-  constexpr auto lerp = gpt_param_table<kSmear>();
-  constexpr auto lin = gpt_param_table<kSmearLinear>();
+  static constexpr auto off = gpt_param_table<kOff>();
+  static constexpr auto lerp = gpt_param_table<kSmear>();
+  static constexpr auto lin = gpt_param_table<kSmearLinear>();
   STATIC_REQUIRE(table_size(lerp) == table_size(off) + 32);
   STATIC_REQUIRE(table_size(lin) == table_size(off) + 12 + 1);
   constexpr const ParamInfo* gate = find_param(lerp, "smear.gate");

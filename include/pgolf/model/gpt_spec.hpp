@@ -301,8 +301,8 @@ struct GptArch {
   using Ln = when<S.norm.ln_scale != LnScaleIndex::off, LnScale>;
   // x = E[ids] [+ bigram] [smeared before the norm | after it]; x0 = x.
   using Embed = cat_t<Program<Embedding>, when<(S.embedding.bigram_buckets > 0), BigramHash>,
-                      when<S.embedding.smear && S.embedding.smear_channels > 0, SmearGateLinear>, Program<StreamNorm>,
-                      when<S.embedding.smear && S.embedding.smear_channels == 0, SmearGate>, Program<Anchor>>;
+                      when<(S.embedding.smear && S.embedding.smear_channels > 0), SmearGateLinear>, Program<StreamNorm>,
+                      when<(S.embedding.smear && S.embedding.smear_channels == 0), SmearGate>, Program<Anchor>>;
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
   using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln,
                       Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
