@@ -23,7 +23,8 @@ struct LoopPositions {
     constexpr auto& d = A::spec.depth;
     const Init init = d.loop_embedding == LoopEmbedding::orthogonal ? Init{InitKind::orthogonal, d.loop_embedding_std}
                                                                      : Init{InitKind::normal, d.loop_embedding_std};
-    return RowList{}.add({.name = "loop_pos", .rows = d.loops, .cols = A::dim, .rank = 2, .init = init,
+    constexpr int loops = d.loops;  // no member access inside the designated initialisers: nvcc mangles it
+    return RowList{}.add({.name = "loop_pos", .rows = loops, .cols = A::dim, .rank = 2, .init = init,
                           .group = OptimGroup::adam_scalar, .control = false, .scope = Scope::global});
   }
   template <class A>
