@@ -70,6 +70,8 @@ struct BigramHash {
   }
   template <class A>
   static constexpr RowList rows() {
+    // (No member access inside the designated initialisers: nvcc's front end mangles it.)
+    constexpr double beta0 = A::spec.embedding.bigram_scale_init;
     RowList l;
     l.add({.name = "bigram.embed.weight", .rows = buckets<A>, .cols = bdim<A>, .rank = 2, .init = {InitKind::zeros},
            .group = OptimGroup::adam_embed, .control = false, .scope = Scope::global});
@@ -77,7 +79,7 @@ struct BigramHash {
       l.add({.name = "bigram.proj.weight", .rows = A::dim, .cols = bdim<A>, .rank = 2, .init = proj_init<A>(),
              .group = OptimGroup::muon_matrix, .control = false, .scope = Scope::global});
     l.add({.name = "bigram.scale", .rows = 1, .cols = 1, .rank = 1,
-           .init = {InitKind::constant, A::spec.embedding.bigram_scale_init}, .group = OptimGroup::adam_scalar,
+           .init = {InitKind::constant, beta0}, .group = OptimGroup::adam_scalar,
            .control = true, .scope = Scope::global});
     return l;
   }
