@@ -5,7 +5,9 @@
 // Vb = bigram_buckets. Tensors: bigram.embed.weight Eb [Vb, db] zero init (token Adam group),
 // bigram.proj.weight Pb [dim, db] (Muon; orthogonal with gain 1/sqrt(2 * physical blocks) under the
 // records' orthogonal init, else PyTorch's Linear init: Eb starts at zero, so a zero Pb would never
-// train), bigram.scale beta [1] init bigram_scale_init (scalar Adam, control).
+// train; the orthogonal init applies whatever Pb's size, where the records' rule, both dims >= 64,
+// would leave a small Pb at its constructor's zeros), bigram.scale beta [1] init bigram_scale_init
+// (scalar Adam, control).
 // Backward (the stream's gradient passes through): with dP = beta dx,
 //   dEb[h] += dP Pb (a deterministic scatter-add),  dPb += dP^T Eb[h],  dbeta += sum(dx * Eb[h] Pb^T).
 //
