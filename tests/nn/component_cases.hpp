@@ -48,6 +48,23 @@ inline constexpr GptSpec kCaseVe{.vocab = 256,
                                                .ve_blocks = blocks_of(0, 1)},
                                  .head = {.softcap = 2.0, .asym_softcap = true}};
 using VeArch = GptArch<kCaseVe>;
+// The embedding side's techniques (BigramHash with a projection, the SmearGate forms with the BOS
+// fix) over a vocabulary of 8, so the BOS token (1) and repeated buckets occur in every case's ids;
+// and without the projection (bigram_dim = dim) or the BOS fix.
+inline constexpr GptSpec kEmbedCase{.vocab = 8,
+                                    .dim = 128,
+                                    .depth = {.layers = 3},
+                                    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
+                                    .embedding = {.bigram_buckets = 16, .bigram_dim = 32, .bigram_scale_init = 0.3,
+                                                  .smear = true, .smear_channels = 12}};
+inline constexpr GptSpec kEmbedCasePlain{.vocab = 8,
+                                         .dim = 128,
+                                         .depth = {.layers = 3},
+                                         .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
+                                         .embedding = {.bigram_buckets = 5, .bigram_dim = 128, .smear = true,
+                                                       .smear_channels = 20, .smear_bos_fix = false}};
+using EmbedArch = GptArch<kEmbedCase>;
+using EmbedPlainArch = GptArch<kEmbedCasePlain>;
 using SharedArch = GptArch<kCaseShared>;
 using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
 using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
@@ -123,6 +140,14 @@ using Cases = Program<
     Case<"asym_softcap", VeArch, Program<AsymSoftcap>, 256, 1, false>,
     Case<"asym_softcap+cross_entropy", VeArch, Program<AsymSoftcap, CrossEntropy>, 256, 1, true, Program<>, true>,
     Case<"embedding side", CaseArch, Program<Emb, StreamNorm, Anchor>>,
+    Case<"bigram_hash", EmbedArch, Program<BigramHash>>,
+    Case<"bigram_hash (no projection)", EmbedPlainArch, Program<BigramHash>>,
+    Case<"smear_gate", EmbedArch, Program<SmearGate>>,
+    Case<"smear_gate (no BOS fix)", EmbedPlainArch, Program<SmearGate>>,
+    Case<"smear_gate_linear", EmbedArch, Program<SmearGateLinear>>,
+    Case<"smear_gate_linear (no BOS fix)", EmbedPlainArch, Program<SmearGateLinear>>,
+    Case<"embedding side (bigram, linear smear)", EmbedArch, Program<Emb, BigramHash, SmearGateLinear, StreamNorm, Anchor>>,
+    Case<"embedding side (bigram, smear)", EmbedPlainArch, Program<Emb, BigramHash, StreamNorm, SmearGate, Anchor>>,
     Case<"weighted_norm", BaseArch, Program<WeightedNorm<baseline::Norm1>>, 0, 1, false>,
     Case<"packed_qkv+rope", BaseArch, Program<PackedQkv<baseline::Qkv>, Rope>, 0, 1, false>,
     Case<"unit-gain attention", BaseArch, Program<CausalAttention<UnitGain>>, 0, 1, false>,

@@ -21,6 +21,7 @@
 #include "pgolf/model/depth.hpp"
 #include "pgolf/nn/activation.hpp"
 #include "pgolf/nn/asym_softcap.hpp"
+#include "pgolf/nn/bigram_hash.hpp"
 #include "pgolf/nn/causal_attention.hpp"
 #include "pgolf/nn/head.hpp"
 #include "pgolf/nn/ln_scale.hpp"
@@ -32,6 +33,7 @@
 #include "pgolf/nn/resid_mix.hpp"
 #include "pgolf/nn/rms_norm.hpp"
 #include "pgolf/nn/scaled_residual.hpp"
+#include "pgolf/nn/smear_gate.hpp"
 #include "pgolf/nn/token_embedding.hpp"
 #include "pgolf/nn/unet_skip.hpp"
 #include "pgolf/nn/value_embedding.hpp"
@@ -279,7 +281,7 @@ using GptLmHead = Linear<"lm_head.weight", Reg::n, Reg::h, Width::dim, Width::vo
                          OptimGroup::adam_head, Scope::global>;
 
 // The architecture a spec selects: sizes for the components, and the programs.
-//   x0 = x = RMSNorm(E[ids])
+//   x0 = x = RMSNorm(E[ids] [+ BigramHash]) (SmearGate: its linear form before the norm, its lerp form after)
 //   per virtual layer (block b = schedule[v]; decoder layers first add their U-Net skip):
 //     x = m0 x + m1 x0
 //     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))) [v += lambda ve], q_gain))
@@ -304,7 +306,10 @@ struct GptArch {
 
   using Embedding = TokenEmbedding<GptTokEmb>;
   using Ln = when<S.norm.ln_scale != LnScaleIndex::off, LnScale>;
-  using Embed = Program<Embedding, StreamNorm, Anchor>;
+  // x = E[ids] [+ bigram] [smeared before the norm | after it]; x0 = x.
+  using Embed = cat_t<Program<Embedding>, when<(S.embedding.bigram_buckets > 0), BigramHash>,
+                      when<(S.embedding.smear && S.embedding.smear_channels > 0), SmearGateLinear>, Program<StreamNorm>,
+                      when<(S.embedding.smear && S.embedding.smear_channels == 0), SmearGate>, Program<Anchor>>;
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
   using Ve = when<(S.attention.ve_dim > 0), ValueEmbedding>;
   using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln, Program<QkvProduct, QkNormRope>, Ve,
