@@ -29,8 +29,10 @@
 #include "pgolf/nn/resid_mix.hpp"
 #include "pgolf/nn/rms_norm.hpp"
 #include "pgolf/nn/scaled_residual.hpp"
+#include "pgolf/nn/sparse_attn_gate.hpp"
 #include "pgolf/nn/token_embedding.hpp"
 #include "pgolf/nn/unet_skip.hpp"
+#include "pgolf/nn/xsa.hpp"
 #include "pgolf/ops/activation_kind.hpp"
 
 namespace pgolf {
@@ -276,6 +278,7 @@ using GptLmHead = Linear<"lm_head.weight", Reg::n, Reg::h, Width::dim, Width::vo
 //   per virtual layer (block b = schedule[v]; decoder layers first add their U-Net skip):
 //     x = m0 x + m1 x0
 //     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))), q_gain))
+//         (the attention output [minus its own-value component: XSA] [times a per-head gate: SparseAttnGate])
 //     x = x + mlp_scale * Down(act(Up(RMSNorm(x) [* ln])))
 //   loss = CE(softcap * tanh(RMSNorm(x) E^T / softcap))
 template <GptSpec S>
@@ -300,7 +303,9 @@ struct GptArch {
   using Embed = Program<Embedding, StreamNorm, Anchor>;
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
   using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln,
-                      Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
+                      Program<QkvProduct, QkNormRope, CausalAttention<>>, when<!S.attention.xsa.empty(), Xsa>,
+                      when<(S.attention.gate_channels > 0), SparseAttnGate>,
+                      Program<Product<GptAttnOut>, ScaledResidual<AttnScale>>,
                       Program<PreNorm>, Ln,
                       Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,
                               ScaledResidual<MlpScale>>>;
@@ -308,7 +313,8 @@ struct GptArch {
                        CrossEntropy>;
   using Skip = UNetSkip;
   // The reference's state-dict order within a block.
-  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, Product<GptMlpUp>, Product<GptMlpDown>,
+  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, SparseAttnGate, Product<GptMlpUp>,
+                           Product<GptMlpDown>,
                            ScaledResidual<AttnScale>, ScaledResidual<MlpScale>, ResidMix>;
 };
 
