@@ -25,9 +25,12 @@ struct SparseAttnGate {
   static constexpr Regs reads = regs<Reg::n, Reg::h>, writes = regs<Reg::h>;
   template <class A>
   static constexpr RowList rows() {
-    return RowList{}.add({.name = "attn.attn_gate_w", .rows = A::heads, .cols = A::spec.attention.gate_channels,
-                          .rank = 2, .init = {InitKind::zeros}, .group = OptimGroup::adam_scalar, .control = false,
-                          .scope = A::scalar_scope});
+    constexpr int c = A::spec.attention.gate_channels;
+    const Init zero{InitKind::zeros, 0.0};
+    RowList r;
+    r.add({.name = "attn.attn_gate_w", .rows = A::heads, .cols = c, .rank = 2, .init = zero,
+           .group = OptimGroup::adam_scalar, .control = false, .scope = A::scalar_scope});
+    return r;
   }
   template <class A>
   static constexpr int width(Reg) { return A::dim; }
