@@ -20,11 +20,16 @@ struct LoopPositions {
   static constexpr Regs reads = regs<Reg::x>, writes = regs<Reg::x>, passes = regs<Reg::x>;
   template <class A>
   static constexpr RowList rows() {
-    constexpr auto& d = A::spec.depth;
-    const Init init = d.loop_embedding == LoopEmbedding::orthogonal ? Init{InitKind::orthogonal, d.loop_embedding_std}
-                                                                     : Init{InitKind::normal, d.loop_embedding_std};
-    return RowList{}.add({.name = "loop_pos", .rows = d.loops, .cols = A::dim, .rank = 2, .init = init,
-                          .group = OptimGroup::adam_scalar, .control = false, .scope = Scope::global});
+    // Written without a reference to the spec or a returned temporary's add({...}): nvcc's host pass
+    // mis-parses those forms here.
+    Init init{InitKind::normal, A::spec.depth.loop_embedding_std};
+    if (A::spec.depth.loop_embedding == LoopEmbedding::orthogonal) init.kind = InitKind::orthogonal;
+    Row row{};
+    row.name = "loop_pos", row.rows = A::spec.depth.loops, row.cols = A::dim, row.rank = 2, row.init = init;
+    row.group = OptimGroup::adam_scalar, row.control = false, row.scope = Scope::global;
+    RowList r;
+    r.add(row);
+    return r;
   }
   template <class A>
   static constexpr int width(Reg) { return A::dim; }
