@@ -29,4 +29,10 @@ inline constexpr GptSpec kSmallLooped{
     .depth = {.layers = 4, .looped = pgolf::repeat_span(4, 1, 2, 2), .sharing = pgolf::Sharing::matrices},
     .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16},
     .norm = {.ln_scale = pgolf::LnScaleIndex::layer}};
+// XSA on the last of two looped blocks (run twice) and the sparse attention gate on 12 channels.
+inline constexpr GptSpec kSmallXsaGate{
+    .vocab = 512,
+    .dim = 128,
+    .depth = {.layers = 4, .loops = 2},
+    .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16, .xsa = pgolf::last_blocks(1), .gate_channels = 12}};
 }  // namespace cuda_test

@@ -37,3 +37,7 @@ GpuStep gpu_step_small_looped(const std::vector<float>& params, const std::vecto
                               int phase) {
   return run<cuda_test::kSmallLooped>(params, ids, targets, batch, seq, grad_scale, phase);
 }
+GpuStep gpu_step_small_xsa_gate(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                                const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale) {
+  return run<cuda_test::kSmallXsaGate>(params, ids, targets, batch, seq, grad_scale);
+}

@@ -16,3 +16,5 @@ GpuStep gpu_step_small_shared(const std::vector<float>& params, const std::vecto
 GpuStep gpu_step_small_looped(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
                               const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale,
                               int phase);
+GpuStep gpu_step_small_xsa_gate(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                                const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);

@@ -114,3 +114,8 @@ TEST_CASE("GptCuda matches the CPU reference with a looped span, per-layer scala
         [phase](const auto&... a) { return gpu_step_small_looped(a..., phase); }, 2, 64, 0, phase);
   }
 }
+
+TEST_CASE("GptCuda matches the CPU reference with XSA on a looped block and the sparse attention gate",
+          "[cuda][model]") {
+  check_model<cuda_test::kSmallXsaGate>(gpu_step_small_xsa_gate, 2, 64);
+}

@@ -149,9 +149,9 @@ class RecordsStack(nn.Module):
                ("smear_lambda", p["smear_lambda"])]
         leaves = [("attn.c_q.weight", "c_q.weight"), ("attn.c_k.weight", "c_k.weight"),
                   ("attn.c_v.weight", "c_v.weight"), ("attn.proj.weight", "proj.weight"),
-                  ("attn.q_gain", "q_gain"), ("mlp.fc.weight", "fc.weight"), ("mlp.proj.weight", "mlp_proj.weight"),
-                  ("attn_scale", "attn_scale"), ("mlp_scale", "mlp_scale"), ("resid_mix", "resid_mix"),
-                  ("attn.gate_w", "attn_gate_w")]
+                  ("attn.q_gain", "q_gain"), ("attn.attn_gate_w", "attn_gate_w"), ("mlp.fc.weight", "fc.weight"),
+                  ("mlp.proj.weight", "mlp_proj.weight"), ("attn_scale", "attn_scale"), ("mlp_scale", "mlp_scale"),
+                  ("resid_mix", "resid_mix")]
         for b in range(self.s["blocks"]):
             out += [(f"blocks.{b}.{ours}", p[f"blocks.{b}.{theirs}"]) for ours, theirs in leaves]
         out += [("parallel_post_lambdas", p["post"]), ("parallel_resid_lambdas", p["resid"]),

@@ -56,11 +56,12 @@ std::string schedule_line() {
 }
 
 template <GptSpec S>
-void check_golden(const std::string& name, const std::string& spec = spec_line<S>()) {
+void check_golden(const std::string& name, const std::string& spec = spec_line<S>(), int phase = 0) {
   const Golden g = load_golden(name);
   REQUIRE(g.spec == spec);
   using M = Gpt<S, double>;
   M model(g.batch, g.seq);
+  model.set_phase(phase);
   pgolf::test::load_golden_weights(g, model);
   model.zero_grad();
   const double loss = model.forward(g.x, g.y);
@@ -111,6 +112,51 @@ TEST_CASE("matches PyTorch: a looped span, matrices shared, scalars per virtual 
 
 TEST_CASE("matches PyTorch: a looped span with GQA, partial RoPE, leaky, untied, LN scale by layer", "[golden]") {
   check_golden<kSpanMatricesLn>("tiny_span_matrices_ln", schedule_line<kSpanMatricesLn>());
+}
+
+// The Frugendorff's techniques together (make_frugendorff_golden.py): BigramHash, SmearGate with the BOS
+// fix, loop positions, U-Net skips per loop, LN scale by block, the value embedding on blocks 1, 2 and
+// XSA on blocks 2, 3 (block 2 has both: XSA reads v after the value embedding), NTK partial RoPE.
+constexpr GptSpec kTinyFrugendorff{
+    .vocab = 32,
+    .dim = 16,
+    .depth = {.layers = 8, .loops = 2, .skips_per_loop = true, .loop_embedding = LoopEmbedding::random},
+    .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 4, .rope_train_seq_len = 4, .xsa = blocks_of(2, 3),
+                  .ve_dim = 8, .ve_blocks = blocks_of(1, 2)},
+    .mlp = {.mult = 4},
+    .embedding = {.bigram_buckets = 16, .bigram_dim = 8, .smear = true},
+    .norm = {.ln_scale = LnScaleIndex::block}};
+
+// The strongest records' techniques together (make_records_golden.py), on the loop-on schedule
+// [0,1,2,1,2,1,2,3,4] with the lanes from block 3: SmearGate through 12 channels with the BOS fix,
+// gated U-Net skips, XSA everywhere, SparseAttnGate, LN scale by block, LeakyReLU^2, AsymLogit.
+constexpr GptSpec kTinyRecords{
+    .vocab = 32,
+    .dim = 16,
+    .depth = {.layers = 5, .looped = repeat_span(5, 1, 2, 3), .skip_gates = true},
+    .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 4, .qk_gain_init = 5.0, .xsa = all_blocks(),
+                  .gate_channels = 12, .gate_scale = 0.5},
+    .mlp = {.mult = 4, .activation = Activation::leaky_relu2},
+    .embedding = {.smear = true, .smear_channels = 12},
+    .head = {.asym_softcap = true},
+    .norm = {.ln_scale = LnScaleIndex::block},
+    .residual = {.parallel_from = 3}};
+
+TEST_CASE("matches PyTorch: the Frugendorff's block techniques together", "[golden]") {
+  check_golden<kTinyFrugendorff>(
+      "tiny_frugendorff",
+      "frugendorff vocab=32 dim=16 heads=2 kv_heads=1 rope_dims=4 rope_base=10000.0 train_seq_len=4 qk_gain_init=1.5 "
+      "mult=4 softcap=30.0 eps=1.1920928955078125e-07 blocks=4 loops=2 xsa_blocks=2,3 ve_blocks=1,2 ve_dim=8 "
+      "bigram_buckets=16 bigram_dim=8 bos_id=1");
+}
+
+TEST_CASE("matches PyTorch: the records' block techniques with parallel lanes on a looped span", "[golden]") {
+  check_golden<kTinyRecords>(
+      "tiny_records_stack",
+      "records_stack vocab=32 dim=16 heads=2 kv_heads=1 rope_dims=4 rope_base=10000.0 qk_gain_init=5.0 mult=4 "
+      "softcap=30.0 eps=1.1920928955078125e-07 blocks=5 schedule=0,1,2,1,2,1,2,3,4 parallel_from=3 gate_channels=12 "
+      "gate_scale=0.5 smear_channels=12 bos_id=1",
+      1);
 }
 
 TEST_CASE("matches PyTorch: tiny reference GPT", "[golden]") { check_golden<kTinyReference>("tiny_reference"); }

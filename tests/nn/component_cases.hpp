@@ -65,6 +65,22 @@ inline constexpr GptSpec kEmbedCasePlain{.vocab = 8,
                                                        .smear_channels = 20, .smear_bos_fix = false}};
 using EmbedArch = GptArch<kEmbedCase>;
 using EmbedPlainArch = GptArch<kEmbedCasePlain>;
+// XSA on block 1 of the three (the lone runs run at block 1 by default; block 2 is an identity) and
+// SparseAttnGate on the first 12 channels, per block; the same with per-virtual-layer scalars.
+inline constexpr GptSpec kCaseXsaGate{.vocab = 256,
+                                      .dim = 128,
+                                      .depth = {.layers = 3},
+                                      .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 16, .qk_gain_init = 1.7,
+                                                    .xsa = blocks_of(1), .gate_channels = 12},
+                                      .norm = {.ln_scale = LnScaleIndex::layer}};
+inline constexpr GptSpec kCaseXsaGateShared{.vocab = 256,
+                                            .dim = 128,
+                                            .depth = {.layers = 3, .sharing = Sharing::matrices},
+                                            .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32,
+                                                          .xsa = all_blocks(), .gate_channels = 20,
+                                                          .gate_scale = 1.0}};
+using XsaGateArch = GptArch<kCaseXsaGate>;
+using XsaGateSharedArch = GptArch<kCaseXsaGateShared>;
 using SharedArch = GptArch<kCaseShared>;
 using BaseArch = BaselineArch<prism_presets::toy(18), BaselineMixer::transformer_rope>;
 using SsmArch = BaselineArch<prism_presets::toy(18), BaselineMixer::ssm>;
@@ -133,6 +149,16 @@ using Cases = Program<
     Case<"lane_merge", LanesArch, Program<LaneMerge>, 128, 1, true, Program<ScaledResidual<MlpScale>>>,
     Case<"lane_mean", LanesArch, Program<LaneMean>>,
     Case<"softcap+cross_entropy", CaseArch, Program<Softcap, CrossEntropy>, 256, 1, true, Program<>, true>,
+    Case<"xsa", XsaGateArch, Program<Xsa>, 128>,
+    Case<"xsa (off block)", XsaGateArch, Program<Xsa>, 128, 2>,
+    Case<"sparse_attn_gate", XsaGateArch, Program<SparseAttnGate>, 128>,
+    Case<"sparse_attn_gate (per layer)", XsaGateSharedArch, Program<SparseAttnGate>, 128, 2>,
+    Case<"causal_attention+xsa+sparse_attn_gate", XsaGateArch, Program<CausalAttention<>, Xsa, SparseAttnGate>>,
+    Case<"causal_attention+xsa (off block)", XsaGateArch, Program<CausalAttention<>, Xsa>, 0, 2>,
+    Case<"qkv_product+qk_norm_rope+sparse_attn_gate", XsaGateArch, Program<QkvProduct, QkNormRope, SparseAttnGate>,
+         128>,
+    Case<"qkv_product+qk_norm_rope+sparse_attn_gate (per layer)", XsaGateSharedArch,
+         Program<QkvProduct, QkNormRope, SparseAttnGate>, 128, 2>,
     Case<"token_embedding", CaseArch, Program<Emb>>,
     Case<"value_embedding", VeArch, Program<ValueEmbedding>>,
     Case<"value_embedding (block without)", VeArch, Program<ValueEmbedding>, 0, 2>,

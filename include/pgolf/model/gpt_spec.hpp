@@ -34,9 +34,11 @@
 #include "pgolf/nn/rms_norm.hpp"
 #include "pgolf/nn/scaled_residual.hpp"
 #include "pgolf/nn/smear_gate.hpp"
+#include "pgolf/nn/sparse_attn_gate.hpp"
 #include "pgolf/nn/token_embedding.hpp"
 #include "pgolf/nn/unet_skip.hpp"
 #include "pgolf/nn/value_embedding.hpp"
+#include "pgolf/nn/xsa.hpp"
 #include "pgolf/ops/activation_kind.hpp"
 
 namespace pgolf {
@@ -285,6 +287,7 @@ using GptLmHead = Linear<"lm_head.weight", Reg::n, Reg::h, Width::dim, Width::vo
 //   per virtual layer (block b = schedule[v]; decoder layers first add their U-Net skip):
 //     x = m0 x + m1 x0
 //     x = x + attn_scale * Proj(Attn(RoPE(QKNorm(QKV(RMSNorm(x) [* ln]))) [v += lambda ve], q_gain))
+//         (the attention output [minus its own-value component: XSA] [times a per-head gate: SparseAttnGate])
 //     x = x + mlp_scale * Down(act(Up(RMSNorm(x) [* ln])))
 //   loss = CE(softcap * tanh(RMSNorm(x) E^T / softcap))   [AsymLogit: a cap per sign]
 template <GptSpec S>
@@ -312,11 +315,14 @@ struct GptArch {
                       when<(S.embedding.smear && S.embedding.smear_channels == 0), SmearGate>, Program<Anchor>>;
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
   using Ve = when<(S.attention.ve_dim > 0), ValueEmbedding>;
-  using Block = cat_t<Loop, Program<ResidMix, PreNorm>, Ln, Program<QkvProduct, QkNormRope>, Ve,
-                      Program<CausalAttention<>, Product<GptAttnOut>, ScaledResidual<AttnScale>>,
-                      Program<PreNorm>, Ln,
-                      Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>,
-                              ScaledResidual<MlpScale>>>;
+  // The attention branch from its normalised input n to h: shared by the serial and the parallel block.
+  using AttnBranch = cat_t<Ln, Program<QkvProduct, QkNormRope>, Ve, Program<CausalAttention<>>,
+                           when<!S.attention.xsa.empty(), Xsa>, when<(S.attention.gate_channels > 0), SparseAttnGate>,
+                           Program<Product<GptAttnOut>>>;
+  // The MLP branch from n to h.
+  using MlpBranch = cat_t<Ln, Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>>>;
+  using Block = cat_t<Loop, Program<ResidMix, PreNorm>, AttnBranch, Program<ScaledResidual<AttnScale>>,
+                      Program<PreNorm>, MlpBranch, Program<ScaledResidual<MlpScale>>>;
   // Parallel lanes: the layers from parallel_start[phase] on run ParallelBlock over the lanes x, x1,
   // and the head reads their mean.
   static constexpr bool parallel = S.residual.parallel_from >= 0;
@@ -329,9 +335,8 @@ struct GptArch {
   }();
   using ParallelBlock =
       std::conditional_t<parallel,
-                         cat_t<Program<LaneMixNorm>, Ln,
-                               Program<QkvProduct, QkNormRope, CausalAttention<>, Product<GptAttnOut>, BranchStash, LaneNorm>,
-                               Ln, Program<Product<GptMlpUp>, ActivationOf<S.mlp.activation>, Product<GptMlpDown>, LaneMerge>>,
+                         cat_t<Program<LaneMixNorm>, AttnBranch, Program<BranchStash, LaneNorm>, MlpBranch,
+                               Program<LaneMerge>>,
                          Program<>>;
   using Cap = std::conditional_t<S.head.asym_softcap, AsymSoftcap, Softcap>;
   using Head = cat_t<when<parallel, LaneMean>,
@@ -339,7 +344,8 @@ struct GptArch {
                              Cap, CrossEntropy>>;
   using Skip = UNetSkip;
   // The reference's state-dict order within a block.
-  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, Product<GptMlpUp>, Product<GptMlpDown>,
+  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, SparseAttnGate, Product<GptMlpUp>,
+                           Product<GptMlpDown>,
                            ScaledResidual<AttnScale>, ScaledResidual<MlpScale>, ResidMix>;
 };
 

@@ -2,6 +2,7 @@
 // reads KV head h / (heads / kv_heads)). Gain::learned: a per-head gain q_gain [heads] (constant init
 // qk_gain_init, control tensor, scalar Adam); otherwise the gain is 1 and there is no tensor. The
 // log-sum-exp of each score row is saved and the probabilities are recomputed in the backward.
+// d q and d k are overwritten; d v is added to when a later component (XSA) also read v.
 #pragma once
 
 #include <vector>
@@ -71,10 +72,10 @@ struct Impl<Cpu<T>, CausalAttention<Gain>> {
   }
   static void backward(auto& c, Saved& s, auto& io) {
     using A = arch_of<decltype(c)>;
-    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)> && !adds<Reg::v, decltype(io)>,
-                  "CausalAttention overwrites d q, d k, d v");
+    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)>, "CausalAttention overwrites d q, d k");
     ops::cpu::attention_backward(dout<Reg::h>(io), s.q, s.k, s.v, gain(c), s.y, s.lse, shape<A>(c),
-                                 din<Reg::q>(io), din<Reg::k>(io), din<Reg::v>(io), gain_grad(c));
+                                 din<Reg::q>(io), din<Reg::k>(io), din<Reg::v>(io), gain_grad(c),
+                                 adds<Reg::v, decltype(io)>);
   }
 };
 
@@ -114,10 +115,10 @@ struct Impl<Cuda, CausalAttention<LearnedGain>> {
     set_value<Reg::h>(f, s.y);
   }
   static void backward(auto& c, Saved& s, auto& io) {
-    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)> && !adds<Reg::v, decltype(io)>,
-                  "CausalAttention overwrites d q, d k, d v");
+    static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)>, "CausalAttention overwrites d q, d k");
     resources<Impl>(c).attn.backward(dout<Reg::h>(io), s.q, s.k, s.v, param<C>(c), s.lse, din<Reg::q>(io),
-                                     din<Reg::k>(io), din<Reg::v>(io), grad<C>(c));
+                                     din<Reg::k>(io), din<Reg::v>(io), grad<C>(c), nullptr,
+                                     adds<Reg::v, decltype(io)>);
   }
 };
 

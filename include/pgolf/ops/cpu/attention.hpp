@@ -70,13 +70,13 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
   }
 }
 
-// Overwrites dq, dk, dv; adds into dgain. Work is split by (batch, KV head) so each thread owns
+// Overwrites dq, dk and (unless accumulate_dv: then adds into it) dv; adds into dgain. Work is split by (batch, KV head) so each thread owns
 // the dk/dv rows it writes; the gain gradient is reduced in a fixed order (deterministic).
 //   P = exp(c QK^T - lse), dV += P^T dY, dP = dY V^T, dS = P (dP - rowsum(dY y)),
 //   dQ = c dS K, dK += c dS^T Q, dgain = scale * sum(dS * QK^T).
 template <class T>
 void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T* gain, const T* y, const T* lse,
-                        const AttentionShape& s, T* dq, T* dk, T* dv, T* dgain) {
+                        const AttentionShape& s, T* dq, T* dk, T* dv, T* dgain, bool accumulate_dv = false) {
   const int group = s.H / s.Hkv;
   const T scale = T(1) / std::sqrt(T(s.D));
   const int ldq = s.H * s.D, ldk = s.Hkv * s.D;
@@ -93,7 +93,10 @@ void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T
         T* dK = dk + s.kv_index(b, 0, g);
         T* dV = dv + s.kv_index(b, 0, g);
         for (int t = 0; t < s.T; ++t)
-          for (int d = 0; d < s.D; ++d) dK[std::size_t(t) * ldk + d] = dV[std::size_t(t) * ldk + d] = 0;
+          for (int d = 0; d < s.D; ++d) {
+            dK[std::size_t(t) * ldk + d] = 0;
+            if (!accumulate_dv) dV[std::size_t(t) * ldk + d] = 0;
+          }
         for (int h = g * group; h < (g + 1) * group; ++h) {
           const T c = gain[h] * scale;
           T dg = 0;

@@ -201,10 +201,11 @@ class Attention {
     PGOLF_CUDA_CHECK_LAUNCH("heads_to_tokens");
   }
 
-  // dy_tokens [B*T, H*Hd] -> dq [B,H,T,Hd], dk, dv [B,G,T,Hd] (fp32, overwritten); dgain [H] accumulates.
+  // dy_tokens [B*T, H*Hd] -> dq [B,H,T,Hd], dk, dv [B,G,T,Hd] (fp32, overwritten; dv added to when
+  // accumulate_dv); dgain [H] accumulates.
   void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
                 const float* lse, float* dq, float* dk, float* dv, float* dgain,
-                cudaStream_t st = nullptr) {
+                cudaStream_t st = nullptr, bool accumulate_dv = false) {
     const std::size_t total = d_.tokens() * d_.H * Hd;
     bf16* dy = heads_.data();
     detail::relayout_kernel<Hd, false><<<blocks_for(total, 256), 256, 0, st>>>(dy_tokens, d_, dy);
@@ -218,9 +219,10 @@ class Attention {
       const bf16* dyc = dy + p0 * q_stride();
       float* dkc = dk + p0 * kv_stride();
       float* dvc = dv + p0 * kv_stride();
-      // dK and dV sum over query tiles and the group's heads: zero, then accumulate (beta = 1).
+      // dK and dV sum over query tiles and the group's heads: zero, then accumulate (beta = 1). A dV
+      // that already holds another reader's gradient is not zeroed.
       PGOLF_CUDA_CHECK(cudaMemsetAsync(dkc, 0, std::size_t(n) * kv_stride() * sizeof(float), st));
-      PGOLF_CUDA_CHECK(cudaMemsetAsync(dvc, 0, std::size_t(n) * kv_stride() * sizeof(float), st));
+      if (!accumulate_dv) PGOLF_CUDA_CHECK(cudaMemsetAsync(dvc, 0, std::size_t(n) * kv_stride() * sizeof(float), st));
       const auto scores = [&](const Tile& b) {
         return shape(n, false, true, b.M, b.keys, Hd, Hd, Hd, d_.T, kF32, q_stride(), kv_stride(), score_stride());
       };
