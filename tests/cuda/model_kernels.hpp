@@ -18,3 +18,9 @@ GpuStep gpu_step_small_looped(const std::vector<float>& params, const std::vecto
                               int phase);
 GpuStep gpu_step_small_xsa_gate(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
                                 const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);
+// The presets' CPU-scale models (tests/cuda/model_kernels_presets.cu).
+GpuStep gpu_step_frugendorff_tiny(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                                  const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale);
+GpuStep gpu_step_records_stack_tiny(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
+                                    const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale,
+                                    int phase);

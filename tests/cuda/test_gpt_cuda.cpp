@@ -19,6 +19,8 @@
 #include "model_kernels.hpp"
 #include "pgolf/core/rng.hpp"
 #include "pgolf/model/gpt.hpp"
+#include "pgolf/presets/frugendorff.hpp"
+#include "pgolf/presets/records_stack.hpp"
 
 namespace {
 
@@ -118,4 +120,20 @@ TEST_CASE("GptCuda matches the CPU reference with a looped span, per-layer scala
 TEST_CASE("GptCuda matches the CPU reference with XSA on a looped block and the sparse attention gate",
           "[cuda][model]") {
   check_model<cuda_test::kSmallXsaGate>(gpu_step_small_xsa_gate, 2, 64);
+}
+
+TEST_CASE("GptCuda matches the CPU reference on the Frugendorff's techniques (loop positions, per-loop skips, "
+          "BigramHash, SmearGate, value embedding, XSA, NTK RoPE)",
+          "[cuda][model]") {
+  check_model<pgolf::presets::frugendorff_tiny>(gpu_step_frugendorff_tiny, 2, 256);
+}
+
+TEST_CASE("GptCuda matches the CPU reference on the records' stack (lanes, gated skips, SparseAttnGate, linear "
+          "SmearGate, AsymLogit), both schedules",
+          "[cuda][model]") {
+  for (int phase : {0, 1}) {
+    INFO("depth phase " << phase);
+    check_model<pgolf::presets::records_stack_tiny>(
+        [phase](const auto&... a) { return gpu_step_records_stack_tiny(a..., phase); }, 2, 64, 0, phase);
+  }
 }

@@ -60,4 +60,10 @@ inline constexpr GptSpec frugendorff_tiny{
     .init = {.orthogonal = true},
 };
 
+// The Frugendorff's own ablation direction at CPU scale (examples/CMakeLists.txt, frug-depth): the same
+// width without sharing, at the shared model's effective depth (6 unique blocks) and at its unique
+// block count (3), each with one U-Net split and no loop positions.
+inline constexpr GptSpec::Depth frugendorff_tiny_unique6{.layers = 6};
+inline constexpr GptSpec::Depth frugendorff_tiny_unique3{.layers = 3};
+
 }  // namespace pgolf::presets
