@@ -1,6 +1,8 @@
 // The published configurations pgolf ships as presets: their parameter counts equal the runs' logs.
 #include <catch2/catch.hpp>
 
+#include <cmath>
+
 #include "pgolf/model/gpt_params.hpp"
 #include "pgolf/presets/frugendorff.hpp"
 #include "pgolf/presets/records_stack.hpp"
@@ -73,4 +75,24 @@ TEST_CASE("the records stack preset has the record's 35,945,673 parameters", "[f
   STATIC_REQUIRE(A::parallel_start[0] == 8);
   STATIC_REQUIRE(A::parallel_start[1] == 14);
   STATIC_REQUIRE(A::depth.max_skips() == 8);
+}
+
+TEST_CASE("the records' orthogonal init: block matrices orthogonal, output projections zero, .proj scaled",
+          "[forward][presets]") {
+  constexpr auto frug = gpt_param_table<presets::frugendorff>();
+  for (const char* n : {"blocks.0.attn.c_q.weight", "blocks.0.attn.c_k.weight", "blocks.5.attn.c_v.weight",
+                        "blocks.3.mlp.fc.weight"}) {
+    INFO(n);
+    CHECK(find_param(frug, n)->init.kind == InitKind::orthogonal);
+    CHECK(find_param(frug, n)->init.value == 1.0);
+  }
+  CHECK(find_param(frug, "blocks.0.attn.proj.weight")->init.kind == InitKind::zeros);
+  CHECK(find_param(frug, "blocks.0.mlp.proj.weight")->init.kind == InitKind::zeros);
+  // bigram.proj and ve_shared.proj: 1/sqrt(2 * 6 physical blocks).
+  CHECK(find_param(frug, "bigram.proj.weight")->init.kind == InitKind::orthogonal);
+  CHECK(find_param(frug, "bigram.proj.weight")->init.value == Approx(1 / std::sqrt(12.0)).epsilon(1e-15));
+  CHECK(find_param(frug, "ve_shared.proj.weight")->init.value == Approx(1 / std::sqrt(12.0)).epsilon(1e-15));
+  // Without it: PyTorch's Linear init.
+  constexpr auto base = gpt_param_table<GptSpec{}>();
+  CHECK(find_param(base, "blocks.0.attn.c_q.weight")->init.kind == InitKind::uniform_fan_in);
 }

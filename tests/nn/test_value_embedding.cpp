@@ -26,7 +26,7 @@ constexpr GptSpec kVeLooped{.vocab = 64,
                             .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4, .ve_dim = 8,
                                           .ve_blocks = last_blocks(1)}};
 constexpr GptSpec kVeOff{.vocab = 64, .dim = 32, .depth = {.layers = 3}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 4}};
-// The records' orthogonal init at a size where it applies (kv_dim 128, ve_dim 64), 6 blocks.
+// The records' orthogonal init (kv_dim 128, ve_dim 64), 6 blocks.
 constexpr GptSpec kVeOrtho{.vocab = 256,
                            .dim = 256,
                            .depth = {.layers = 6},

@@ -24,6 +24,7 @@
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/core/config.hpp"
 #include "pgolf/nn/component.hpp"
+#include "pgolf/nn/product.hpp"
 #include "pgolf/ops/cpu/embedding.hpp"
 #include "pgolf/ops/cpu/linear.hpp"
 
@@ -42,18 +43,6 @@ PGOLF_HD constexpr std::int32_t bigram_bucket_at(const std::int32_t* ids, std::s
   return t == 0 ? std::int32_t(buckets - 1) : bigram_bucket(ids[n], ids[n - 1], buckets);
 }
 
-// sqrt at compile time (nvcc's std::sqrt is not constexpr): Newton's iteration to a fixed point.
-constexpr double constexpr_sqrt(double v) {
-  if (v <= 0) return 0;
-  double r = v > 1 ? v : 1;
-  for (int i = 0; i < 200; ++i) {
-    const double next = 0.5 * (r + v / r);
-    if (next == r) break;
-    r = next;
-  }
-  return r;
-}
-
 struct BigramHash {
   static constexpr Regs reads = regs<Reg::x>, writes = regs<Reg::x>, passes = regs<Reg::x>;
   template <class A>
@@ -66,10 +55,7 @@ struct BigramHash {
   template <class A>
   static constexpr int scale_row = projected<A> ? 2 : 1;
   template <class A>
-  static constexpr Init proj_init() {
-    if constexpr (A::orthogonal_init) return Init{InitKind::orthogonal, 1.0 / constexpr_sqrt(2.0 * A::blocks)};
-    else return torch_linear_init(bdim<A>);
-  }
+  static constexpr Init proj_init() { return side_projection_init<A>(bdim<A>); }
   template <class A>
   static constexpr RowList rows() {
     // (No member access inside the designated initialisers: nvcc's front end mangles it.)

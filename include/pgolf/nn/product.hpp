@@ -38,6 +38,29 @@ constexpr Init matrix_init(int rows, int cols, Init otherwise) {
   return otherwise;
 }
 
+// sqrt as a constant expression (nvcc's std::sqrt is not constexpr): Newton's iteration to a fixed point.
+constexpr double constexpr_sqrt(double v) {
+  if (v <= 0) return 0;
+  double r = v > 1 ? v : 1;
+  for (int i = 0; i < 200; ++i) {
+    const double next = 0.5 * (r + v / r);
+    if (next == r) break;
+    r = next;
+  }
+  return r;
+}
+
+// The embedding-side projections of the records (bigram.proj, ve_shared.proj; in [out, in] = [rows,
+// cols]): under the orthogonal init, orthogonal scaled by 1/sqrt(2 * physical blocks) (their ".proj"
+// rule) whatever the size (their tables start at zero or small, and the records' constructor zeros for a
+// small projection would leave it dead), else PyTorch's Linear init.
+template <class A>
+constexpr Init side_projection_init(int cols) {
+  if constexpr (requires { A::orthogonal_init; })
+    if (A::orthogonal_init) return Init{InitKind::orthogonal, 1.0 / constexpr_sqrt(2.0 * A::blocks)};
+  return torch_linear_init(cols);
+}
+
 template <class A, InitRule I, Width In, Width Out>
 constexpr Init linear_init() {
   if constexpr (I == InitRule::zeros) return Init{InitKind::zeros};

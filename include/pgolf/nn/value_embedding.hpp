@@ -7,8 +7,8 @@
 // and XSA later sees the augmented v, as the Frugendorff's code does).
 //   ve_shared.embed.weight [vocab, ve_dim]   N(0, ve_init_std^2), token Adam
 //   ve_shared.proj.weight  [kv_dim, ve_dim]  orthogonal * 1/sqrt(2 * physical blocks) under the
-//                                            records' orthogonal init (both dims >= 64), else
-//                                            PyTorch's Linear init; Muon
+//                                            records' orthogonal init, else PyTorch's Linear
+//                                            init (side_projection_init); Muon
 //   ve_shared.scale        [1]               sigma, init ve_scale_init, scalar Adam, control
 //   ve_layer_scales        [count]           lambda, init 1, scalar Adam, control
 // ve is recomputed at each use (a gather and a [tokens, ve_dim] x [ve_dim, kv_dim] product), so the
@@ -24,22 +24,9 @@
 
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/nn/component.hpp"
+#include "pgolf/nn/product.hpp"
 
 namespace pgolf {
-
-namespace detail {
-// sqrt as a constant expression (nvcc's std::sqrt is not constexpr): Newton's iteration from above.
-constexpr double constexpr_sqrt(double x) {
-  if (x <= 0) return 0;
-  double r = x > 1 ? x : 1;
-  for (int i = 0; i < 200; ++i) {
-    const double n = 0.5 * (r + x / r);
-    if (n >= r) break;
-    r = n;
-  }
-  return r;
-}
-}  // namespace detail
 
 struct ValueEmbedding {
   static constexpr Regs reads = regs<Reg::v>, writes = regs<Reg::v>, passes = regs<Reg::v>;
@@ -51,13 +38,7 @@ struct ValueEmbedding {
   template <class A>
   static constexpr int member(int b) { return A::spec.attention.ve_blocks.index(b, A::blocks); }
   template <class A>
-  static constexpr Init proj_init() {
-    constexpr int rows = A::kv_dim, cols = A::spec.attention.ve_dim;
-    if constexpr (requires { A::orthogonal_init; })
-      if (A::orthogonal_init && rows >= 64 && cols >= 64)
-        return Init{InitKind::orthogonal, 1.0 / detail::constexpr_sqrt(2.0 * A::blocks)};
-    return torch_linear_init(cols);
-  }
+  static constexpr Init proj_init() { return side_projection_init<A>(A::spec.attention.ve_dim); }
   // The rows are built by assignment: nvcc's host pass rejects a member access (A::spec.x.y) inside
   // a designated initializer.
   template <class A>
