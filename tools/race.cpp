@@ -146,7 +146,9 @@ void characterise(VariantResult& v, const fs::path& dir, char** envp) {
     v.error = with_stderr("`info` failed with " + describe_status(status), dir / "info.stderr.txt");
     return;
   }
-  v.params = parse_info_params(read_text(dir / "info.txt"));
+  const std::string info = read_text(dir / "info.txt");
+  v.params = parse_info_params(info);
+  if (v.variant.overrides.empty()) v.variant.overrides = parse_info_overrides(info);  // a point raced without its manifest
   if (!v.params) v.error = "`info` printed no \"total parameters:\" line: is " + bin + " a pgolf variant?";
 }
 
@@ -179,6 +181,9 @@ int main(int argc, char** argv) {
                "a results table, JSON and plots", "pgolf-race");
   app.footer("Usage: pgolf-race [--manifest M.json] [BIN...] --seeds 1337,1338 --jobs N --out DIR -- <train flags>");
   app.add_option("--manifest", manifest_path, "a pgolf_add_ablation manifest (<build>/<name>.ablation.json)");
+  std::string source_dir_opt;
+  app.add_option("--source-dir", source_dir_opt,
+                 "the source tree the binaries were built from, for the commit in the results (default: the manifest's)");
   app.add_option("binaries", binaries, "variant binaries (besides or instead of the manifest's)");
   app.add_option("--seeds", seeds_text, "comma-separated seeds, every variant runs each")->required();
   app.add_option("--jobs", jobs, "runs at a time (each gets cores/jobs OpenMP threads unless OMP_NUM_THREADS is set)")
@@ -213,6 +218,7 @@ int main(int argc, char** argv) {
     std::vector<Variant> all;
     for (const auto& v : variants) all.push_back(v.variant);
     check_unique_names(all);
+    if (!source_dir_opt.empty()) source_dir = source_dir_opt;
     info.commit = git_commit(source_dir);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "pgolf-race: error: %s\n", e.what());

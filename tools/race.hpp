@@ -185,6 +185,25 @@ inline RunMetrics parse_metrics(const std::string& jsonl) {
   return m;
 }
 
+// A grid point's `info` prints "ablation: f1=v1 f2=v2" (app/ablation.hpp): its overrides, in grid order,
+// for a binary raced without its manifest. Values with spaces are not split apart: a token without '='
+// continues the previous value.
+inline std::vector<std::pair<std::string, std::string>> parse_info_overrides(const std::string& out) {
+  std::vector<std::pair<std::string, std::string>> o;
+  const std::string key = "ablation: ";
+  const auto at = out.find(key);
+  if (at == std::string::npos) return o;
+  const auto end = out.find('\n', at);
+  std::istringstream line(out.substr(at + key.size(), end == std::string::npos ? std::string::npos : end - at - key.size()));
+  std::string tok;
+  while (line >> tok) {
+    const auto eq = tok.find('=');
+    if (eq != std::string::npos && eq > 0) o.emplace_back(tok.substr(0, eq), tok.substr(eq + 1));
+    else if (!o.empty()) o.back().second += " " + tok;
+  }
+  return o;
+}
+
 // `<variant> info` prints "total parameters: N".
 inline std::optional<long long> parse_info_params(const std::string& out) {
   const std::string key = "total parameters: ";

@@ -117,6 +117,12 @@ TEST_CASE("metrics.jsonl, info and stderr are read", "[race]") {
 
   CHECK(parse_info_params("parameter ...\ntotal parameters: 592144\ncode bytes: 1\n") == 592144);
   CHECK_FALSE(parse_info_params("hello").has_value());
+  // A grid point's overrides from its `info`, for a binary raced without its manifest.
+  using Overrides = std::vector<std::pair<std::string, std::string>>;
+  CHECK(parse_info_overrides("spec ...\nablation: mlp.mult=3 depth.loop_embedding=pgolf::LoopEmbedding::off\ntotal") ==
+        Overrides{{"mlp.mult", "3"}, {"depth.loop_embedding", "pgolf::LoopEmbedding::off"}});
+  CHECK(parse_info_overrides("ablation: depth=Depth{.layers = 6}\n") == Overrides{{"depth", "Depth{.layers = 6}"}});
+  CHECK(parse_info_overrides("total parameters: 5\n").empty());
 
   CHECK(last_line("a\nerror: data path x is not a directory\n\n") == "error: data path x is not a directory");
   CHECK(last_line("only") == "only");
