@@ -6,8 +6,9 @@
 //   pgolf-race --manifest build/tiny-mlp.ablation.json --seeds 1337,1338,1339 --jobs 2
 //              --out race/ -- --iterations 300 --val-loss-every 50
 //
-// Each run is `<binary> train --seed S --out-dir OUT/runs/<variant>/seed<S> --no-progress <flags>`
-// with its stdout and stderr in that folder. Resumable: a run whose completion record (race.json)
+// Each run is `<binary> train --seed S --out-dir OUT/runs/<variant>/seed<S> --no-progress --overwrite
+// <flags>` with its stdout and stderr in that folder (--overwrite because the folder, the race's
+// own and fresh or moved aside, already holds them when the binary starts). Resumable: a run whose completion record (race.json)
 // matches is not run again; a partial, failed or stale run folder is moved under OUT/stale/ and
 // the run starts over. A variant that cannot run, or a run that fails, is a row with its error.
 // Exit status: 0 all runs ok, 2 results written but some runs failed, 1 bad input.
@@ -275,7 +276,7 @@ int main(int argc, char** argv) {
     for (const auto seed : info.seeds) {
       const fs::path dir = vdir / ("seed" + std::to_string(seed));
       std::vector<std::string> cmd = {v.variant.binary, "train", "--seed", std::to_string(seed), "--out-dir",
-                                      dir.string(), "--no-progress"};
+                                      dir.string(), "--no-progress", "--overwrite"};
       cmd.insert(cmd.end(), train_flags.begin(), train_flags.end());
       RunDirState st;
       std::error_code ec;

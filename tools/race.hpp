@@ -128,7 +128,7 @@ inline std::vector<std::uint64_t> parse_seeds(const std::string& text) {
 // The race sets these for every run itself; passing them after -- would make runs collide.
 inline void check_train_flags(const std::vector<std::string>& flags) {
   for (const std::string& f : flags) {
-    for (const char* own : {"--seed", "--out-dir", "--run-id", "--resume"}) {
+    for (const char* own : {"--seed", "--out-dir", "--run-id", "--resume", "--overwrite"}) {
       const std::string o = own;
       if (f == o || f.rfind(o + "=", 0) == 0)
         throw Error("train flag " + f + " after --: pgolf-race sets " + o +

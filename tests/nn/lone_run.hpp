@@ -119,7 +119,7 @@ LoneResult run_lone(const LoneInput& in, bool backward = true) {
       }
     }(), ...);
   }(std::make_integer_sequence<int, kRegCount>{});
-  rt.allocate(plan);
+  rt.allocate(plan, sh);
 
   std::vector<Scalar> p(in.params.begin(), in.params.end());
   rt.set_params(layout.table, storage, std::span<const Scalar>(p));

@@ -1,6 +1,6 @@
 // app::main<Model, GpuModel>: the command line every variant binary shares.
 //
-//   <binary> train  [flags]              train, validate, save a checkpoint, export, score the round trip
+//   <binary> train  [flags]              train, validate, save checkpoints, export, score the round trip
 //   <binary> eval   FILE [flags]         val_loss / val_bpb of a checkpoint or an artifact
 //   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
@@ -9,9 +9,13 @@
 // `info` and the training log ("ablation: mlp.mult=2"); metrics.jsonl's "variant" record carries
 // them with the parameter count.
 //
-// Every TrainConfig field is a flag; where the reference trainer reads an environment variable
-// for it (ITERATIONS, TRAIN_BATCH_TOKENS, MATRIX_LR, DATA_PATH, ...) the flag reads the same
-// variable, and an explicit flag wins. Values are checked before any work starts.
+// Every TrainConfig field is a flag (app/command_line.hpp): a flag typed on the command line beats
+// its environment variable, which beats the variant's preset. Values are checked before any work
+// starts. A run folder is never overwritten by accident: `train` refuses a non-empty --out-dir
+// unless --overwrite is given (which removes only the run files it finds there) or the run resumes
+// from a checkpoint inside it (--resume latest or a file there); `export` refuses to replace an
+// artifact without --overwrite. A resume whose --iterations is at or below the checkpoint's step
+// stops with that message.
 //
 // --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
 // binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
@@ -31,6 +35,7 @@
 #include <ctime>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -38,130 +43,21 @@
 #include <CLI/CLI.hpp>
 
 #include "pgolf/app/ablation.hpp"
+#include "pgolf/app/command_line.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/file_io.hpp"
 #include "pgolf/core/format.hpp"
 #include "pgolf/core/json.hpp"
 #include "pgolf/export/artifact.hpp"
 #include "pgolf/train/checkpoint.hpp"
+#include "pgolf/train/checkpoint_dir.hpp"
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/run_log.hpp"
 #include "pgolf/train/trainer.hpp"
 
-#ifndef PGOLF_CODE_BYTES
-#define PGOLF_CODE_BYTES 0
-#endif
-#ifndef PGOLF_BUNDLED_DATA_DIR
-#define PGOLF_BUNDLED_DATA_DIR ""
-#endif
-
 namespace pgolf::app {
 
-struct Variant {
-  std::string name;                 // binary name, used in the default run id
-  std::string description;
-  TrainConfig defaults{};           // the variant's preset; flags and environment override it
-  long long code_bytes = PGOLF_CODE_BYTES;
-};
-
-// The bundled data (data/ of the source tree or the installed share/pgolf/data), if known.
-inline TrainConfig with_bundled_data(TrainConfig c) {
-  const std::filesystem::path root = PGOLF_BUNDLED_DATA_DIR;
-  if (!root.empty()) {
-    if (c.data_path.empty()) c.data_path = (root / "fineweb_sp1024_mini").string();
-    if (c.tokenizer_path.empty()) c.tokenizer_path = (root / "tokenizers" / "fineweb_1024_bpe.model").string();
-  }
-  return c;
-}
-
 namespace detail {
-
-inline std::string default_run_id(const std::string& name) {
-  const std::time_t now = std::time(nullptr);
-  char buf[32];
-  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
-  return name + "-" + buf;
-}
-
-// "must be >= 1, got '0'" rather than CLI11's range message with a 300-digit upper bound.
-inline CLI::Validator at_least(double lo, std::string name) {
-  return CLI::Validator(
-      [lo, name](std::string& s) -> std::string {
-        try {
-          std::size_t used = 0;
-          const double v = std::stod(s, &used);
-          if (used == s.size() && v >= lo) return {};
-        } catch (const std::exception&) {
-        }
-        return "must be " + name + ", got '" + s + "'";
-      },
-      name);
-}
-
-inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, std::string& device) {
-  const CLI::Validator nonneg = at_least(0, ">= 0"), positive = at_least(1, ">= 1");
-  cmd.add_option("--iterations", c.iterations, "optimizer steps")->envname("ITERATIONS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--warmdown-iters", c.warmdown_iters, "steps of linear LR decay at the end")
-      ->envname("WARMDOWN_ITERS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--max-wallclock-seconds", c.max_wallclock_seconds, "training time cap; 0: none (warmdown by steps)")
-      ->envname("MAX_WALLCLOCK_SECONDS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--val-loss-every", c.val_loss_every, "validate every N steps; 0: at the end only")
-      ->envname("VAL_LOSS_EVERY")->check(nonneg)->capture_default_str();
-  cmd.add_option("--train-log-every", c.train_log_every, "log train loss every N steps")
-      ->envname("TRAIN_LOG_EVERY")->check(nonneg)->capture_default_str();
-  cmd.add_option("--train-batch-tokens", c.train_batch_tokens, "tokens per optimizer step")
-      ->envname("TRAIN_BATCH_TOKENS")->check(positive)->capture_default_str();
-  cmd.add_option("--train-seq-len", c.train_seq_len, "sequence length")
-      ->envname("TRAIN_SEQ_LEN")->check(positive)->capture_default_str();
-  cmd.add_option("--micro-batch-tokens", c.micro_batch_tokens, "most tokens per forward/backward (gradient accumulation)")
-      ->envname("MICRO_BATCH_TOKENS")->check(positive)->capture_default_str();
-  cmd.add_option("--matrix-lr", c.matrix_lr, "Muon learning rate")->envname("MATRIX_LR")->check(nonneg)->capture_default_str();
-  cmd.add_option("--scalar-lr", c.scalar_lr, "Adam LR of vectors and control tensors")
-      ->envname("SCALAR_LR")->check(nonneg)->capture_default_str();
-  cmd.add_option("--tied-embed-lr", c.tied_embed_lr, "Adam LR of the tied embedding")
-      ->envname("TIED_EMBED_LR")->check(nonneg)->capture_default_str();
-  cmd.add_option("--embed-lr", c.embed_lr, "Adam LR of an untied embedding")->envname("EMBED_LR")->check(nonneg)->capture_default_str();
-  cmd.add_option("--head-lr", c.head_lr, "Adam LR of an untied head")->envname("HEAD_LR")->check(nonneg)->capture_default_str();
-  cmd.add_option("--muon-momentum", c.muon_momentum, "Muon momentum after warm-up")
-      ->envname("MUON_MOMENTUM")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  cmd.add_option("--muon-momentum-warmup-start", c.muon_momentum_warmup_start, "Muon momentum at step 0")
-      ->envname("MUON_MOMENTUM_WARMUP_START")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  cmd.add_option("--muon-momentum-warmup-steps", c.muon_momentum_warmup_steps, "steps of momentum warm-up")
-      ->envname("MUON_MOMENTUM_WARMUP_STEPS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--muon-weight-decay", c.muon_weight_decay, "Muon's decoupled weight decay (W *= 1 - lr * wd)")
-      ->envname("MUON_WEIGHT_DECAY")->check(nonneg)->capture_default_str();
-  cmd.add_flag("--muon-row-normalize,!--no-muon-row-normalize", c.muon_row_normalize,
-               "MuonEq-R: normalise each row of Muon's update before Newton-Schulz")
-      ->envname("MUON_ROW_NORMALIZE")->capture_default_str();
-  cmd.add_option("--loop-enable-at", c.loop_enable_at,
-                 "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
-      ->envname("LOOP_ENABLE_AT")->capture_default_str();
-  cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
-      ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
-  cmd.add_flag("--muon-ns-bf16", c.muon_ns_bf16,
-               "Newton-Schulz in bf16 on the CPU too, as the reference (and the CUDA backend) run it");
-  cmd.add_option("--beta1", c.beta1, "Adam beta1")->envname("BETA1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  cmd.add_option("--beta2", c.beta2, "Adam beta2")->envname("BETA2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
-  cmd.add_option("--adam-eps", c.adam_eps, "Adam epsilon")->envname("ADAM_EPS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--grad-clip-norm", c.grad_clip_norm, "global gradient-norm clip; 0: off")
-      ->envname("GRAD_CLIP_NORM")->check(nonneg)->capture_default_str();
-  cmd.add_option("--data-path", c.data_path, "directory of *_train_*.bin / *_val_*.bin shards")
-      ->envname("DATA_PATH")->capture_default_str();
-  cmd.add_option("--tokenizer-path", c.tokenizer_path, "SentencePiece .model file")
-      ->envname("TOKENIZER_PATH")->capture_default_str();
-  cmd.add_option("--val-tokens", c.val_tokens, "score only the first N validation tokens; 0: all")
-      ->envname("VAL_TOKENS")->check(nonneg)->capture_default_str();
-  cmd.add_option("--seed", c.seed, "initialisation seed")->envname("SEED")->capture_default_str();
-  cmd.add_option("--run-id", c.run_id, "run name")->envname("RUN_ID");
-  cmd.add_option("--out-dir", c.out_dir, "directory for train.log, metrics.jsonl, checkpoint.bin, model.pgolf "
-                                          "(default runs/<run-id>)");
-  cmd.add_option("--compressor", codec, "artifact compressor")
-      ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli"}))->capture_default_str();
-  cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11)")
-      ->envname("COMPRESS_LEVEL")->capture_default_str();
-  cmd.add_option("--device", device, "backend: auto (cuda when a GPU is present), cpu or cuda")
-      ->envname("PGOLF_DEVICE")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
-}
 
 // Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines.
 template <class Model>
@@ -206,19 +102,88 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   return 0;
 }
 
-struct Command {
-  enum Kind { train, eval, exp } kind = train;
-  std::string device, resume, file, output;
-  bool no_progress = false;
-};
+// The files a run writes into its folder (what --overwrite removes; nothing else is touched).
+inline std::vector<std::filesystem::path> run_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> found;
+  std::error_code ec;
+  for (const char* name : {"train.log", "metrics.jsonl", "checkpoint.bin", "model.pgolf"})
+    if (std::filesystem::is_regular_file(dir / name, ec)) found.push_back(dir / name);
+  for (const auto& [step, path] : CheckpointDir(dir, 1).periodic()) found.push_back(path);
+  return found;
+}
+
+inline bool inside(const std::filesystem::path& file, const std::filesystem::path& dir) {
+  const auto f = std::filesystem::weakly_canonical(file), d = std::filesystem::weakly_canonical(dir);
+  const auto mismatch = std::mismatch(d.begin(), d.end(), f.begin(), f.end());
+  return mismatch.first == d.end();
+}
+
+// Decides, before anything is written, whether `train` may use its out dir, and resolves
+// --resume latest. Returns the checkpoint to resume from (empty: a new run).
+template <class Model>
+std::string prepare_run_dir(const Command& cmd) {
+  namespace fs = std::filesystem;
+  using T = typename Model::Scalar;
+  const fs::path out = cmd.config.out_dir;
+  std::error_code ec;
+  const bool non_empty = fs::is_directory(out, ec) && !fs::is_empty(out, ec);
+  PGOLF_CHECK(!fs::exists(out, ec) || fs::is_directory(out, ec), "--out-dir ", out.string(), " exists and is not a directory");
+  std::string resume = cmd.resume;
+  if (resume == "latest") {
+    PGOLF_CHECK(!cmd.overwrite, "--resume latest continues the run in --out-dir; --overwrite would delete it");
+    const auto found = CheckpointDir(out, cmd.config.keep_checkpoints)
+                           .latest<T>(table_fingerprint(Model::param_table),
+                                      [](const std::string& w) { std::fprintf(stderr, "warning: %s\n", w.c_str()); });
+    PGOLF_CHECK(found.has_value(), "--resume latest: no checkpoint of this model in ", out.string(),
+                " (looked for checkpoint.bin and checkpoints/step_*.bin; name the run with --out-dir)");
+    resume = found->string();
+  }
+  if (!resume.empty()) {
+    const long long step = CheckpointDir::step_in_header(resume);
+    PGOLF_CHECK(step < cmd.config.iterations, "the checkpoint ", resume, " is at step ", step, " and --iterations is ",
+                cmd.config.iterations, ": nothing left to train (raise --iterations above ", step, ")");
+  }
+  if (non_empty && !cmd.overwrite) {
+    PGOLF_CHECK(!resume.empty() && inside(resume, out), "--out-dir ", out.string(),
+                " is not empty (an earlier run?); refusing to overwrite it. Choose a new --out-dir, resume the run "
+                "there with --resume latest, or pass --overwrite to replace its run files");
+  }
+  if (cmd.overwrite && non_empty) {
+    PGOLF_CHECK(resume.empty() || !inside(resume, out), "--overwrite would delete the checkpoint --resume names (",
+                resume, ")");
+    const auto files = run_files(out);
+    for (const auto& f : files) fs::remove(f);
+    fs::remove(out / "checkpoints", ec);  // only if now empty
+    std::printf("overwrite: removed %zu run files in %s\n", files.size(), out.string().c_str());
+  }
+  for (const auto& f : CheckpointDir(out, 1).remove_stale())
+    std::printf("removed stale temp file of an interrupted write: %s\n", f.string().c_str());
+  return resume;
+}
 
 template <class Model>
-int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
+int run(const Variant& variant, const Command& cmd) {
+  const TrainConfig& cfg = cmd.config;
   const std::filesystem::path out = cfg.out_dir;
   if (cmd.kind == Command::train) {
+    std::error_code ec;
+    const bool fresh = !std::filesystem::exists(out, ec) || std::filesystem::is_empty(out, ec);
+    const std::string resume = prepare_run_dir<Model>(cmd);
     RunLog log({.out_dir = out, .console = true, .progress = !cmd.no_progress});
     log.metric(cfg.to_json());
-    Trainer<Model> tr(cfg, log);
+    // A run that cannot start (missing data, a model too large for the machine) leaves a folder
+    // it found empty as it was, so fixing the flag and running again is not refused.
+    std::optional<Trainer<Model>> made;
+    try {
+      made.emplace(cfg, log);
+    } catch (...) {
+      if (fresh) {
+        for (const auto& f : run_files(out)) std::filesystem::remove(f, ec);
+        std::filesystem::remove(out, ec);  // only if empty
+      }
+      throw;
+    }
+    Trainer<Model>& tr = *made;
     log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), cmd.device.c_str(), cfg.run_id.c_str()));
     log.print(format("model_params:%zu", Model::num_params));
     if (*ablation::point()) log.print(format("ablation:%s", ablation::point()));
@@ -229,18 +194,23 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
                    .add("code_bytes", variant.code_bytes)
                    .add("ablation", ablation::point())
                    .str());
+    if (cfg.checkpoint_every > 0)
+      log.print(format("checkpoint_every:%lld keep_checkpoints:%d dir:%s", cfg.checkpoint_every, cfg.keep_checkpoints,
+                       tr.checkpoint_dir().periodic_dir().string().c_str()));
     log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
                      "iterations:%lld max_wallclock_seconds:%.3f",
                      cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
                      cfg.iterations, cfg.max_wallclock_seconds));
     log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.data().val_tokens().size() - 1));
     log.print(format("seed:%llu", (unsigned long long)cfg.seed));
-    if (!cmd.resume.empty()) {
-      tr.load_checkpoint(cmd.resume);
-      log.print(format("resumed:%s step:%lld train_time:%.0fms", cmd.resume.c_str(), tr.step(), tr.train_ms()));
+    if (!resume.empty()) {
+      tr.load_checkpoint(resume);
+      PGOLF_CHECK(tr.step() < cfg.iterations, "the checkpoint ", resume, " is at step ", tr.step(), " and --iterations is ",
+                  cfg.iterations, ": nothing left to train (raise --iterations above ", tr.step(), ")");
+      log.print(format("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
     }
     tr.run();
-    tr.save_checkpoint(out / "checkpoint.bin");
+    tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));
     log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
     return export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
   }
@@ -266,11 +236,13 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
                      (long long)m.tokens, (long long)m.bytes));
     return 0;
   }
+  const std::filesystem::path artifact = cmd.output.empty() ? out / "model.pgolf" : std::filesystem::path(cmd.output);
+  PGOLF_CHECK(cmd.overwrite || !std::filesystem::exists(artifact), "artifact ", artifact.string(),
+              " exists; refusing to replace it (choose another -o, or pass --overwrite)");
   tr.load_checkpoint(cmd.file, /*params_only=*/true);
   const BpbMeter before = tr.validate();
   log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
-  return export_and_score(tr, log, cmd.output.empty() ? out / "model.pgolf" : std::filesystem::path(cmd.output),
-                          variant.code_bytes);
+  return export_and_score(tr, log, artifact, variant.code_bytes);
 }
 
 }  // namespace detail
@@ -279,66 +251,40 @@ int run(const Variant& variant, TrainConfig cfg, const Command& cmd) {
 // it provides static bool device_available().
 template <class Model, class GpuModel = void>
 int main(int argc, char** argv, const Variant& variant) {
-  TrainConfig cfg = with_bundled_data(variant.defaults);
-  std::string codec = std::string(to_string(cfg.codec)), device = "auto", resume, file, output;
-  bool no_progress = false;
-
-  CLI::App app(variant.description.empty() ? variant.name : variant.description, variant.name);
-  app.require_subcommand(1);
-  auto* train = app.add_subcommand("train", "train, validate, save a checkpoint, export the artifact, score its round trip");
-  auto* eval = app.add_subcommand("eval", "val_loss and val_bpb of a checkpoint or an artifact");
-  auto* exp = app.add_subcommand("export", "compress a checkpoint into an artifact and score its round trip");
-  auto* info = app.add_subcommand("info", "print the parameter table (optimizer groups, export policies)");
-  for (auto* cmd : {train, eval, exp}) detail::add_config_flags(*cmd, cfg, codec, device);
-  train->add_option("--resume", resume, "continue from a checkpoint's full state")->check(CLI::ExistingFile);
-  train->add_flag("--no-progress", no_progress, "no progress bar");
-  eval->add_option("file", file, "checkpoint (.bin) or artifact (.pgolf)")->required()->check(CLI::ExistingFile);
-  exp->add_option("checkpoint", file, "checkpoint to export")->required()->check(CLI::ExistingFile);
-  exp->add_option("-o,--output", output, "artifact path (default <out-dir>/model.pgolf)");
   try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e);
-  }
+    Parsed parsed = parse_command_line(argc, argv, variant);
+    if (!parsed.command) return parsed.exit_code;
+    Command& cmd = *parsed.command;
 
-  if (info->parsed()) {
-    std::printf("%-28s %-12s %-12s %-16s %-7s %s\n", "parameter", "shape", "group", "export", "scope", "elements");
-    for (const auto& p : Model::param_table) {
-      const std::string shape =
-          p.rank == 1 ? std::to_string(p.rows) : std::to_string(p.rows) + "x" + std::to_string(p.cols);
-      std::printf("%-28s %-12s %-12s %-16s %-7s %zu\n", p.name.c_str(), shape.c_str(), std::string(to_string(p.group)).c_str(),
-                  std::string(to_string(p.export_policy)).c_str(), std::string(to_string(p.scope)).c_str(), p.numel());
+    if (cmd.kind == Command::info) {
+      std::printf("%-28s %-12s %-12s %-16s %-7s %s\n", "parameter", "shape", "group", "export", "scope", "elements");
+      for (const auto& p : Model::param_table) {
+        const std::string shape =
+            p.rank == 1 ? std::to_string(p.rows) : std::to_string(p.rows) + "x" + std::to_string(p.cols);
+        std::printf("%-28s %-12s %-12s %-16s %-7s %zu\n", p.name.c_str(), shape.c_str(),
+                    std::string(to_string(p.group)).c_str(), std::string(to_string(p.export_policy)).c_str(),
+                    std::string(to_string(p.scope)).c_str(), p.numel());
+      }
+      std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, variant.code_bytes);
+      if (*ablation::point()) std::printf("ablation: %s\n", ablation::point());
+      return 0;
     }
-    std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, variant.code_bytes);
-    if (*ablation::point()) std::printf("ablation: %s\n", ablation::point());
-    return 0;
-  }
 
-  try {
-    cfg.codec = parse_codec(codec);
-    if (cfg.run_id.empty()) cfg.run_id = detail::default_run_id(variant.name);
-    if (cfg.out_dir.empty()) cfg.out_dir = (std::filesystem::path("runs") / cfg.run_id).string();
-    detail::Command cmd;
-    cmd.kind = train->parsed() ? detail::Command::train : eval->parsed() ? detail::Command::eval : detail::Command::exp;
-    cmd.resume = resume, cmd.file = file, cmd.output = output, cmd.no_progress = no_progress;
     if constexpr (std::is_void_v<GpuModel>) {
-      PGOLF_CHECK(device != "cuda", variant.name, " was built without the CUDA backend (--device cuda); build it with "
-                  "pgolf_add_variant(... CUDA) where nvcc is present");
+      PGOLF_CHECK(cmd.device != "cuda", variant.name, " was built without the CUDA backend (--device cuda); build it "
+                  "with pgolf_add_variant(... CUDA) where nvcc is present");
       cmd.device = "cpu";
     } else {
       const bool have_gpu = GpuModel::device_available();
-      PGOLF_CHECK(device != "cuda" || have_gpu, "--device cuda: no CUDA device found");
-      cmd.device = device == "auto" ? (have_gpu ? "cuda" : "cpu") : device;
+      PGOLF_CHECK(cmd.device != "cuda" || have_gpu, "--device cuda: no CUDA device found");
+      if (cmd.device == "auto") cmd.device = have_gpu ? "cuda" : "cpu";
     }
-    if (cmd.device == "cuda") {
-      const CLI::App* sub = train->parsed() ? train : eval->parsed() ? eval : exp;
-      if (sub->get_option("--micro-batch-tokens")->count() == 0)
-        cfg.micro_batch_tokens = std::max<long long>(cfg.micro_batch_tokens, 65536);
-    }
-    cfg.validate();
+    if (cmd.device == "cuda" && !cmd.micro_batch_given)
+      cmd.config.micro_batch_tokens = std::max<long long>(cmd.config.micro_batch_tokens, 65536);
+    cmd.config.validate();
     if constexpr (!std::is_void_v<GpuModel>)
-      if (cmd.device == "cuda") return detail::run<GpuModel>(variant, cfg, cmd);
-    return detail::run<Model>(variant, cfg, cmd);
+      if (cmd.device == "cuda") return detail::run<GpuModel>(variant, cmd);
+    return detail::run<Model>(variant, cmd);
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());

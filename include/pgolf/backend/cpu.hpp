@@ -11,6 +11,8 @@
 
 #include "pgolf/backend/arena_plan.hpp"
 #include "pgolf/core/error.hpp"
+#include "pgolf/core/format.hpp"
+#include "pgolf/core/memory.hpp"
 #include "pgolf/nn/component.hpp"
 
 namespace pgolf {
@@ -71,7 +73,9 @@ struct Cpu {
       return grads_;
     }
 
-    void allocate(const ArenaPlan& plan) {
+    void allocate(const ArenaPlan& plan, const Shape& sh) {
+      check_fits(plan.bytes() + 2 * params_.size() * sizeof(T), host_memory_bytes(),
+                 format("the parameters and the activations of a %d x %d micro-batch", sh.batch, sh.seq), "this machine");
       arena_.assign(plan.bytes() + ArenaPlan::kAlign, std::byte{0});
       const auto base = reinterpret_cast<std::uintptr_t>(arena_.data());
       plan.assign(arena_.data() + (ArenaPlan::kAlign - base % ArenaPlan::kAlign) % ArenaPlan::kAlign);

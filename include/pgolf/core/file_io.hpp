@@ -2,6 +2,7 @@
 // library writes itself (checkpoints, artifacts). Errors name the file.
 #pragma once
 
+#include <cerrno>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
@@ -10,6 +11,9 @@
 #include <string>
 #include <type_traits>
 #include <vector>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 #include "pgolf/core/error.hpp"
 
@@ -25,18 +29,52 @@ inline std::vector<std::uint8_t> read_file_bytes(const std::filesystem::path& pa
   return bytes;
 }
 
-// Writes to a temporary name and renames, so a crash never leaves a half-written file behind.
+// Durable, atomic replacement: the bytes go to <path>.tmp, which is fsync'ed and renamed over
+// <path>, and the directory is fsync'ed so the rename survives a power cut. A process killed at any
+// point leaves either the old file or the new one, never a mix; at worst a stale .tmp remains
+// (remove_stale_temp_files cleans those).
 inline void write_file_bytes(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
   if (path.has_parent_path()) std::filesystem::create_directories(path.parent_path());
   const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    PGOLF_CHECK(out.good(), "cannot open ", tmp.string(), " for writing");
-    out.write(reinterpret_cast<const char*>(bytes.data()), std::streamsize(bytes.size()));
-    out.flush();
-    PGOLF_CHECK(out.good(), "write to ", tmp.string(), " failed (disk full?)");
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  PGOLF_CHECK(fd >= 0, "cannot open ", tmp.string(), " for writing (", std::strerror(errno), ")");
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      const int err = errno;
+      ::close(fd);
+      std::filesystem::remove(tmp);
+      PGOLF_FAIL("write to ", tmp.string(), " failed (", std::strerror(err), ")");
+    }
+    done += std::size_t(n);
+  }
+  const bool synced = ::fsync(fd) == 0;
+  const int sync_err = errno;
+  ::close(fd);
+  if (!synced) {
+    std::filesystem::remove(tmp);
+    PGOLF_FAIL("fsync of ", tmp.string(), " failed (", std::strerror(sync_err), ")");
   }
   std::filesystem::rename(tmp, path);
+  const std::filesystem::path dir = path.has_parent_path() ? path.parent_path() : std::filesystem::path(".");
+  const int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (dfd >= 0) {
+    ::fsync(dfd);
+    ::close(dfd);
+  }
+}
+
+// Removes the *.tmp files an interrupted write_file_bytes left in dir; returns what it removed.
+inline std::vector<std::filesystem::path> remove_stale_temp_files(const std::filesystem::path& dir) {
+  std::vector<std::filesystem::path> removed;
+  std::error_code ec;
+  if (!std::filesystem::is_directory(dir, ec)) return removed;
+  for (const auto& e : std::filesystem::directory_iterator(dir, ec))
+    if (e.is_regular_file() && e.path().extension() == ".tmp") removed.push_back(e.path());
+  for (const auto& p : removed) std::filesystem::remove(p, ec);
+  return removed;
 }
 
 // Appends / reads fixed-width little-endian fields (the library targets little-endian hosts).

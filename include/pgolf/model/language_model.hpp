@@ -493,7 +493,7 @@ class LanguageModel {
       plan.take(dskip_, std::size_t(A::depth.max_skips()) * tokens() * std::size_t(kDim));
     }
     plan_grad_registers<A, B, Embed, Block, ParBlock, Head>(plan, grad_regs_, tokens());
-    rt_.allocate(plan);
+    rt_.allocate(plan, shape_);
   }
 
   Shape shape_;

@@ -4,6 +4,7 @@
 // before any work starts, with a message naming the field.
 #pragma once
 
+#include <climits>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -69,6 +70,8 @@ struct TrainConfig {
   std::uint64_t seed = 1337;               // SEED
   std::string run_id;              // RUN_ID
   std::string out_dir;                     // logs, metrics, checkpoint, artifact; empty: none written
+  long long checkpoint_every = 0;          // CHECKPOINT_EVERY: a checkpoint in out_dir/checkpoints every N steps; 0: off
+  int keep_checkpoints = 2;                // KEEP_CHECKPOINTS: the newest K periodic checkpoints are kept
   // export
   Codec codec = Codec::zlib;
   int codec_level = -1;                    // -1: the codec's default (zlib 9, zstd 22, brotli 11)
@@ -85,6 +88,21 @@ struct TrainConfig {
     PGOLF_CHECK(train_batch_tokens % train_seq_len == 0, "train_batch_tokens (", train_batch_tokens,
                 ") must be divisible by train_seq_len (", train_seq_len, ")");
     PGOLF_CHECK(micro_batch_tokens > 0, "micro_batch_tokens must be positive, got ", micro_batch_tokens);
+    // Limits that turn an absurd batch into an error now instead of an hours-long step or an
+    // overflowing index later.
+    PGOLF_CHECK(train_batch_tokens <= kMaxAccumSteps * kMaxMicroBatchTokens, "train_batch_tokens ", train_batch_tokens,
+                " exceeds the supported ", kMaxAccumSteps * kMaxMicroBatchTokens, " (", kMaxAccumSteps,
+                " micro-batches of ", kMaxMicroBatchTokens, " tokens)");
+    PGOLF_CHECK(train_seq_len <= kMaxSeqLen, "train_seq_len ", train_seq_len, " exceeds the supported ", kMaxSeqLen);
+    PGOLF_CHECK(accum_steps() <= kMaxAccumSteps, "train_batch_tokens ", train_batch_tokens, " needs ",
+                accum_steps(), " micro-batches of at most micro_batch_tokens ", micro_batch_tokens,
+                " per optimizer step (at most ", kMaxAccumSteps,
+                "): lower train_batch_tokens or raise micro_batch_tokens");
+    PGOLF_CHECK(micro_batch_tokens_used() <= kMaxMicroBatchTokens, "a micro-batch of ", micro_batch_tokens_used(),
+                " tokens (", micro_batch_rows_ll(), " sequences of ", train_seq_len, ") exceeds the supported ",
+                kMaxMicroBatchTokens, ": lower micro_batch_tokens");
+    PGOLF_CHECK(checkpoint_every >= 0, "checkpoint_every must be >= 0, got ", checkpoint_every);
+    PGOLF_CHECK(keep_checkpoints >= 1, "keep_checkpoints must be >= 1, got ", keep_checkpoints);
     for (auto [name, v] : {std::pair{"matrix_lr", matrix_lr}, {"scalar_lr", scalar_lr}, {"tied_embed_lr", tied_embed_lr},
                            {"embed_lr", embed_lr}, {"head_lr", head_lr}, {"adam_eps", adam_eps},
                            {"grad_clip_norm", grad_clip_norm}})
@@ -114,17 +132,30 @@ struct TrainConfig {
 
   int codec_level_checked() const { return pgolf::codec_level(codec, codec_level); }
 
+  static constexpr int kMaxSeqLen = 1 << 20;
+  static constexpr long long kMaxAccumSteps = 1 << 16;
+  static constexpr long long kMaxMicroBatchTokens = 1LL << 31;
+
   // Sequences per optimizer step, per micro-step, and the accumulation count that joins them: the
-  // fewest micro-steps whose micro-batch fits micro_batch_tokens and divides the batch exactly.
+  // fewest micro-steps whose micro-batch fits micro_batch_tokens and divides the batch exactly (the
+  // smallest divisor of the rows at or above the bound, found in O(sqrt(rows)) so no batch stalls).
   long long batch_rows() const { return train_batch_tokens / train_seq_len; }
-  int grad_accum_steps() const {
+  long long accum_steps() const {
     const long long rows = batch_rows();
     const long long fit = std::max(1LL, micro_batch_tokens / train_seq_len);
-    long long a = (rows + fit - 1) / fit;
-    while (rows % a != 0) ++a;
-    return int(a);
+    const long long lo = (rows + fit - 1) / fit;
+    long long best = rows;
+    for (long long d = 1; d * d <= rows; ++d) {
+      if (rows % d != 0) continue;
+      if (d >= lo) best = std::min(best, d);
+      if (rows / d >= lo) best = std::min(best, rows / d);
+    }
+    return best;
   }
-  int micro_batch_rows() const { return int(batch_rows() / grad_accum_steps()); }
+  int grad_accum_steps() const { return int(std::min<long long>(accum_steps(), INT_MAX)); }
+  long long micro_batch_rows_ll() const { return batch_rows() / accum_steps(); }
+  long long micro_batch_tokens_used() const { return micro_batch_rows_ll() * train_seq_len; }
+  int micro_batch_rows() const { return int(micro_batch_rows_ll()); }
 
   std::string to_json() const {
     return JsonLine()
@@ -166,6 +197,8 @@ struct TrainConfig {
         .add("seed", seed)
         .add("run_id", run_id)
         .add("out_dir", out_dir)
+        .add("checkpoint_every", checkpoint_every)
+        .add("keep_checkpoints", keep_checkpoints)
         .add("codec", to_string(codec))
         .add("codec_level", codec_level_checked())
         .str();

@@ -9,7 +9,8 @@
 // Reproducibility: the model is initialised from the seed by a counter-based generator, data are
 // read in a fixed order, and every CPU reduction has a fixed order, so the same seed and config
 // give the same numbers bit for bit. A checkpoint holds the full state (parameters, optimizer
-// buffers and counters, step, clock, data position), so a resumed run continues exactly.
+// buffers and counters, step, clock, data position), so a resumed run continues exactly; with
+// checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock).
 #pragma once
 
 #include <chrono>
@@ -37,6 +38,7 @@
 #include "pgolf/train/backend_policy.hpp"
 #include "pgolf/optim/schedule.hpp"
 #include "pgolf/train/checkpoint.hpp"
+#include "pgolf/train/checkpoint_dir.hpp"
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/evaluate.hpp"
 #include "pgolf/train/fineweb_data.hpp"
@@ -157,7 +159,7 @@ class Trainer {
     auto t0 = Clock::now();
     for (;;) {
       sync_phase(train_ms_ + ms_since(t0));
-      const bool last = step_ == c.iterations || (stop_after >= 0 && step_ >= stop_after);
+      const bool last = step_ >= c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ += ms_since(t0);
         const Metrics m = validate();
@@ -228,6 +230,12 @@ class Trainer {
                       .add("train_time_ms", approx_ms)
                       .str());
       log_.progress(step_, c.iterations, approx_ms, loss);
+      if (c.checkpoint_every > 0 && !c.out_dir.empty() && step_ % c.checkpoint_every == 0) {
+        train_ms_ += ms_since(t0);  // like validation, the write is not training time
+        const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
+        log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
+        t0 = Clock::now();
+      }
       if (stop_after < 0 && cap_ms > 0 && approx_ms >= cap_ms) stop_after = step_;
     }
     log_.finish_progress();
@@ -283,6 +291,10 @@ class Trainer {
   }
 
   void save_checkpoint(const std::filesystem::path& path) const { write_file_bytes(path, encode_checkpoint(checkpoint())); }
+
+  // The run folder's checkpoints (out_dir/checkpoints every checkpoint_every steps, the newest
+  // keep_checkpoints kept; train/checkpoint_dir.hpp).
+  CheckpointDir checkpoint_dir() const { return CheckpointDir(cfg_.out_dir, cfg_.keep_checkpoints); }
 
   // Loads the full state from a checkpoint file (resume), or only the weights when params_only.
   void load_checkpoint(const std::filesystem::path& path, bool params_only = false) {

@@ -21,6 +21,8 @@
 #include "pgolf/backend/cuda/gemm.hpp"
 #include "pgolf/backend/cuda/param_layout.hpp"
 #include "pgolf/core/cuda_check.hpp"
+#include "pgolf/core/format.hpp"
+#include "pgolf/core/memory.hpp"
 #include "pgolf/nn/component.hpp"
 #include "pgolf/ops/cuda/channel.cuh"
 #include "pgolf/ops/cuda/common.cuh"
@@ -109,7 +111,11 @@ struct Cuda {
       return cuda::to_table_layout(table, dev, grads_.data());
     }
 
-    void allocate(const ArenaPlan& plan) {
+    void allocate(const ArenaPlan& plan, const Shape& sh) {
+      std::size_t free = 0, total = 0;
+      PGOLF_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+      check_fits(plan.bytes(), free, format("the activations of a %d x %d micro-batch", sh.batch, sh.seq),
+                 "the GPU (free memory)");
       arena_ = cuda::DeviceBuffer<std::byte>(plan.bytes());
       plan.assign(arena_.data());  // cudaMalloc returns 256-byte aligned memory
     }

@@ -1,0 +1,229 @@
+// The variant command line, parsed apart from any model (so it is tested alone): every TrainConfig
+// field is a flag of `train`, `eval` and `export`; where the reference trainer reads an environment
+// variable for it (ITERATIONS, TRAIN_BATCH_TOKENS, MATRIX_LR, DATA_PATH, ...) the flag reads the same
+// variable. Precedence: a flag typed on the command line, then its environment variable, then the
+// variant's preset. Each subcommand binds its own copy of the config, so an environment variable
+// read for a subcommand that was not invoked cannot overwrite a flag of the one that was.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <ctime>
+#include <exception>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include <CLI/CLI.hpp>
+
+#include "pgolf/core/error.hpp"
+#include "pgolf/export/compress.hpp"
+#include "pgolf/train/config.hpp"
+
+#ifndef PGOLF_CODE_BYTES
+#define PGOLF_CODE_BYTES 0
+#endif
+#ifndef PGOLF_BUNDLED_DATA_DIR
+#define PGOLF_BUNDLED_DATA_DIR ""
+#endif
+
+namespace pgolf::app {
+
+struct Variant {
+  std::string name;                 // binary name, used in the default run id
+  std::string description;
+  TrainConfig defaults{};           // the variant's preset; flags and environment override it
+  long long code_bytes = PGOLF_CODE_BYTES;
+};
+
+// The bundled data (data/ of the source tree or the installed share/pgolf/data), if known.
+inline TrainConfig with_bundled_data(TrainConfig c) {
+  const std::filesystem::path root = PGOLF_BUNDLED_DATA_DIR;
+  if (!root.empty()) {
+    if (c.data_path.empty()) c.data_path = (root / "fineweb_sp1024_mini").string();
+    if (c.tokenizer_path.empty()) c.tokenizer_path = (root / "tokenizers" / "fineweb_1024_bpe.model").string();
+  }
+  return c;
+}
+
+namespace detail {
+
+inline std::string default_run_id(const std::string& name) {
+  const std::time_t now = std::time(nullptr);
+  char buf[32];
+  std::strftime(buf, sizeof buf, "%Y%m%d-%H%M%S", std::localtime(&now));
+  return name + "-" + buf;
+}
+
+// "must be >= 1, got '0'" rather than CLI11's range message with a 300-digit upper bound. A whole
+// number beyond 64 bits is refused here: CLI11 would clamp it to the largest integer silently.
+inline CLI::Validator at_least(double lo, std::string name) {
+  return CLI::Validator(
+      [lo, name](std::string& s) -> std::string {
+        try {
+          std::size_t used = 0;
+          const double v = std::stod(s, &used);
+          if (s.find_first_not_of("+-0123456789") == std::string::npos) (void)std::stoll(s);  // throws beyond 64 bits
+          if (used == s.size() && v >= lo) return {};
+        } catch (const std::exception&) {
+        }
+        return "must be " + name + ", got '" + s + "'";
+      },
+      name);
+}
+
+// "must be a whole number >= 0, got '-5'": CLI11 would wrap a negative seed into an unsigned one.
+inline CLI::Validator unsigned_integer() {
+  return CLI::Validator(
+      [](std::string& s) -> std::string {
+        const bool digits = !s.empty() && s.size() <= 20 &&
+                            std::all_of(s.begin(), s.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+        if (digits && (s.size() < 20 || s <= "18446744073709551615")) return {};
+        return "must be a whole number in [0, 18446744073709551615], got '" + s + "'";
+      },
+      "UINT");
+}
+
+inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, std::string& device) {
+  const CLI::Validator nonneg = at_least(0, ">= 0"), positive = at_least(1, ">= 1");
+  const CLI::Validator whole_number = unsigned_integer();
+  cmd.add_option("--iterations", c.iterations, "optimizer steps")->envname("ITERATIONS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--warmdown-iters", c.warmdown_iters, "steps of linear LR decay at the end")
+      ->envname("WARMDOWN_ITERS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--max-wallclock-seconds", c.max_wallclock_seconds, "training time cap; 0: none (warmdown by steps)")
+      ->envname("MAX_WALLCLOCK_SECONDS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--val-loss-every", c.val_loss_every, "validate every N steps; 0: at the end only")
+      ->envname("VAL_LOSS_EVERY")->check(nonneg)->capture_default_str();
+  cmd.add_option("--train-log-every", c.train_log_every, "log train loss every N steps")
+      ->envname("TRAIN_LOG_EVERY")->check(nonneg)->capture_default_str();
+  cmd.add_option("--train-batch-tokens", c.train_batch_tokens, "tokens per optimizer step")
+      ->envname("TRAIN_BATCH_TOKENS")->check(positive)->capture_default_str();
+  cmd.add_option("--train-seq-len", c.train_seq_len, "sequence length")
+      ->envname("TRAIN_SEQ_LEN")->check(positive)->capture_default_str();
+  cmd.add_option("--micro-batch-tokens", c.micro_batch_tokens, "most tokens per forward/backward (gradient accumulation)")
+      ->envname("MICRO_BATCH_TOKENS")->check(positive)->capture_default_str();
+  cmd.add_option("--matrix-lr", c.matrix_lr, "Muon learning rate")->envname("MATRIX_LR")->check(nonneg)->capture_default_str();
+  cmd.add_option("--scalar-lr", c.scalar_lr, "Adam LR of vectors and control tensors")
+      ->envname("SCALAR_LR")->check(nonneg)->capture_default_str();
+  cmd.add_option("--tied-embed-lr", c.tied_embed_lr, "Adam LR of the tied embedding")
+      ->envname("TIED_EMBED_LR")->check(nonneg)->capture_default_str();
+  cmd.add_option("--embed-lr", c.embed_lr, "Adam LR of an untied embedding")->envname("EMBED_LR")->check(nonneg)->capture_default_str();
+  cmd.add_option("--head-lr", c.head_lr, "Adam LR of an untied head")->envname("HEAD_LR")->check(nonneg)->capture_default_str();
+  cmd.add_option("--muon-momentum", c.muon_momentum, "Muon momentum after warm-up")
+      ->envname("MUON_MOMENTUM")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  cmd.add_option("--muon-momentum-warmup-start", c.muon_momentum_warmup_start, "Muon momentum at step 0")
+      ->envname("MUON_MOMENTUM_WARMUP_START")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  cmd.add_option("--muon-momentum-warmup-steps", c.muon_momentum_warmup_steps, "steps of momentum warm-up")
+      ->envname("MUON_MOMENTUM_WARMUP_STEPS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--muon-weight-decay", c.muon_weight_decay, "Muon's decoupled weight decay (W *= 1 - lr * wd)")
+      ->envname("MUON_WEIGHT_DECAY")->check(nonneg)->capture_default_str();
+  cmd.add_flag("--muon-row-normalize,!--no-muon-row-normalize", c.muon_row_normalize,
+               "MuonEq-R: normalise each row of Muon's update before Newton-Schulz")
+      ->envname("MUON_ROW_NORMALIZE")->capture_default_str();
+  cmd.add_option("--loop-enable-at", c.loop_enable_at,
+                 "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
+      ->envname("LOOP_ENABLE_AT")->capture_default_str();
+  cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
+      ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
+  cmd.add_flag("--muon-ns-bf16,!--no-muon-ns-bf16", c.muon_ns_bf16,
+               "Newton-Schulz in bf16 on the CPU too, as the reference (and the CUDA backend) run it")
+      ->envname("MUON_NS_BF16")->capture_default_str();
+  cmd.add_option("--beta1", c.beta1, "Adam beta1")->envname("BETA1")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  cmd.add_option("--beta2", c.beta2, "Adam beta2")->envname("BETA2")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  cmd.add_option("--adam-eps", c.adam_eps, "Adam epsilon")->envname("ADAM_EPS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--grad-clip-norm", c.grad_clip_norm, "global gradient-norm clip; 0: off")
+      ->envname("GRAD_CLIP_NORM")->check(nonneg)->capture_default_str();
+  cmd.add_option("--data-path", c.data_path, "directory of *_train_*.bin / *_val_*.bin shards")
+      ->envname("DATA_PATH")->capture_default_str();
+  cmd.add_option("--tokenizer-path", c.tokenizer_path, "SentencePiece .model file")
+      ->envname("TOKENIZER_PATH")->capture_default_str();
+  cmd.add_option("--val-tokens", c.val_tokens, "score only the first N validation tokens; 0: all")
+      ->envname("VAL_TOKENS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--seed", c.seed, "initialisation seed, a whole number >= 0")
+      ->envname("SEED")->check(whole_number)->capture_default_str();
+  cmd.add_option("--run-id", c.run_id, "run name")->envname("RUN_ID");
+  cmd.add_option("--out-dir", c.out_dir, "directory for train.log, metrics.jsonl, checkpoint.bin, checkpoints/, "
+                                          "model.pgolf (default runs/<run-id>)")->envname("OUT_DIR");
+  cmd.add_option("--checkpoint-every", c.checkpoint_every,
+                 "write a checkpoint to <out-dir>/checkpoints/ every N steps; 0: only at the end")
+      ->envname("CHECKPOINT_EVERY")->check(nonneg)->capture_default_str();
+  cmd.add_option("--keep-checkpoints", c.keep_checkpoints, "how many of the periodic checkpoints to keep (the newest)")
+      ->envname("KEEP_CHECKPOINTS")->check(positive)->capture_default_str();
+  cmd.add_option("--compressor", codec, "artifact compressor")
+      ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli"}))->capture_default_str();
+  cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11)")
+      ->envname("COMPRESS_LEVEL")->capture_default_str();
+  cmd.add_option("--device", device, "backend: auto (cuda when a GPU is present), cpu or cuda")
+      ->envname("PGOLF_DEVICE")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
+}
+
+}  // namespace detail
+
+// What the command line asked for. `config` is the invoked subcommand's, with the run id and the
+// out dir defaulted; `micro_batch_given` says whether a flag or MICRO_BATCH_TOKENS set it.
+struct Command {
+  enum Kind { train, eval, exp, info } kind = train;
+  TrainConfig config;
+  std::string device = "auto", resume, file, output;
+  bool no_progress = false, overwrite = false, micro_batch_given = false;
+};
+
+// The parsed command, or (help, --version, a parse error) the exit code CLI11 chose after printing.
+struct Parsed {
+  std::optional<Command> command;
+  int exit_code = 0;
+};
+
+inline Parsed parse_command_line(int argc, const char* const* argv, const Variant& variant) {
+  struct Bound {
+    TrainConfig cfg;
+    std::string codec, device = "auto";
+  };
+  const TrainConfig preset = with_bundled_data(variant.defaults);
+  std::array<Bound, 3> bound;
+  for (auto& b : bound) b.cfg = preset, b.codec = std::string(to_string(preset.codec));
+  Command cmd;
+
+  CLI::App app(variant.description.empty() ? variant.name : variant.description, variant.name);
+  app.require_subcommand(1);
+  CLI::App* train = app.add_subcommand("train", "train, validate, save checkpoints, export the artifact, score its round trip");
+  CLI::App* eval = app.add_subcommand("eval", "val_loss and val_bpb of a checkpoint or an artifact");
+  CLI::App* exp = app.add_subcommand("export", "compress a checkpoint into an artifact and score its round trip");
+  CLI::App* info = app.add_subcommand("info", "print the parameter table (optimizer groups, export policies)");
+  const std::array<CLI::App*, 3> subs{train, eval, exp};
+  for (std::size_t k = 0; k < subs.size(); ++k)
+    detail::add_config_flags(*subs[k], bound[k].cfg, bound[k].codec, bound[k].device);
+  train->add_option("--resume", cmd.resume, "continue from a checkpoint's full state: a file, or `latest` (the newest "
+                                            "checkpoint in --out-dir)")
+      ->check(CLI::ExistingFile | CLI::IsMember({"latest"}));
+  train->add_flag("--overwrite", cmd.overwrite, "train into a non-empty --out-dir, replacing the run files found there");
+  train->add_flag("--no-progress", cmd.no_progress, "no progress bar");
+  eval->add_option("file", cmd.file, "checkpoint (.bin) or artifact (.pgolf)")->required()->check(CLI::ExistingFile);
+  exp->add_option("checkpoint", cmd.file, "checkpoint to export")->required()->check(CLI::ExistingFile);
+  exp->add_option("-o,--output", cmd.output, "artifact path (default <out-dir>/model.pgolf)");
+  exp->add_flag("--overwrite", cmd.overwrite, "replace an existing artifact file");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return {std::nullopt, app.exit(e)};
+  }
+
+  if (info->parsed()) {
+    cmd.kind = Command::info;
+    cmd.config = preset;
+    return {cmd, 0};
+  }
+  const std::size_t k = train->parsed() ? 0 : eval->parsed() ? 1 : 2;
+  cmd.kind = k == 0 ? Command::train : k == 1 ? Command::eval : Command::exp;
+  Bound& b = bound[k];
+  cmd.config = b.cfg;
+  cmd.device = b.device;
+  cmd.micro_batch_given = subs[k]->get_option("--micro-batch-tokens")->count() > 0;
+  TrainConfig& c = cmd.config;
+  c.codec = parse_codec(b.codec);
+  if (c.run_id.empty()) c.run_id = detail::default_run_id(variant.name);
+  if (c.out_dir.empty()) c.out_dir = (std::filesystem::path("runs") / c.run_id).string();
+  return {cmd, 0};
+}
+
+}  // namespace pgolf::app
