@@ -17,9 +17,10 @@ namespace pgolf {
 template <class A>
 double rope_base_at(int seq) {
   if constexpr (requires { A::rope_train_seq_len; })
-    if (A::rope_train_seq_len > 0 && seq > A::rope_train_seq_len)
-      return A::rope_base * std::pow(double(seq) / double(A::rope_train_seq_len),
-                                     double(A::rope_dims) / double(A::rope_dims - 2));
+    if constexpr (A::rope_train_seq_len > 0)  // a constant 0 divisor would draw nvcc's warning
+      if (seq > A::rope_train_seq_len)
+        return A::rope_base * std::pow(double(seq) / double(A::rope_train_seq_len),
+                                       double(A::rope_dims) / double(A::rope_dims - 2));
   return A::rope_base;
 }
 
