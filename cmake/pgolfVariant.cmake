@@ -29,6 +29,11 @@ function(pgolf_add_variant name)
     find_package(CUDAToolkit REQUIRED)
     target_compile_definitions(${name} PRIVATE PGOLF_WITH_CUDA=1)
     target_link_libraries(${name} PRIVATE CUDA::cudart CUDA::cublasLt)
+    if(PGOLF_HAVE_NCCL)  # data parallelism on GPUs (dist/nccl.cuh)
+      target_compile_definitions(${name} PRIVATE PGOLF_HAVE_NCCL=1)
+      target_include_directories(${name} PRIVATE ${PGOLF_NCCL_INCLUDE_DIR})
+      target_link_libraries(${name} PRIVATE ${PGOLF_NCCL_LIBRARY})
+    endif()
   endif()
 
   # Headers: the source tree (cmake/ next to include/) or an install (lib/cmake/pgolf -> include/).
