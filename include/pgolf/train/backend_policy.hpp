@@ -6,6 +6,7 @@
 //   clip(model, max_norm)                               global-norm clipping; returns the norm
 //   params_to_host(model), params_from_host(model, p)   the parameters in the table layout
 //   state_to_host(x), state_from_host(x, v, what)       optimizer state for checkpoints
+//   all_reduce_grads(model, comm)                       sums the gradient buffer over the ranks
 //
 // Cpu<T> steps host spans with Muon<T> / Adam<T>; Cuda (under nvcc) steps device buffers with the
 // GPU optimizers.
@@ -17,6 +18,7 @@
 
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/core/error.hpp"
+#include "pgolf/dist/communicator.hpp"
 #include "pgolf/nn/param_table.hpp"
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
@@ -40,6 +42,10 @@ struct TrainerBackend<Cpu<T>> {
   template <class M>
   static double clip(M& m, double max_norm) {
     return clip_grad_norm(m.grads(), max_norm);
+  }
+  template <class M>
+  static void all_reduce_grads(M& m, dist::Communicator& comm) {
+    comm.all_reduce_sum(m.grads());
   }
   template <class M>
   static std::vector<T> params_to_host(const M& m) {
@@ -86,6 +92,16 @@ struct TrainerBackend<Cuda> {
   template <class M>
   static double clip(M& m, double max_norm) {
     return cuda::clip_grad_norm(m.grads(), max_norm);
+  }
+  // In place on the device with NCCL; through a host copy with a host communicator (MPI).
+  template <class M>
+  static void all_reduce_grads(M& m, dist::Communicator& comm) {
+    const cuda::DeviceParamSpan g = m.grads();
+    if (comm.reduces_device_memory()) return comm.all_reduce_sum_device(g.data, g.size);
+    std::vector<float> h(g.size);
+    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), g.data, g.size * sizeof(float), cudaMemcpyDeviceToHost));
+    comm.all_reduce_sum(std::span<float>(h));
+    PGOLF_CUDA_CHECK(cudaMemcpy(g.data, h.data(), g.size * sizeof(float), cudaMemcpyHostToDevice));
   }
   template <class M>
   static std::vector<float> params_to_host(const M& m) {

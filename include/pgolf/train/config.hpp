@@ -139,9 +139,15 @@ struct TrainConfig {
   // Sequences per optimizer step, per micro-step, and the accumulation count that joins them: the
   // fewest micro-steps whose micro-batch fits micro_batch_tokens and divides the batch exactly (the
   // smallest divisor of the rows at or above the bound, found in O(sqrt(rows)) so no batch stalls).
-  long long batch_rows() const { return train_batch_tokens / train_seq_len; }
-  long long accum_steps() const {
-    const long long rows = batch_rows();
+  // With world > 1 ranks each rank takes batch_rows() / world of them (world_rows_check()).
+  long long batch_rows(int world = 1) const { return train_batch_tokens / train_seq_len / world; }
+  void world_rows_check(int world) const {
+    PGOLF_CHECK(train_batch_tokens / train_seq_len % world == 0, "train_batch_tokens (", train_batch_tokens, ") holds ",
+                train_batch_tokens / train_seq_len, " sequences of ", train_seq_len,
+                " tokens, not divisible by the world size ", world);
+  }
+  long long accum_steps(int world = 1) const {
+    const long long rows = batch_rows(world);
     const long long fit = std::max(1LL, micro_batch_tokens / train_seq_len);
     const long long lo = (rows + fit - 1) / fit;
     long long best = rows;
@@ -152,10 +158,10 @@ struct TrainConfig {
     }
     return best;
   }
-  int grad_accum_steps() const { return int(std::min<long long>(accum_steps(), INT_MAX)); }
-  long long micro_batch_rows_ll() const { return batch_rows() / accum_steps(); }
+  int grad_accum_steps(int world = 1) const { return int(std::min<long long>(accum_steps(world), INT_MAX)); }
+  long long micro_batch_rows_ll(int world = 1) const { return batch_rows(world) / accum_steps(world); }
   long long micro_batch_tokens_used() const { return micro_batch_rows_ll() * train_seq_len; }
-  int micro_batch_rows() const { return int(micro_batch_rows_ll()); }
+  int micro_batch_rows(int world = 1) const { return int(micro_batch_rows_ll(world)); }
 
   std::string to_json() const {
     return JsonLine()

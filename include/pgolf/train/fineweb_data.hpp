@@ -5,6 +5,9 @@
 // A data source gives the Trainer: next_batch(config, accumulation), evaluate(model) returning a
 // metrics value with val_loss() and val_bpb(), describe/add_metrics for the log, and a position
 // (two integers) for checkpoints. Toy tasks (data/toy_tasks.hpp) are the other source.
+// A source that supports data parallelism also has distribute(communicator): then next_batch
+// returns this rank's slice of the global batch (the reference's DistributedTokenLoader) and
+// evaluate() scores this rank's share of the validation sequences and sums the ranks' meters.
 #pragma once
 
 #include <cstdint>
@@ -18,6 +21,7 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/data/byte_tables.hpp"
 #include "pgolf/data/token_stream.hpp"
+#include "pgolf/dist/communicator.hpp"
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/evaluate.hpp"
 
@@ -40,9 +44,19 @@ class FineWebData {
   data::Batch next_batch(const TrainConfig& c, int accum) {
     return loader().next_batch(c.train_batch_tokens, c.train_seq_len, accum);
   }
+  // Data parallel: this process is comm's rank; the communicator outlives the source.
+  void distribute(dist::Communicator& comm) {
+    PGOLF_CHECK(!loader_, "FineWebData::distribute: call it before the first batch");
+    comm_ = &comm;
+  }
   template <class Model>
   Metrics evaluate(Model& m) const {
-    return pgolf::evaluate(m, val_, tables_);
+    if (comm_ == nullptr || comm_->size() == 1) return pgolf::evaluate(m, val_, tables_);
+    Metrics meter = pgolf::evaluate(m, val_, tables_, comm_->rank(), comm_->size());
+    double sums[3] = {meter.loss_sum, meter.tokens, meter.bytes};  // counts: integers, exact in double
+    comm_->all_reduce_sum(std::span<double>(sums));
+    meter.loss_sum = sums[0], meter.tokens = sums[1], meter.bytes = sums[2];
+    return meter;
   }
   static std::string describe(const Metrics& m) { return format("val_loss:%.4f val_bpb:%.4f", m.val_loss(), m.val_bpb()); }
   static void add_metrics(JsonLine& j, const Metrics& m) {
@@ -65,7 +79,7 @@ class FineWebData {
   }
   data::TokenLoader& loader() {
     if (!loader_) {
-      loader_.emplace(data::find_shards(data_path_, "train"), vocab_);
+      loader_.emplace(data::find_shards(data_path_, "train"), vocab_, comm_ ? comm_->rank() : 0, comm_ ? comm_->size() : 1);
       if (resume_ != std::pair<std::uint64_t, std::uint64_t>{0, 0}) loader_->stream().seek(resume_.first, resume_.second);
     }
     return *loader_;
@@ -78,6 +92,7 @@ class FineWebData {
   std::vector<std::int32_t> val_;
   std::optional<data::TokenLoader> loader_;
   std::pair<std::uint64_t, std::uint64_t> resume_{0, 0};
+  dist::Communicator* comm_ = nullptr;
 };
 
 }  // namespace pgolf

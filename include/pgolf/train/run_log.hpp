@@ -1,6 +1,8 @@
 // RunLog: where a run reports. Human lines (the reference trainer's format, so existing log parsers
 // work) go to stdout and to <out_dir>/train.log; machine records go to <out_dir>/metrics.jsonl, one
 // JSON object per line; on a terminal a progress bar with an ETA sits below the log lines.
+// In a data-parallel run only rank 0 reports: on the other ranks (dist::world()) a RunLog writes
+// nothing.
 #pragma once
 
 #include <cstdio>
@@ -10,6 +12,7 @@
 #include <unistd.h>
 
 #include "pgolf/core/error.hpp"
+#include "pgolf/dist/communicator.hpp"
 
 namespace pgolf {
 
@@ -22,8 +25,9 @@ class RunLog {
   };
 
   RunLog() : RunLog(Options{.console = false, .progress = false}) {}
-  explicit RunLog(Options o) : console_(o.console), bar_(o.progress && o.console && ::isatty(STDOUT_FILENO)) {
-    if (!o.out_dir.empty()) {
+  explicit RunLog(Options o)
+      : console_(o.console && dist::world().is_root()), bar_(o.progress && console_ && ::isatty(STDOUT_FILENO)) {
+    if (!o.out_dir.empty() && dist::world().is_root()) {
       std::filesystem::create_directories(o.out_dir);
       log_.open(o.out_dir / "train.log", std::ios::app);
       metrics_.open(o.out_dir / "metrics.jsonl", std::ios::app);

@@ -11,6 +11,19 @@
 // give the same numbers bit for bit. A checkpoint holds the full state (parameters, optimizer
 // buffers and counters, step, clock, data position), so a resumed run continues exactly; with
 // checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock).
+//
+// Data parallel (dist/communicator.hpp; the communicator is dist::world() when the Trainer is
+// built): each of the N ranks takes batch_rows / N sequences of every step, micro-batched as a
+// single process would micro-batch them, and reads them as the reference's DistributedTokenLoader
+// does (one contiguous chunk of N * (local + 1) tokens per micro-step, rank r taking slice r), so
+// the N ranks together see exactly the micro-batches one process sees. Each backward is scaled by
+// 1 / (accumulation steps x N); after the last micro-batch the whole gradient buffer is summed over
+// the ranks (one all-reduce), which gives the single process's mean gradient up to the order of the
+// float additions (not bit for bit: one process accumulates its micro-batches inside the backward's
+// products, the ranks add their finished sums; docs/distributed.md). The logged loss is the global
+// mean; evaluation splits the validation sequences and sums loss, token and byte counts in double;
+// the schedule and the wall-clock stop use rank 0's clock, so every rank takes the same decisions;
+// only rank 0 writes (RunLog, checkpoints). Every rank holds the same weights after every step.
 #pragma once
 
 #include <chrono>
@@ -31,6 +44,7 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/data/byte_tables.hpp"
 #include "pgolf/data/token_stream.hpp"
+#include "pgolf/dist/communicator.hpp"
 #include "pgolf/nn/param_table.hpp"
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
@@ -104,10 +118,10 @@ class Trainer {
   // The data source is built in place from the validated config (FineWebData does not move).
   template <class Make>
   Trainer(TrainConfig config, RunLog& log, Make&& make, Tag)
-      : cfg_(validated(std::move(config))),
+      : cfg_(validated(std::move(config), comm_->size())),
         log_(log),
         data_(make(cfg_)),
-        model_(cfg_.micro_batch_rows(), cfg_.train_seq_len),
+        model_(cfg_.micro_batch_rows(comm_->size()), cfg_.train_seq_len),
         embed_(Policy::adam(model_, OptimGroup::adam_embed, adam_options())),
         head_(Policy::adam(model_, OptimGroup::adam_head, adam_options())),
         scalar_(Policy::adam(model_, OptimGroup::adam_scalar, adam_options())) {
@@ -127,7 +141,12 @@ class Trainer {
       PGOLF_CHECK(cfg_.loop_enable_at < 0, "loop_enable_at is ", cfg_.loop_enable_at,
                   " but this model has a single depth schedule (GptSpec.depth.looped is empty): nothing to switch on");
     }
-    model_.init(cfg_.seed);
+    if (comm_->size() > 1) {
+      if constexpr (requires { data_.distribute(*comm_); }) data_.distribute(*comm_);
+      else PGOLF_FAIL("this data source cannot be split over ", comm_->size(), " ranks (it has no distribute())");
+      PGOLF_CHECK(!recycler_, "token_recycling keeps per-process state: not supported in data-parallel runs");
+    }
+    model_.init(cfg_.seed);  // the same seed on every rank: the same weights (counter-based draws)
   }
 
  public:
@@ -147,7 +166,9 @@ class Trainer {
 
   Result run() {
     const auto& c = cfg_;
-    const int accum = c.grad_accum_steps();
+    const int world = comm_->size();
+    const int accum = c.grad_accum_steps(world);
+    const double micro_div = double(accum) * world;  // summed over the ranks: the global mean
     const double cap_ms = c.max_wallclock_seconds * 1000.0;
     const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms};
     const WarmupCosineSchedule cosine{c.iterations, c.warmup_steps()};
@@ -158,10 +179,10 @@ class Trainer {
     long long stop_after = -1;
     auto t0 = Clock::now();
     for (;;) {
-      sync_phase(train_ms_ + ms_since(t0));
+      sync_phase(clock_ms(t0));
       const bool last = step_ >= c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
-        train_ms_ += ms_since(t0);
+        train_ms_ = clock_ms(t0);
         const Metrics m = validate();
         log_.print(format("step:%lld/%lld %s train_time:%.0fms step_avg:%.2fms", step_, c.iterations,
                           data_.describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
@@ -182,22 +203,26 @@ class Trainer {
       }
 
       const double scale = c.lr_schedule == LrSchedule::warmup_cosine ? cosine.multiplier(step_)
-                                                                      : warmdown.multiplier(step_, train_ms_ + ms_since(t0));
+                                                                      : warmdown.multiplier(step_, clock_ms(t0));
       model_.zero_grad();
       double loss = 0;
       for (int a = 0; a < accum; ++a) {
         const data::Batch b = data_.next_batch(c, accum);
-        loss += model_.forward(b.x, b.y) / accum;
+        loss += model_.forward(b.x, b.y) / micro_div;
         if constexpr (kTokenWeights) {
           if (recycler_) {
             const auto losses = std::span<const T>(model_.row_losses());
             model_.set_token_weights(std::span<const T>(recycler_->weights(losses, std::span<const std::int32_t>(b.y))));
-            model_.backward(1.0 / accum);
+            model_.backward(1.0 / micro_div);
             recycler_->update(losses, std::span<const std::int32_t>(b.y));
             continue;
           }
         }
-        model_.backward(1.0 / accum);
+        model_.backward(1.0 / micro_div);
+      }
+      if (world > 1) {  // after the last micro-batch: one all-reduce of the whole buffer
+        Policy::all_reduce_grads(model_, *comm_);
+        loss = comm_->sum(loss);
       }
       if (!std::isfinite(loss)) {
         log_.finish_progress();
@@ -216,7 +241,7 @@ class Trainer {
       scalar_.step(model_.params(), model_.grads(), c.scalar_lr * scale);
       ++step_;
 
-      const double approx_ms = train_ms_ + ms_since(t0);
+      const double approx_ms = clock_ms(t0);
       res.train.push_back({step_, loss, approx_ms, scale});
       if (on_step_) on_step_(step_, loss);
       if (c.train_log_every > 0 && (step_ <= 10 || step_ % c.train_log_every == 0 || stop_after >= 0))
@@ -231,9 +256,11 @@ class Trainer {
                       .str());
       log_.progress(step_, c.iterations, approx_ms, loss);
       if (c.checkpoint_every > 0 && !c.out_dir.empty() && step_ % c.checkpoint_every == 0) {
-        train_ms_ += ms_since(t0);  // like validation, the write is not training time
-        const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
-        log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
+        train_ms_ = clock_ms(t0);  // like validation, the write is not training time
+        if (comm_->is_root()) {    // data parallel: rank 0 writes; every rank holds the same state
+          const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
+          log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
+        }
         t0 = Clock::now();
       }
       if (stop_after < 0 && cap_ms > 0 && approx_ms >= cap_ms) stop_after = step_;
@@ -290,7 +317,10 @@ class Trainer {
     sync_phase(train_ms_);
   }
 
-  void save_checkpoint(const std::filesystem::path& path) const { write_file_bytes(path, encode_checkpoint(checkpoint())); }
+  void save_checkpoint(const std::filesystem::path& path) const {
+    if (!comm_->is_root()) return;  // data parallel: rank 0 writes; every rank holds the same state
+    write_file_bytes(path, encode_checkpoint(checkpoint()));
+  }
 
   // The run folder's checkpoints (out_dir/checkpoints every checkpoint_every steps, the newest
   // keep_checkpoints kept; train/checkpoint_dir.hpp).
@@ -331,10 +361,13 @@ class Trainer {
   static double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   }
-  static TrainConfig validated(TrainConfig c) {
+  static TrainConfig validated(TrainConfig c, int world) {
     c.validate();
+    c.world_rows_check(world);
     return c;
   }
+  // Training time so far, by rank 0's clock on every rank (the same schedule and stop decisions).
+  double clock_ms(Clock::time_point t0) const { return comm_->broadcast_value(train_ms_ + ms_since(t0)); }
   AdamOptions adam_options() const {
     return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps, .weight_decay = cfg_.weight_decay};
   }
@@ -356,6 +389,7 @@ class Trainer {
     return v;
   }
 
+  dist::Communicator* comm_ = &dist::world();  // before cfg_ and model_, which use its size
   TrainConfig cfg_;
   RunLog& log_;
   Data data_;
