@@ -27,6 +27,10 @@
 // submission would ship besides it: the variant's source file plus every header under
 // include/pgolf/, counted by pgolf_add_variant() at configure time (PGOLF_CODE_BYTES); 0 when
 // the binary was built without it.
+//
+// Data parallel: launched by mpirun (CPU: MPI; CUDA: NCCL) or with torchrun's environment (CUDA:
+// NCCL), the binary joins the job (dist/launch.hpp, docs/distributed.md); rank 0 logs and writes
+// files, and an error on any rank ends the whole job with that rank named.
 #pragma once
 
 #include <algorithm>
@@ -48,6 +52,7 @@
 #include "pgolf/core/file_io.hpp"
 #include "pgolf/core/format.hpp"
 #include "pgolf/core/json.hpp"
+#include "pgolf/dist/launch.hpp"
 #include "pgolf/export/artifact.hpp"
 #include "pgolf/train/checkpoint.hpp"
 #include "pgolf/train/checkpoint_dir.hpp"
@@ -71,11 +76,12 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   using Policy = typename Trainer<Model>::Policy;
   const std::vector<T> trained = Policy::params_to_host(tr.model());
   const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
-  write_file_bytes(artifact_path, bytes);
+  const bool root = dist::world().is_root();  // data parallel: rank 0 writes, the others decode their copy
+  if (root) write_file_bytes(artifact_path, bytes);
 
   const auto t0 = std::chrono::steady_clock::now();
   std::vector<T> loaded(Model::num_params);
-  const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(read_file_bytes(artifact_path)),
+  const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(root ? read_file_bytes(artifact_path) : bytes),
                                             Model::param_table, std::span<T>(loaded), artifact_path.string());
   Policy::params_from_host(tr.model(), std::span<const T>(loaded));
   const BpbMeter m = tr.validate();
@@ -168,7 +174,9 @@ int run(const Variant& variant, const Command& cmd) {
   if (cmd.kind == Command::train) {
     std::error_code ec;
     const bool fresh = !std::filesystem::exists(out, ec) || std::filesystem::is_empty(out, ec);
-    const std::string resume = prepare_run_dir<Model>(cmd);
+    // Data parallel: rank 0 checks and prepares the run folder; the others take its answer.
+    const std::string resume =
+        dist::world().broadcast_string(dist::world().is_root() ? prepare_run_dir<Model>(cmd) : std::string());
     RunLog log({.out_dir = out, .console = true, .progress = !cmd.no_progress});
     log.metric(cfg.to_json());
     // A run that cannot start (missing data, a model too large for the machine) leaves a folder
@@ -177,7 +185,7 @@ int run(const Variant& variant, const Command& cmd) {
     try {
       made.emplace(cfg, log);
     } catch (...) {
-      if (fresh) {
+      if (fresh && dist::world().is_root()) {
         for (const auto& f : run_files(out)) std::filesystem::remove(f, ec);
         std::filesystem::remove(out, ec);  // only if empty
       }
@@ -199,10 +207,12 @@ int run(const Variant& variant, const Command& cmd) {
                        tr.checkpoint_dir().periodic_dir().string().c_str()));
     log.print(format("train_batch_tokens:%lld train_seq_len:%d grad_accum_steps:%d micro_batch_seqs:%d "
                      "iterations:%lld max_wallclock_seconds:%.3f",
-                     cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(), cfg.micro_batch_rows(),
+                     cfg.train_batch_tokens, cfg.train_seq_len, cfg.grad_accum_steps(dist::world().size()),
+                     cfg.micro_batch_rows(dist::world().size()),  // per rank
                      cfg.iterations, cfg.max_wallclock_seconds));
     log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.data().val_tokens().size() - 1));
     log.print(format("seed:%llu", (unsigned long long)cfg.seed));
+    if (dist::world().size() > 1) log.print(format("world_size:%d communicator:%s", dist::world().size(), dist::world().kind()));
     if (!resume.empty()) {
       tr.load_checkpoint(resume);
       PGOLF_CHECK(tr.step() < cfg.iterations, "the checkpoint ", resume, " is at step ", tr.step(), " and --iterations is ",
@@ -210,7 +220,7 @@ int run(const Variant& variant, const Command& cmd) {
       log.print(format("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
     }
     tr.run();
-    tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));
+    if (dist::world().is_root()) tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));
     log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
     return export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
   }
@@ -251,6 +261,7 @@ int run(const Variant& variant, const Command& cmd) {
 // it provides static bool device_available().
 template <class Model, class GpuModel = void>
 int main(int argc, char** argv, const Variant& variant) {
+  dist::ScopedWorld world;  // outside the try: the handler below still has it
   try {
     Parsed parsed = parse_command_line(argc, argv, variant);
     if (!parsed.command) return parsed.exit_code;
@@ -282,10 +293,12 @@ int main(int argc, char** argv, const Variant& variant) {
     if (cmd.device == "cuda" && !cmd.micro_batch_given)
       cmd.config.micro_batch_tokens = std::max<long long>(cmd.config.micro_batch_tokens, 65536);
     cmd.config.validate();
+    world.install(dist::from_environment(cmd.device == "cuda"));
     if constexpr (!std::is_void_v<GpuModel>)
       if (cmd.device == "cuda") return detail::run<GpuModel>(variant, cmd);
     return detail::run<Model>(variant, cmd);
   } catch (const std::exception& e) {
+    if (world.distributed()) dist::world().fail(e.what());  // ends every rank, this one named
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

@@ -53,6 +53,12 @@ class Communicator {
     if (size() > 1) broadcast(std::as_writable_bytes(std::span<T>(&v, 1)), root);
     return v;
   }
+  std::string broadcast_string(std::string s, int root = 0) {
+    if (size() == 1) return s;
+    s.resize(broadcast_value(s.size(), root));
+    broadcast(std::as_writable_bytes(std::span<char>(s.data(), s.size())), root);
+    return s;
+  }
   double sum(double v) {
     if (size() > 1) all_reduce_sum(std::span<double>(&v, 1));
     return v;
