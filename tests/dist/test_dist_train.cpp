@@ -13,7 +13,8 @@
 //           float addition is not associative. The tolerances are orders of magnitude below what a
 //           wrong data slice or a wrong gradient scale gives (the loss moves by ~1e-2 per step).
 //   mpiexec -np N test_dist_train wallclock  a wall-clock cap far below the iterations: every rank
-//       stops at the same step (rank 0's clock decides), so none is left waiting in a collective.
+//       stops at the same step (rank 0's clock decides), so none is left waiting in a collective,
+//       and, the warmdown running by that clock, every rank ends with the same weights.
 //   mpiexec -np N test_dist_train fail R     rank R is given a missing data path: the job must end
 //       non-zero with "rank R/N" in the message (CTest checks the output and a timeout).
 #include <algorithm>
@@ -130,13 +131,17 @@ int wallclock() {
   TrainConfig c = config();
   c.iterations = 100000;
   c.val_loss_every = 0;
+  c.warmdown_iters = 1000;  // by the clock: the learning rate falls from the first step
   c.max_wallclock_seconds = 1.0;
   const Run<float> r = train<float>(c);
   const double mine = double(r.steps), total = comm.sum(mine);
-  const bool same = total == mine * comm.size();
+  std::vector<float> root = r.params;
+  comm.broadcast(std::as_writable_bytes(std::span<float>(root)), 0);
+  const double differ = comm.sum(root == r.params ? 0.0 : 1.0);
+  const bool same = total == mine * comm.size() && differ == 0;
   if (comm.is_root())
-    std::printf("%s wallclock: every rank stopped at step %lld (sum over ranks %.0f)\n", same ? "ok  " : "FAIL", r.steps,
-                total);
+    std::printf("%s wallclock: every rank stopped at step %lld (sum over ranks %.0f) with the same weights (%.0f "
+                "ranks differ)\n", same ? "ok  " : "FAIL", r.steps, total, differ);
   // A rank that disagreed would have hung above or shows here; all ranks agree on the verdict.
   return comm.sum(same ? 0.0 : 1.0) == 0 ? 0 : 1;
 }
