@@ -45,7 +45,7 @@ TEST_CASE("JSONL: nesting deeper than 512 levels is an error, not a stack overfl
   };
   CHECK(json_string_field(nested(512), "text") == "kept");
   CHECK_THROWS_WITH(json_string_field(nested(513), "text"), Catch::Contains("nested deeper than 512 levels"));
-  // A million levels (found by fuzz/fuzz_jsonl) once overflowed the stack.
+  // A million levels once overflowed the stack (fuzz/regressions/jsonl holds the fuzz-target form).
   CHECK_THROWS_WITH(json_string_field(nested(1000000), "text"), Catch::Contains("nested deeper than 512 levels"));
 }
 
