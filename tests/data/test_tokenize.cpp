@@ -38,6 +38,17 @@ TEST_CASE("JSONL: the text field, with escapes decoded as json.loads does", "[fo
   CHECK_THROWS_WITH(json_string_field(R"({"text": "\q"})", "text"), Catch::Contains("unknown escape"));
 }
 
+TEST_CASE("JSONL: nesting deeper than 512 levels is an error, not a stack overflow", "[forward][data]") {
+  auto nested = [](int depth) {
+    return R"({"meta": )" + std::string(std::size_t(depth), '[') + std::string(std::size_t(depth), ']') +
+           R"(, "text": "kept"})";
+  };
+  CHECK(json_string_field(nested(512), "text") == "kept");
+  CHECK_THROWS_WITH(json_string_field(nested(513), "text"), Catch::Contains("nested deeper than 512 levels"));
+  // A million levels once overflowed the stack (fuzz/regressions/jsonl holds the fuzz-target form).
+  CHECK_THROWS_WITH(json_string_field(nested(1000000), "text"), Catch::Contains("nested deeper than 512 levels"));
+}
+
 TEST_CASE("tokenizing the bundled JSONL rebuilds the bundled training shard byte for byte", "[forward][data]") {
   const Tokenizer tok(kData / "tokenizers/fineweb_1024_bpe.model");
   std::ifstream in(kData / "text/fineweb_sample200_docs.jsonl", std::ios::binary);

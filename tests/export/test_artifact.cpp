@@ -135,6 +135,17 @@ TEST_CASE("truncated, corrupted or foreign artifacts are clear errors", "[forwar
     bad[0] = 'X';
     CHECK_THAT(load(bad), Catch::Contains("not a pgolf artifact"));
   }
+  SECTION("a wrong payload size behind valid checksums") {
+    // Found by fuzz/fuzz_artifact: the header's payload size was allocated before any check.
+    for (std::uint64_t size : {std::uint64_t(1) << 49, std::uint64_t(artifact_payload_bytes(Model::param_table) + 1)}) {
+      auto bad = good;
+      std::memcpy(bad.data() + 24, &size, 8);
+      const std::uint32_t crc = crc32_of(std::span<const std::uint8_t>(bad).first(48));
+      std::memcpy(bad.data() + 48, &crc, 4);
+      INFO("size " << size);
+      CHECK_THAT(load(bad), Catch::Contains("the header says the payload is"));
+    }
+  }
   SECTION("another variant's artifact") {
     using Other = Gpt<kOther, float>;
     std::vector<float> p(Other::num_params);

@@ -108,6 +108,7 @@ class ByteReader {
   }
   template <class V>
   void get_into(std::span<V> out) {
+    if (out.empty()) return;  // memcpy from/to a null span is undefined
     PGOLF_CHECK(at_ + out.size_bytes() <= bytes_.size(), what_, " ends early: needed ", out.size_bytes(),
                 " more bytes at offset ", at_, " of ", bytes_.size());
     std::memcpy(out.data(), bytes_.data() + at_, out.size_bytes());

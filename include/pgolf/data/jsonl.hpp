@@ -128,11 +128,15 @@ class JsonScanner {
       }
     }
   }
-  void skip_value() {
+  // Values nest by recursion; the depth is capped so a line of a million '[' is an error, not a stack
+  // overflow (Python's json.loads gives up near 1000 levels too).
+  static constexpr int kMaxDepth = 512;
+  void skip_value(int depth = 1) {
     const char c = peek();
     if (c == '"') {
       string();
     } else if (c == '{' || c == '[') {
+      if (depth > kMaxDepth) fail("arrays and objects nested deeper than 512 levels");
       const char close = c == '{' ? '}' : ']';
       ++i_;
       ws();
@@ -148,7 +152,7 @@ class JsonScanner {
           expect(':');
           ws();
         }
-        skip_value();
+        skip_value(depth + 1);
         ws();
         if (peek() == ',') {
           ++i_;

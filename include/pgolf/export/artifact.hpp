@@ -100,6 +100,23 @@ std::vector<std::uint8_t> encode_artifact(const std::array<ParamInfo, N>& table,
   return std::move(out.bytes());
 }
 
+// The payload size a table implies: the header's claim is checked against it before anything is
+// decompressed, so a corrupt size cannot ask for an arbitrarily large buffer.
+template <std::size_t N>
+constexpr std::size_t artifact_payload_bytes(const std::array<ParamInfo, N>& table) {
+  std::size_t total = 0;
+  for (const auto& p : table) {
+    total += 1;
+    switch (p.export_policy) {
+      case ExportPolicy::int8_per_row: total += 2 * std::size_t(p.rows) + p.numel(); break;
+      case ExportPolicy::int8_per_tensor: total += 4 + p.numel(); break;
+      case ExportPolicy::float16: total += 2 * p.numel(); break;
+      case ExportPolicy::float32_control: total += 4 * p.numel(); break;
+    }
+  }
+  return total;
+}
+
 namespace detail {
 struct ArtifactHeader {
   std::uint32_t version;
@@ -143,6 +160,8 @@ ArtifactInfo decode_artifact(std::span<const std::uint8_t> bytes, const std::arr
   PGOLF_CHECK(crc32_of(stored) == h.stored_crc, what, " payload is corrupted (checksum mismatch)");
   PGOLF_CHECK(h.fingerprint == table_fingerprint(table) && h.tensors == N, what,
               " was exported from a different model variant (parameter-table fingerprint or tensor count differs)");
+  PGOLF_CHECK(h.raw_size == artifact_payload_bytes(table), what, " is corrupted: the header says the payload is ",
+              h.raw_size, " bytes, this parameter table's payload is ", artifact_payload_bytes(table), " bytes");
   const std::vector<std::uint8_t> raw = decompress_bytes(stored, h.codec, std::size_t(h.raw_size));
 
   ByteReader r(raw, what + " payload");

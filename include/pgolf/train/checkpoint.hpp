@@ -86,14 +86,22 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
   c.data_file = r.get<std::uint64_t>();
   c.data_pos = r.get<std::uint64_t>();
   c.seed = r.get<std::uint64_t>();
-  c.tensors.resize(r.get<std::uint32_t>());
+  // Counts and lengths are checked against the bytes left before anything is allocated, so a corrupt
+  // count is an error, not a huge allocation (each tensor needs at least its 8-byte length).
+  const auto tensors = r.get<std::uint32_t>();
+  PGOLF_CHECK(tensors <= r.remaining() / 8, what, " is inconsistent: ", tensors, " tensors cannot fit in the ",
+              r.remaining(), " bytes left");
+  c.tensors.resize(tensors);
   for (auto& t : c.tensors) {
     const auto n = r.get<std::uint64_t>();
-    PGOLF_CHECK(n * sizeof(T) <= r.remaining(), what, " is inconsistent: a tensor of ", n, " values overruns the file");
+    PGOLF_CHECK(n <= r.remaining() / sizeof(T), what, " is inconsistent: a tensor of ", n, " values overruns the file");
     t.resize(n);
-    r.get_into(std::span<T>(t));
+    if (n > 0) r.get_into(std::span<T>(t));  // an empty vector's data() may be null: no memcpy from it
   }
-  c.counters.resize(r.get<std::uint32_t>());
+  const auto counters = r.get<std::uint32_t>();
+  PGOLF_CHECK(counters <= r.remaining() / 8, what, " is inconsistent: ", counters, " counters cannot fit in the ",
+              r.remaining(), " bytes left");
+  c.counters.resize(counters);
   for (auto& v : c.counters) v = r.get<std::int64_t>();
   PGOLF_CHECK(r.remaining() == 0, what, " has ", r.remaining(), " unexpected trailing bytes");
   PGOLF_CHECK(!c.tensors.empty(), what, " holds no parameters");
