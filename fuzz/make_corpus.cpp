@@ -82,7 +82,7 @@ std::vector<float> params() {
 
 void artifacts() {
   const auto p = params();
-  for (auto codec : {pgolf::Codec::none, pgolf::Codec::zlib, pgolf::Codec::zstd, pgolf::Codec::brotli}) {
+  for (auto codec : pgolf::kAllCodecs) {
     const Bytes a = pgolf::encode_artifact(pgolf::fuzz::kTable, std::span<const float>(p), codec,
                                            codec == pgolf::Codec::none ? -1 : 1);
     const std::string name(pgolf::to_string(codec));

@@ -36,15 +36,37 @@ std::string error_of(const std::function<void()>& f) {
 TEST_CASE("compressors round-trip and reject bad levels", "[forward][export]") {
   std::vector<std::uint8_t> data(50000);
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = std::uint8_t(uniform01(1, 2, i) < 0.7 ? 0 : i % 251);
-  for (Codec c : {Codec::none, Codec::zlib, Codec::zstd, Codec::brotli}) {
+  for (Codec c : kAllCodecs) {
     INFO(to_string(c));
+    CHECK(parse_codec(to_string(c)) == c);
     const auto packed = compress_bytes(data, c, c == Codec::zstd ? 3 : -1);
     if (c != Codec::none) CHECK(packed.size() < data.size() / 2);
     CHECK(decompress_bytes(packed, c, data.size()) == data);
+    // Incompressible input (LZMA2 and brotli store it raw) and the empty input round-trip too.
+    std::vector<std::uint8_t> noise(70001);
+    for (std::size_t i = 0; i < noise.size(); ++i) noise[i] = std::uint8_t(uniform01(5, 6, i) * 256);
+    CHECK(decompress_bytes(compress_bytes(noise, c), c, noise.size()) == noise);
+    CHECK(decompress_bytes(compress_bytes({}, c), c, 0).empty());
   }
+  // The shuffle regroups bytes by position modulo 2 (odd lengths included) and is undone exactly.
+  const std::vector<std::uint8_t> five{1, 2, 3, 4, 5};
+  CHECK(detail::shuffle_bytes(five) == std::vector<std::uint8_t>{1, 3, 5, 2, 4});
+  CHECK(detail::unshuffle_bytes(detail::shuffle_bytes(five)) == five);
+  // On 16-bit values with a regular high byte (fp16-like), the shuffle helps brotli.
+  std::vector<std::uint8_t> halves(60000);
+  for (std::size_t i = 0; i < halves.size(); i += 2) {
+    halves[i] = std::uint8_t(uniform01(7, 8, i) * 256);
+    halves[i + 1] = std::uint8_t(0x3c + (uniform01(9, 8, i) < 0.5));
+  }
+  CHECK(compress_bytes(halves, Codec::brotli_shuffle).size() < compress_bytes(halves, Codec::brotli).size());
+  CHECK_THROWS_WITH(compress_bytes(data, Codec::lzma, 10), Catch::Contains("lzma preset must be 0..9"));
+  auto lz = compress_bytes(data, Codec::lzma);
+  lz[lz.size() / 2] ^= 0x5a;
+  CHECK_THROWS_WITH(decompress_bytes(lz, Codec::lzma, data.size()), Catch::Contains("lzma payload is corrupt"));
+  CHECK_THROWS_WITH(decompress_bytes(data, Codec(17), 3), Catch::Contains("unknown codec id 17"));
   CHECK_THROWS_WITH(compress_bytes(data, Codec::zlib, 10), Catch::Contains("zlib level must be 0..9"));
   CHECK_THROWS_WITH(compress_bytes(data, Codec::zstd, 0), Catch::Contains("zstd level must be"));
-  CHECK_THROWS_WITH(parse_codec("lzma"), Catch::Contains("unknown compressor 'lzma'"));
+  CHECK_THROWS_WITH(parse_codec("xz"), Catch::Contains("unknown compressor 'xz'"));
   auto packed = compress_bytes(data, Codec::zstd, 3);
   packed.resize(packed.size() / 2);
   CHECK_THROWS_WITH(decompress_bytes(packed, Codec::zstd, data.size()), Catch::Contains("zstd payload is corrupt"));
@@ -52,7 +74,7 @@ TEST_CASE("compressors round-trip and reject bad levels", "[forward][export]") {
 
 TEST_CASE("artifact round trip follows each tensor's export policy", "[forward][export]") {
   const auto params = trained_like_params();
-  for (Codec c : {Codec::zlib, Codec::zstd, Codec::brotli, Codec::none}) {
+  for (Codec c : kAllCodecs) {
     INFO(to_string(c));
     const auto bytes = encode_artifact(Model::param_table, std::span<const float>(params), c, c == Codec::zstd ? 19 : -1);
     std::vector<float> back(params.size(), -1e30f);

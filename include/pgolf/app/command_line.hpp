@@ -150,8 +150,8 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   cmd.add_option("--keep-checkpoints", c.keep_checkpoints, "how many of the periodic checkpoints to keep (the newest)")
       ->envname("KEEP_CHECKPOINTS")->check(positive)->capture_default_str();
   cmd.add_option("--compressor", codec, "artifact compressor")
-      ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli"}))->capture_default_str();
-  cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11)")
+      ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli", "brotli-shuffle", "lzma"}))->capture_default_str();
+  cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11, lzma 9)")
       ->envname("COMPRESS_LEVEL")->capture_default_str();
   cmd.add_option("--device", device, "backend: auto (cuda when a GPU is present), cpu or cuda")
       ->envname("PGOLF_DEVICE")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();

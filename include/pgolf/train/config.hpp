@@ -74,7 +74,7 @@ struct TrainConfig {
   int keep_checkpoints = 2;                // KEEP_CHECKPOINTS: the newest K periodic checkpoints are kept
   // export
   Codec codec = Codec::zlib;
-  int codec_level = -1;                    // -1: the codec's default (zlib 9, zstd 22, brotli 11)
+  int codec_level = -1;                    // -1: the codec's default (zlib 9, zstd 22, brotli 11, lzma 9)
 
   void validate() const {
     PGOLF_CHECK(iterations >= 0, "iterations must be >= 0, got ", iterations);
