@@ -72,9 +72,10 @@ struct TrainConfig {
   long long swa_every = 0;                 // SWA_EVERY; 0: off
   double swa_threshold = 0.5;              // SWA_THRESHOLD: SWA collects while the LR multiplier < this
   std::string average = "auto";            // AVERAGE: auto | none | ema | swa | swa_of_ema
-  // Late QAT: once the LR multiplier falls to qat_threshold or below (latched; 1: from step 0), every
-  // Muon matrix is fake-quantised to qat_bits per row for the forward/backward, with a straight-through
-  // gradient (train/qat.hpp).
+  // Late QAT: from the first step whose LR multiplier is at or below qat_threshold (latched, so a
+  // warmup_cosine warm-up that starts low switches it on early; 1: from step 0), every Muon matrix
+  // is fake-quantised to qat_bits per row for the forward/backward, with a straight-through gradient
+  // (train/qat.hpp).
   double qat_threshold = 0.0;              // QAT_THRESHOLD; 0: off
   int qat_bits = 6;                        // QAT_BITS, 2..8
   bool muon_polar_express = false;         // MUON_POLAR_EXPRESS: per-iteration Newton-Schulz coefficients
