@@ -3,7 +3,9 @@
 
 #include <array>
 #include <cmath>
+#include <tuple>
 #include <vector>
+#include <algorithm>
 
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
@@ -99,6 +101,59 @@ TEST_CASE("Newton-Schulz matches the direct formula, wide and tall", "[forward][
     for (std::size_t i = 0; i < S.size(); ++i) {
       CHECK(S[i][i] > 0.4);
       CHECK(S[i][i] < 1.5);
+    }
+  }
+}
+
+// Polar Express written out from its definition: X = G / (1.02 ||G|| + 1e-6) on the wide
+// orientation, then X <- a_s X + (b_s A + c_s A^2) X with A = X X^T and the s-th published tuple.
+Mat polar_express_direct(Mat G, int steps) {
+  const double coeffs[5][3] = {{8.156554524902461, -22.48329292557795, 15.878769915207462},
+                               {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+                               {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+                               {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+                               {2.3465413258596377, -1.7097828382687081, 0.42323551169305323}};
+  double ss = 0;
+  for (auto& r : G)
+    for (double v : r) ss += v * v;
+  for (auto& r : G)
+    for (double& v : r) v /= 1.02 * std::sqrt(ss) + 1e-6;
+  const bool tall = G.size() > G[0].size();
+  Mat X = tall ? transpose(G) : G;
+  for (int s = 0; s < steps; ++s) {
+    const double* k = coeffs[std::min(s, 4)];
+    const Mat A = matmul(X, transpose(X)), AA = matmul(A, A);
+    Mat B = A;
+    for (std::size_t i = 0; i < A.size(); ++i)
+      for (std::size_t j = 0; j < A.size(); ++j) B[i][j] = k[1] * A[i][j] + k[2] * AA[i][j];
+    const Mat BX = matmul(B, X);
+    for (std::size_t i = 0; i < X.size(); ++i)
+      for (std::size_t j = 0; j < X[0].size(); ++j) X[i][j] = k[0] * X[i][j] + BX[i][j];
+  }
+  return tall ? transpose(X) : X;
+}
+
+TEST_CASE("Polar Express Newton-Schulz matches its polynomial iterations in double", "[forward][muon]") {
+  for (auto [rows, cols, steps] : {std::tuple{4, 7, 5}, std::tuple{9, 3, 5}, std::tuple{5, 5, 7}}) {
+    INFO(rows << "x" << cols << " steps " << steps);
+    const auto G = randn(std::size_t(rows) * cols, 300 + rows);
+    std::vector<double> out(G.size()), classic(G.size());
+    newton_schulz5(G.data(), rows, cols, steps, out.data(), /*bf16=*/false, /*polar_express=*/true);
+    newton_schulz5(G.data(), rows, cols, steps, classic.data());
+    const Mat ref = polar_express_direct(to_mat(G.data(), rows, cols), steps);
+    double diff = 0;
+    for (int i = 0; i < rows; ++i)
+      for (int j = 0; j < cols; ++j) {
+        REQUIRE(out[i * cols + j] == Approx(ref[i][j]).margin(1e-12));
+        diff = std::max(diff, std::abs(out[i * cols + j] - classic[i * cols + j]));
+      }
+    CHECK(diff > 1e-3);  // not the fixed quintic
+    // Polar Express lands the singular values close to 1 (within its 2e-2 safety band and cushion).
+    const Mat X = to_mat(out.data(), rows, cols);
+    const Mat S = rows <= cols ? matmul(X, transpose(X)) : matmul(transpose(X), X);
+    for (std::size_t i = 0; i < S.size(); ++i) {
+      CHECK(S[i][i] > 0.5);
+      CHECK(S[i][i] < 1.3);
     }
   }
 }
@@ -223,6 +278,24 @@ TEST_CASE("warmdown by iterations and by wall clock, momentum warm-up", "[forwar
   CHECK(wc.multiplier(1000, 100000) == 1.0);
   CHECK(wc.multiplier(1000, 700000) == 0.0);
   CHECK(WarmdownSchedule{.warmdown_iters = 0}.multiplier(5, 1e9) == 1.0);
+  // The records' form: warmdown over a fraction of the run, floored at min_scale.
+  WarmdownSchedule fr{.iterations = 100, .warmdown_iters = 20, .max_wallclock_ms = 0, .warmdown_fraction = 0.85,
+                      .min_scale = 0.1};
+  CHECK(fr.multiplier(0, 0) == 1.0);
+  CHECK(fr.multiplier(14, 0) == 1.0);                   // p = 0.14 < 0.15
+  CHECK(fr.multiplier(15, 0) == Approx(1.0));           // (1 - 0.15) / 0.85
+  CHECK(fr.multiplier(50, 0) == Approx(0.5 / 0.85));    // warmdown_iters is ignored
+  CHECK(fr.multiplier(95, 0) == Approx(0.1));           // 0.0588 floored
+  CHECK(fr.multiplier(100, 0) == Approx(0.1));
+  WarmdownSchedule fw{.iterations = 20000, .warmdown_iters = 0, .max_wallclock_ms = 600000, .warmdown_fraction = 0.5};
+  CHECK(fw.multiplier(10, 200000) == 1.0);              // of the wall clock when capped: p = 1/3
+  CHECK(fw.multiplier(10, 450000) == Approx(0.5));      // p = 0.75: (1 - 0.75) / 0.5
+  CHECK(fw.multiplier(10, 700000) == 0.0);              // past the cap, no floor
+  // The floor applies to the warmdown_iters form too, never lifting the plateau.
+  WarmdownSchedule fl{.iterations = 100, .warmdown_iters = 20, .max_wallclock_ms = 0, .min_scale = 0.3};
+  CHECK(fl.multiplier(50, 0) == 1.0);
+  CHECK(fl.multiplier(90, 0) == Approx(0.5));
+  CHECK(fl.multiplier(99, 0) == Approx(0.3));
   MomentumWarmup mw{.start = 0.85, .end = 0.95, .steps = 500};
   CHECK(mw.at(0) == Approx(0.85));
   CHECK(mw.at(250) == Approx(0.90));

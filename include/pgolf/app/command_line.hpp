@@ -123,6 +123,28 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   cmd.add_option("--loop-enable-at", c.loop_enable_at,
                  "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
       ->envname("LOOP_ENABLE_AT")->capture_default_str();
+  // Training recipe of the records: weight averaging, late QAT, Muon/schedule options (TrainConfig).
+  cmd.add_option("--ema-decay", c.ema_decay, "EMA of the weights, ema <- d*ema + (1-d)*w each step; 0: off")
+      ->envname("EMA_DECAY")->check(CLI::Range(0.0, 0.999999999))->capture_default_str();
+  cmd.add_option("--swa-every", c.swa_every, "SWA: add the weights to a running mean every N steps; 0: off")
+      ->envname("SWA_EVERY")->check(nonneg)->capture_default_str();
+  cmd.add_option("--swa-threshold", c.swa_threshold, "SWA collects while the LR multiplier is below this")
+      ->envname("SWA_THRESHOLD")->capture_default_str();
+  cmd.add_option("--average", c.average, "weights scored and exported: auto, none, ema, swa, swa_of_ema")
+      ->envname("AVERAGE")->check(CLI::IsMember({"auto", "none", "ema", "swa", "swa_of_ema"}))->capture_default_str();
+  cmd.add_option("--qat-threshold", c.qat_threshold,
+                 "late QAT: fake-quantise the Muon matrices once the LR multiplier is at or below this; 0: off")
+      ->envname("QAT_THRESHOLD")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd.add_option("--qat-bits", c.qat_bits, "late QAT bits per weight (2..8)")
+      ->envname("QAT_BITS")->check(CLI::Range(2, 8))->capture_default_str();
+  cmd.add_flag("--muon-polar-express,!--no-muon-polar-express", c.muon_polar_express,
+               "Newton-Schulz with the Polar Express per-iteration coefficients")
+      ->envname("MUON_POLAR_EXPRESS")->capture_default_str();
+  cmd.add_option("--min-lr-scale", c.min_lr_scale, "floor of the warmdown's LR multiplier")
+      ->envname("MIN_LR_SCALE")->check(CLI::Range(0.0, 0.999999))->capture_default_str();
+  cmd.add_option("--warmdown-fraction", c.warmdown_fraction,
+                 "warmdown over this fraction of the run (steps, or wall clock when capped); 0: warmdown_iters")
+      ->envname("WARMDOWN_FRACTION")->check(CLI::Range(0.0, 1.0))->capture_default_str();
   cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
       ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
   cmd.add_flag("--muon-ns-bf16,!--no-muon-ns-bf16", c.muon_ns_bf16,

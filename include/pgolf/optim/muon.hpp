@@ -2,6 +2,7 @@
 //   buf = mu * buf + G;  U = G + mu * buf (Nesterov)
 //   [MuonEq-R] U_i /= max(||U_i||, 1e-7) per row
 //   X = NS5(U / (||U||_F + 1e-7)), quintic (3.4445, -4.7750, 2.0315), on the wide orientation
+//     [Polar Express] X = U / (1.02 ||U||_F + 1e-6), then a different (a, b, c) per iteration
 //   X *= sqrt(max(1, rows / cols));  W *= (1 - lr * wd);  W -= lr * X
 // The CPU reference runs Newton-Schulz in the parameter precision by default; the reference trainer
 // runs it in bf16 on the GPU, and so does the CUDA backend. ns_bf16 gives the CPU that behaviour:
@@ -31,7 +32,35 @@ struct MuonOptions {
   double weight_decay = 0.0;  // decoupled, scaled by the (scheduled) learning rate
   bool row_normalize = false;  // MuonEq-R
   bool ns_bf16 = false;        // Newton-Schulz rounded to bf16 (the CUDA backend always is)
+  bool polar_express = false;  // per-iteration Polar Express coefficients instead of the fixed quintic
 };
+
+// Polar Express (Amsel, Persson, Musco, Gower 2025, arXiv 2505.16932): the coefficients the newest
+// records use, optimised for 5 iterations with safety factor 2e-2 and cushion 2; the 1.02 of the
+// input normalisation is that safety factor. Iterations past the fifth repeat the last tuple.
+inline constexpr double kPolarExpress[5][3] = {
+    {8.156554524902461, -22.48329292557795, 15.878769915207462},
+    {4.042929935166739, -2.808917465908714, 0.5000178451051316},
+    {3.8916678022926607, -2.772484153217685, 0.5060648178503393},
+    {3.285753657755655, -2.3681294933425376, 0.46449024233003106},
+    {2.3465413258596377, -1.7097828382687081, 0.42323551169305323},
+};
+// The (a, b, c) of Newton-Schulz iteration `step` (0-based).
+struct NsCoefficients {
+  double a, b, c;
+};
+inline NsCoefficients ns_coefficients(int step, bool polar_express) {
+  if (!polar_express) return {3.4445, -4.7750, 2.0315};
+  const auto& k = kPolarExpress[std::min(step, 4)];
+  return {k[0], k[1], k[2]};
+}
+// The input normalisation X = G / (scale ||G||_F + eps).
+struct NsNormalisation {
+  double scale, eps;
+};
+inline NsNormalisation ns_normalisation(bool polar_express) {
+  return polar_express ? NsNormalisation{1.02, 1e-6} : NsNormalisation{1.0, 1e-7};
+}
 
 // x rounded to the nearest bf16 value (ties to even), returned as float; NaN stays NaN.
 inline float round_to_bf16(float x) {
@@ -42,16 +71,16 @@ inline float round_to_bf16(float x) {
 }
 
 // Quintic Newton-Schulz orthogonalisation of G [rows, cols] into out (may alias G); bf16: round the
-// iterates to bf16 as the GPU does.
+// iterates to bf16 as the GPU does; polar_express: the Polar Express coefficients and normalisation.
 template <class T>
-void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16 = false) {
-  constexpr T a = T(3.4445), b = T(-4.7750), c = T(2.0315);
+void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16 = false, bool polar_express = false) {
   const bool transposed = rows > cols;
   const int r = transposed ? cols : rows, k = transposed ? rows : cols;  // X is [r, k], r <= k
   std::vector<T> X(std::size_t(r) * k), A(std::size_t(r) * r), B(std::size_t(r) * r), Y(std::size_t(r) * k);
   double ss = 0;
   for (std::size_t i = 0; i < std::size_t(rows) * cols; ++i) ss += double(G[i]) * double(G[i]);
-  const T inv = T(1.0 / (std::sqrt(ss) + 1e-7));
+  const NsNormalisation nrm = ns_normalisation(polar_express);
+  const T inv = T(1.0 / (nrm.scale * std::sqrt(ss) + nrm.eps));
   for (int i = 0; i < rows; ++i)
     for (int j = 0; j < cols; ++j) {
       const T v = G[std::size_t(i) * cols + j] * inv;
@@ -64,6 +93,8 @@ void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16
   };
   round(X);
   for (int s = 0; s < steps; ++s) {
+    const NsCoefficients co = ns_coefficients(s, polar_express);
+    const T a = T(co.a), b = T(co.b), c = T(co.c);
     ops::cpu::gemm<T>(false, true, r, r, k, T(1), X.data(), k, X.data(), k, T(0), A.data(), r);  // A = X X^T
     round(A);
     B = A;
@@ -123,7 +154,7 @@ class Muon {
           const T s = T(1) / std::max(std::sqrt(ss), T(1e-7));
           for (int j = 0; j < p.cols; ++j) row[j] *= s;
         }
-      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data(), options_.ns_bf16);
+      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data(), options_.ns_bf16, options_.polar_express);
       const T shape = T(std::sqrt(std::max(1.0, double(p.rows) / double(p.cols))));
       const T decay = T(1.0 - lr * options_.weight_decay);
       for (std::size_t i = 0; i < n; ++i) W[i] = W[i] * decay - T(lr) * shape * U[i];

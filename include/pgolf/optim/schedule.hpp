@@ -7,13 +7,29 @@
 
 namespace pgolf {
 
+// The newest records' variant: warmdown_fraction > 0 replaces warmdown_iters with a fraction f of the
+// run, progress p = step / iterations (elapsed / cap when capped), multiplier (1 - p) / f once
+// p >= 1 - f; and min_scale floors the multiplier during the warmdown (either form).
 struct WarmdownSchedule {
   long long iterations = 20000;
   long long warmdown_iters = 1200;
   double max_wallclock_ms = 600000.0;  // <= 0: warmdown by iterations instead of by wall clock
+  double warmdown_fraction = 0.0;      // > 0: warmdown over this fraction of the run
+  double min_scale = 0.0;              // the multiplier's floor
 
   // step: optimizer steps taken so far; elapsed_ms: training time so far (validation excluded).
   double multiplier(long long step, double elapsed_ms) const {
+    const double m = raw_multiplier(step, elapsed_ms);
+    return m < 1.0 ? std::max(m, min_scale) : m;
+  }
+
+ private:
+  double raw_multiplier(long long step, double elapsed_ms) const {
+    if (warmdown_fraction > 0) {
+      const double p = max_wallclock_ms > 0 ? elapsed_ms / max_wallclock_ms
+                                            : double(step) / double(std::max(iterations, 1LL));
+      return p >= 1.0 - warmdown_fraction ? std::max((1.0 - p) / warmdown_fraction, 0.0) : 1.0;
+    }
     if (warmdown_iters <= 0) return 1.0;
     if (max_wallclock_ms <= 0) {
       const long long start = std::max(iterations - warmdown_iters, 0LL);

@@ -7,6 +7,12 @@
 //   params_to_host(model), params_from_host(model, p)   the parameters in the table layout
 //   state_to_host(x), state_from_host(x, v, what)       optimizer state for checkpoints
 //   all_reduce_grads(model, comm)                       sums the gradient buffer over the ranks
+//   Mirror, mirror(model), zeros(model)                 a buffer shaped like the parameters (EMA,
+//                                                       SWA sum): a copy of them, or zeros
+//   ema_update(ema, model, d), accumulate_params(sum, model), accumulate(sum, src)
+//   load(model, mirror), load_average(model, sum, count) the parameters := a mirror, or sum / count
+//   mirror_to_host(model, x), mirror_from_host(model, x, v, what)   table layout, for checkpoints
+//   fake_quant(model)                                   late QAT over the Muon matrices (train/qat.hpp)
 //
 // Cpu<T> steps host spans with Muon<T> / Adam<T>; Cuda (under nvcc) steps device buffers with the
 // GPU optimizers.
@@ -23,6 +29,8 @@
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
 #include "pgolf/optim/muon.hpp"
+#include "pgolf/train/qat.hpp"
+#include "pgolf/train/weight_average.hpp"
 
 namespace pgolf {
 
@@ -67,6 +75,44 @@ struct TrainerBackend<Cpu<T>> {
                 x.size());
     std::copy(v.begin(), v.end(), x.begin());
   }
+  using Mirror = std::vector<T>;
+  template <class M>
+  static Mirror mirror(M& m) {
+    return {m.params().begin(), m.params().end()};
+  }
+  template <class M>
+  static Mirror zeros(M& m) {
+    return Mirror(m.params().size(), T(0));
+  }
+  template <class M>
+  static void ema_update(Mirror& ema, M& m, double decay) {
+    pgolf::ema_update(std::span<T>(ema), std::span<const T>(m.params()), decay);
+  }
+  template <class M>
+  static void accumulate_params(Mirror& sum, M& m) {
+    pgolf::accumulate(std::span<T>(sum), std::span<const T>(m.params()));
+  }
+  static void accumulate(Mirror& sum, const Mirror& src) { pgolf::accumulate(std::span<T>(sum), std::span<const T>(src)); }
+  template <class M>
+  static void load(M& m, const Mirror& src) {
+    params_from_host(m, std::span<const T>(src));
+  }
+  template <class M>
+  static void load_average(M& m, const Mirror& sum, long long count) {
+    pgolf::average_into(std::span<T>(m.params()), std::span<const T>(sum), count);
+  }
+  template <class M>
+  static std::vector<T> mirror_to_host(M&, const Mirror& x) {
+    return x;
+  }
+  template <class M>
+  static void mirror_from_host(M&, Mirror& x, const std::vector<T>& v, const char* what) {
+    state_from_host(x, v, what);
+  }
+  template <class M>
+  static FakeQuant<T> fake_quant(M&) {
+    return FakeQuant<T>(M::param_table);
+  }
 };
 
 }  // namespace pgolf
@@ -76,6 +122,8 @@ struct TrainerBackend<Cpu<T>> {
 #include "pgolf/optim/cuda/adam.cuh"
 #include "pgolf/optim/cuda/clip.cuh"
 #include "pgolf/optim/cuda/muon.cuh"
+#include "pgolf/train/cuda/qat.cuh"
+#include "pgolf/train/cuda/weight_average.cuh"
 
 namespace pgolf {
 
@@ -124,6 +172,54 @@ struct TrainerBackend<Cuda> {
     PGOLF_CHECK(v.size() == std::size_t(x.size()), "checkpoint ", what, " holds ", v.size(), " values, expected ",
                 x.size());
     if (!v.empty()) x.upload(std::span<const float>(v));
+  }
+  // Averaging buffers in the device layout, like the parameters (padding included).
+  using Mirror = cuda::DeviceBuffer<float>;
+  template <class M>
+  static Mirror mirror(M& m) {
+    const cuda::DeviceParamSpan p = m.params();
+    Mirror x(p.size);
+    if (p.size > 0) PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), p.data, p.size * sizeof(float), cudaMemcpyDeviceToDevice));
+    return x;
+  }
+  template <class M>
+  static Mirror zeros(M& m) {
+    Mirror x(m.params().size);
+    x.fill_bytes(0);
+    return x;
+  }
+  template <class M>
+  static void ema_update(Mirror& ema, M& m, double decay) {
+    cuda::ema_update(ema.data(), m.params().data, ema.size(), decay);
+  }
+  template <class M>
+  static void accumulate_params(Mirror& sum, M& m) {
+    cuda::accumulate(sum.data(), m.params().data, sum.size());
+  }
+  static void accumulate(Mirror& sum, const Mirror& src) { cuda::accumulate(sum.data(), src.data(), sum.size()); }
+  template <class M>
+  static void load(M& m, const Mirror& src) {
+    const cuda::DeviceParamSpan p = m.params();
+    PGOLF_CHECK(p.size == src.size(), "load: ", src.size(), " values for ", p.size, " parameters");
+    if (p.size > 0) PGOLF_CUDA_CHECK(cudaMemcpy(p.data, src.data(), p.size * sizeof(float), cudaMemcpyDeviceToDevice));
+  }
+  template <class M>
+  static void load_average(M& m, const Mirror& sum, long long count) {
+    cuda::average_into(m.params().data, sum.data(), sum.size(), count);
+  }
+  template <class M>
+  static std::vector<float> mirror_to_host(M&, const Mirror& x) {
+    return cuda::to_table_layout<float>(M::param_table, M::storage_table, x.data());
+  }
+  template <class M>
+  static void mirror_from_host(M&, Mirror& x, const std::vector<float>& v, const char* what) {
+    PGOLF_CHECK(v.size() == table_size(M::param_table), "checkpoint ", what, " holds ", v.size(), " values, expected ",
+                table_size(M::param_table));
+    cuda::to_device_layout<float>(M::param_table, M::storage_table, std::span<const float>(v), x.data(), x.size());
+  }
+  template <class M>
+  static cuda::CudaFakeQuant fake_quant(M&) {
+    return cuda::CudaFakeQuant(M::storage_table);
   }
 };
 

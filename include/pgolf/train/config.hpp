@@ -62,6 +62,27 @@ struct TrainConfig {
   // A variant with two depth schedules (GptSpec.depth.looped) switches to the loop-on one at this
   // fraction of training (of the steps, or of the wall clock when capped); -1: the records' 0.35.
   double loop_enable_at = -1.0;            // LOOP_ENABLE_AT
+  // The records' training recipe (TECHNIQUES.md 4.12-4.14, 3.1, 3.4, 13.2).
+  // Weight averaging: an fp32 EMA of every parameter (ema <- d ema + (1 - d) theta after each step)
+  // and/or SWA, a running mean of the weights (or of the EMA) taken every swa_every steps while the
+  // LR multiplier is under swa_threshold. `average` picks the weights scored and exported at the end:
+  // none, ema, swa, swa_of_ema, or auto = swa_of_ema with both on, swa with swa_every only, ema with
+  // ema_decay only, else none. An option the chosen average does not use is refused.
+  double ema_decay = 0.0;                  // EMA_DECAY; 0: off (records 0.997 / 0.9965)
+  long long swa_every = 0;                 // SWA_EVERY; 0: off
+  double swa_threshold = 0.5;              // SWA_THRESHOLD: SWA collects while the LR multiplier < this
+  std::string average = "auto";            // AVERAGE: auto | none | ema | swa | swa_of_ema
+  // Late QAT: from the first step whose LR multiplier is at or below qat_threshold (latched, so a
+  // warmup_cosine warm-up that starts low switches it on early; 1: from step 0), every Muon matrix
+  // is fake-quantised to qat_bits per row for the forward/backward, with a straight-through gradient
+  // (train/qat.hpp).
+  double qat_threshold = 0.0;              // QAT_THRESHOLD; 0: off
+  int qat_bits = 6;                        // QAT_BITS, 2..8
+  bool muon_polar_express = false;         // MUON_POLAR_EXPRESS: per-iteration Newton-Schulz coefficients
+  double min_lr_scale = 0.0;               // MIN_LR_SCALE: the warmdown's floor (records 0.1)
+  // WARMDOWN_FRACTION: the warmdown spans this fraction of the iterations (or of the wall-clock cap
+  // when capped); > 0 overrides warmdown_iters (records 0.85).
+  double warmdown_fraction = 0.0;
   // data and evaluation
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
@@ -125,12 +146,42 @@ struct TrainConfig {
                 "muon_weight_decay must be a finite number >= 0, got ", muon_weight_decay);
     PGOLF_CHECK(loop_enable_at == -1.0 || (loop_enable_at >= 0 && loop_enable_at <= 1),
                 "loop_enable_at must be a fraction of training in [0, 1] (or -1 for the default), got ", loop_enable_at);
+    validate_recipe();
     PGOLF_CHECK(val_tokens >= 0, "val_tokens must be >= 0, got ", val_tokens);
     PGOLF_CHECK(val_tokens == 0 || val_tokens > train_seq_len, "val_tokens (", val_tokens,
                 ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
     PGOLF_CHECK(eval_stride >= 0 && eval_stride <= train_seq_len, "eval_stride must be in 1..train_seq_len (",
                 train_seq_len, ") for sliding-window evaluation, or 0 for the standard one; got ", eval_stride);
     codec_level_checked();
+  }
+
+  // The resolved `average` (auto replaced by its rule).
+  std::string average_kind() const {
+    if (average != "auto") return average;
+    if (swa_every > 0) return ema_decay > 0 ? "swa_of_ema" : "swa";
+    return ema_decay > 0 ? "ema" : "none";
+  }
+  void validate_recipe() const {
+    PGOLF_CHECK(std::isfinite(ema_decay) && ema_decay >= 0 && ema_decay < 1, "ema_decay must be in [0, 1), got ", ema_decay);
+    PGOLF_CHECK(swa_every >= 0, "swa_every must be >= 0, got ", swa_every);
+    PGOLF_CHECK(swa_threshold > 0 && swa_threshold <= 1, "swa_threshold must be in (0, 1], got ", swa_threshold);
+    PGOLF_CHECK(average == "auto" || average == "none" || average == "ema" || average == "swa" || average == "swa_of_ema",
+                "average must be auto, none, ema, swa or swa_of_ema, got '", average, "'");
+    const std::string a = average_kind();
+    const bool uses_ema = a == "ema" || a == "swa_of_ema", uses_swa = a == "swa" || a == "swa_of_ema";
+    PGOLF_CHECK(!uses_ema || ema_decay > 0, "average ", a, " needs an EMA: set ema_decay > 0");
+    PGOLF_CHECK(!uses_swa || swa_every > 0, "average ", a, " needs swa_every > 0");
+    PGOLF_CHECK(uses_ema || ema_decay == 0, "ema_decay is ", ema_decay, " but average ", a,
+                " does not use the EMA (choose average ema or swa_of_ema, or set ema_decay 0)");
+    PGOLF_CHECK(uses_swa || swa_every == 0, "swa_every is ", swa_every, " but average ", a,
+                " does not use SWA (choose average swa or swa_of_ema, or set swa_every 0)");
+    PGOLF_CHECK(std::isfinite(qat_threshold) && qat_threshold >= 0 && qat_threshold <= 1,
+                "qat_threshold must be in [0, 1] (0: off), got ", qat_threshold);
+    PGOLF_CHECK(qat_bits >= 2 && qat_bits <= 8, "qat_bits must be in [2, 8], got ", qat_bits);
+    PGOLF_CHECK(std::isfinite(min_lr_scale) && min_lr_scale >= 0 && min_lr_scale < 1,
+                "min_lr_scale must be in [0, 1), got ", min_lr_scale);
+    PGOLF_CHECK(std::isfinite(warmdown_fraction) && warmdown_fraction >= 0 && warmdown_fraction <= 1,
+                "warmdown_fraction must be in [0, 1] (0: use warmdown_iters), got ", warmdown_fraction);
   }
 
   long long warmup_steps() const { return warmup_iters >= 0 ? warmup_iters : std::max(1LL, iterations / 10); }
@@ -202,6 +253,15 @@ struct TrainConfig {
         .add("warmup_iters", warmup_steps())
         .add("token_recycling", token_recycling)
         .add("loop_enable_at", loop_enable_at)
+        .add("ema_decay", ema_decay)
+        .add("swa_every", swa_every)
+        .add("swa_threshold", swa_threshold)
+        .add("average", average_kind())
+        .add("qat_threshold", qat_threshold)
+        .add("qat_bits", qat_bits)
+        .add("muon_polar_express", muon_polar_express)
+        .add("min_lr_scale", min_lr_scale)
+        .add("warmdown_fraction", warmdown_fraction)
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)

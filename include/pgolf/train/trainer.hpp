@@ -12,6 +12,13 @@
 // buffers and counters, step, clock, data position), so a resumed run continues exactly; with
 // checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock).
 //
+// The records' recipe (TrainConfig: ema_decay, swa_every, average, qat_threshold): an EMA and/or SWA
+// of the weights is kept beside them (in the backend's memory) and the selected average is loaded
+// into the model before the final validation, so that validation, the export and the artifact use
+// it; checkpoints keep the raw weights plus the EMA/SWA state and the QAT switch step, so a resume
+// continues the same trajectory. Late QAT fake-quantises the Muon matrices for each step's forward
+// and backward once the LR multiplier reaches qat_threshold (train/qat.hpp).
+//
 // Data parallel (dist/communicator.hpp; the communicator is dist::world() when the Trainer is
 // built): each of the N ranks takes batch_rows / N sequences of every step, micro-batched as a
 // single process would micro-batch them, and reads them as the reference's DistributedTokenLoader
@@ -149,6 +156,10 @@ class Trainer {
       PGOLF_CHECK(!recycler_, "token_recycling keeps per-process state: not supported in data-parallel runs");
     }
     model_.init(cfg_.seed);  // the same seed on every rank: the same weights (counter-based draws)
+    // The records' recipe: the EMA starts from the initial weights, the SWA sum from zero.
+    if (cfg_.ema_decay > 0) ema_.emplace(Policy::mirror(model_));
+    if (cfg_.swa_every > 0) swa_.emplace(Policy::zeros(model_));
+    if (cfg_.qat_threshold > 0) fq_.emplace(Policy::fake_quant(model_));
   }
 
  public:
@@ -158,6 +169,14 @@ class Trainer {
   Data& data() { return data_; }
   const Data& data() const { return data_; }
   long long step() const { return step_; }
+  // The recipe's state: which weights the model holds ("raw" until run() ends with an average), the
+  // SWA count, and the step late QAT switched on at (-1: not on).
+  const std::string& weights() const { return weights_; }
+  long long swa_count() const { return swa_count_; }
+  long long qat_on_step() const { return qat_on_step_; }
+  // The EMA and SWA sum in the table layout (empty when off), for tests and tools.
+  std::vector<T> ema_host() { return ema_ ? Policy::mirror_to_host(model_, *ema_) : std::vector<T>{}; }
+  std::vector<T> swa_sum_host() { return swa_ ? Policy::mirror_to_host(model_, *swa_) : std::vector<T>{}; }
   double train_ms() const { return train_ms_; }
 
   Metrics validate() { return data_.evaluate(model_); }
@@ -181,7 +200,7 @@ class Trainer {
     const int accum = c.grad_accum_steps(world);
     const double micro_div = double(accum) * world;  // summed over the ranks: the global mean
     const double cap_ms = c.max_wallclock_seconds * 1000.0;
-    const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms};
+    const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms, c.warmdown_fraction, c.min_lr_scale};
     const WarmupCosineSchedule cosine{c.iterations, c.warmup_steps()};
     const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
     const double embed_lr = head_.empty() ? c.tied_embed_lr : c.embed_lr;  // no head group: tied
@@ -194,11 +213,12 @@ class Trainer {
       const bool last = step_ >= c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ = clock_ms(t0);
+        if (last) apply_average();  // the final validation (and the export) score the averaged weights
         const Metrics m = validate();
         log_.print(format("step:%lld/%lld %s train_time:%.0fms step_avg:%.2fms", step_, c.iterations,
                           data_.describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
         JsonLine line;
-        line.add("event", "val").add("step", step_);
+        line.add("event", "val").add("step", step_).add("weights", weights_);
         data_.add_metrics(line, m);
         log_.metric(line.add("train_time_ms", train_ms_).str());
         res.val.push_back({step_, m.val_loss(), m.val_bpb(), train_ms_});
@@ -216,6 +236,15 @@ class Trainer {
 
       const double scale = c.lr_schedule == LrSchedule::warmup_cosine ? cosine.multiplier(step_)
                                                                       : warmdown.multiplier(step_, clock_ms(t0));
+      if (fq_ && qat_on_step_ < 0 && scale <= c.qat_threshold) {
+        qat_on_step_ = step_;
+        log_.print(format("qat:on step:%lld bits:%d", step_, c.qat_bits));
+        log_.metric(JsonLine().add("event", "qat").add("step", step_).add("bits", c.qat_bits).str());
+      }
+      // Late QAT: this step's forwards and backwards read the fake-quantised matrices; the masters
+      // are restored before the optimizer applies that gradient to them (straight-through).
+      const bool qat = fq_ && qat_on_step_ >= 0;
+      if (qat) fq_->apply(model_.params(), c.qat_bits);
       model_.zero_grad();
       double loss = 0;
       for (int a = 0; a < accum; ++a) {
@@ -232,6 +261,7 @@ class Trainer {
         }
         model_.backward(1.0 / micro_div);
       }
+      if (qat) fq_->restore(model_.params());
       if (world > 1) {  // after the last micro-batch: one all-reduce of the whole buffer
         Policy::all_reduce_grads(model_, *comm_);
         loss = comm_->sum(loss);
@@ -252,6 +282,12 @@ class Trainer {
       head_.step(model_.params(), model_.grads(), c.head_lr * scale);
       scalar_.step(model_.params(), model_.grads(), c.scalar_lr * scale);
       ++step_;
+      if (ema_) Policy::ema_update(*ema_, model_, c.ema_decay);
+      if (swa_ && step_ % c.swa_every == 0 && scale < c.swa_threshold) {
+        if (ema_) Policy::accumulate(*swa_, *ema_);  // swa_of_ema (validate() allows the EMA only then)
+        else Policy::accumulate_params(*swa_, model_);
+        ++swa_count_;
+      }
 
       const double approx_ms = clock_ms(t0);
       res.train.push_back({step_, loss, approx_ms, scale});
@@ -291,7 +327,7 @@ class Trainer {
     ck.train_ms = train_ms_;
     ck.seed = cfg_.seed;
     std::tie(ck.data_file, ck.data_pos) = data_.position();
-    ck.tensors.push_back(Policy::params_to_host(model_));
+    ck.tensors.push_back(raw_ ? *raw_ : Policy::params_to_host(model_));  // the raw weights, not the average
     ck.tensors.push_back(muon_ ? Policy::state_to_host(muon_->momentum_buffer()) : std::vector<T>{});  // empty: adamw
     for (const AdamT* a : adams()) {
       ck.tensors.push_back(Policy::state_to_host(a->first_moment()));
@@ -302,19 +338,37 @@ class Trainer {
       const auto st = recycler_->state();
       ck.tensors.emplace_back(st.begin(), st.end());
     }
+    if (ema_) ck.tensors.push_back(Policy::mirror_to_host(model_, *ema_));
+    if (swa_) {
+      ck.tensors.push_back(Policy::mirror_to_host(model_, *swa_));
+      ck.counters.push_back(swa_count_);
+    }
+    if (fq_) ck.counters.push_back(qat_on_step_);
     return ck;
   }
 
   void restore(const Checkpoint<T>& ck) {
     auto list = adams();
-    const std::size_t n = list.size(), extra = recycler_ ? 1 : 0;
-    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n + extra && ck.counters.size() == n,
+    const std::size_t n = list.size(), extra = (recycler_ ? 1 : 0) + (ema_ ? 1 : 0) + (swa_ ? 1 : 0);
+    const std::size_t counters = n + (swa_ ? 1 : 0) + (fq_ ? 1 : 0);
+    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n + extra && ck.counters.size() == counters,
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
-                " counters; expected ", 2 + 2 * n + extra, " and ", n, ")");
+                " counters; expected ", 2 + 2 * n + extra, " and ", counters,
+                "; ema_decay, swa_every and qat_threshold must be on or off as in the run that wrote it)");
+    std::size_t at = 2 + 2 * n, ctr = n;  // the recycler, EMA and SWA follow the optimizer state
     if (recycler_) {
-      const auto& st = ck.tensors.back();
+      const auto& st = ck.tensors[at++];
       recycler_->set_state(std::vector<double>(st.begin(), st.end()));
     }
+    if (ema_) Policy::mirror_from_host(model_, *ema_, ck.tensors[at++], "EMA");
+    if (swa_) {
+      Policy::mirror_from_host(model_, *swa_, ck.tensors[at++], "SWA sum");
+      swa_count_ = ck.counters[ctr++];
+      PGOLF_CHECK(swa_count_ >= 0, "checkpoint SWA count is ", swa_count_);
+    }
+    if (fq_) qat_on_step_ = ck.counters[ctr++];
+    raw_.reset();
+    weights_ = "raw";
     Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
     if (muon_) Policy::state_from_host(muon_->momentum_buffer(), ck.tensors[1], "Muon momentum");
     else PGOLF_CHECK(ck.tensors[1].empty(), "checkpoint holds Muon momentum; this run uses AdamW for the matrices");
@@ -386,7 +440,7 @@ class Trainer {
   MuonOptions muon_options() const {
     return MuonOptions{.momentum = cfg_.muon_momentum, .ns_steps = cfg_.muon_backend_steps,
                        .weight_decay = cfg_.muon_weight_decay, .row_normalize = cfg_.muon_row_normalize,
-                       .ns_bf16 = cfg_.muon_ns_bf16};
+                       .ns_bf16 = cfg_.muon_ns_bf16, .polar_express = cfg_.muon_polar_express};
   }
   using AdamT = decltype(Policy::adam(std::declval<Model&>(), OptimGroup::adam_embed, AdamOptions{}));
   // The Adam groups in checkpoint order (the matrix group last, with adamw only).
@@ -440,6 +494,35 @@ class Trainer {
     }
   }
   double loop_at_ = 1.0;
+  // Weight averaging and late QAT (the records' recipe; config.hpp).
+  using Mirror = typename Policy::Mirror;
+  std::optional<Mirror> ema_, swa_;
+  long long swa_count_ = 0;
+  using FakeQuantT = decltype(Policy::fake_quant(std::declval<Model&>()));
+  std::optional<FakeQuantT> fq_;
+  long long qat_on_step_ = -1;        // the step QAT switched on at; -1: not yet (latched once on)
+  std::optional<std::vector<T>> raw_;  // the trained weights while the averaged ones are loaded
+  std::string weights_ = "raw";        // which weights the model holds: raw, ema, swa, swa_of_ema
+  // At the end of run(): loads the selected average into the model (once) and says so in the log.
+  void apply_average() {
+    const std::string a = cfg_.average_kind();
+    if (a == "none" || raw_) return;
+    raw_ = Policy::params_to_host(model_);
+    if (a == "ema" || (a == "swa_of_ema" && swa_count_ == 0)) {
+      Policy::load(model_, *ema_);
+      weights_ = "ema";
+      log_.print(format("weights:ema decay:%g%s", cfg_.ema_decay,
+                        a == "ema" ? "" : " (swa collected nothing: no swa_every step had the LR multiplier under swa_threshold)"));
+    } else if (swa_count_ == 0) {
+      raw_.reset();
+      log_.print("weights:raw (swa collected nothing: no swa_every step had the LR multiplier under swa_threshold)");
+    } else {
+      Policy::load_average(model_, *swa_, swa_count_);
+      weights_ = a;
+      log_.print(format("weights:%s count:%lld%s", a.c_str(), swa_count_,
+                        a == "swa_of_ema" ? format(" ema_decay:%g", cfg_.ema_decay).c_str() : ""));
+    }
+  }
   std::optional<TokenRecycler> recycler_;
   std::function<void(long long, double)> on_step_;
   long long step_ = 0;

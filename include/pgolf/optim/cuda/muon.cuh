@@ -6,7 +6,9 @@
 //      [MuonEq-R] one warp per row: U_i /= max(||U_i||, 1e-7)
 //   2. one block per matrix: ||U||_F in a fixed order
 //   3. per shape: X = bf16(U / (||U|| + 1e-7)), transposed to the wide orientation, packed [count, r, k]
-//   4. per shape, ns_steps times: A = X X^T;  B = b*A + c*A A;  X = a*X + B X   (bf16, fp32 accumulate)
+//      (Polar Express: U / (1.02 ||U|| + 1e-6))
+//   4. per shape, ns_steps times: A = X X^T;  B = b*A + c*A A;  X = a*X + B X   (bf16, fp32 accumulate;
+//      (a, b, c) per iteration from ns_coefficients(), the CPU's table)
 //   5. per shape: W = W*(1 - lr*wd) - lr*sqrt(max(1, rows/cols)) * X (untransposed)
 // The momentum buffer is packed in table order as the CPU optimizer's, so checkpoints move between
 // backends.
@@ -65,14 +67,16 @@ __global__ inline void sumsq_kernel(const Segment* __restrict__ segs, const floa
   if (threadIdx.x == 0) out[blockIdx.x] = acc;
 }
 
-// X[m] = bf16(U_m / (||U_m|| + 1e-7)), transposed when rows > cols. members: matrix indices of the shape.
+// X[m] = bf16(U_m / (norm_scale ||U_m|| + norm_eps)), transposed when rows > cols. members: matrix
+// indices of the shape.
 __global__ inline void muon_pack_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
                                         const float* __restrict__ U, const float* __restrict__ sumsq, int rows,
-                                        int cols, bool transpose, ops::cuda::bf16* __restrict__ X) {
+                                        int cols, bool transpose, ops::cuda::bf16* __restrict__ X, float norm_scale,
+                                        float norm_eps) {
   const std::size_t n = std::size_t(rows) * cols;
   const int m = members[blockIdx.y];
   const Segment s = segs[m];
-  const float inv = 1.f / (sqrtf(sumsq[m]) + 1e-7f);
+  const float inv = 1.f / (norm_scale * sqrtf(sumsq[m]) + norm_eps);
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     const std::size_t r = i / cols, c = i % cols;
     const std::size_t dst = transpose ? c * rows + r : i;
@@ -152,13 +156,13 @@ class CudaMuon {
     }
     detail::sumsq_kernel<<<unsigned(matrices_), 1024, 0, st>>>(segs_.data(), U_.data(), sumsq_.data());
     PGOLF_CUDA_CHECK_LAUNCH("muon_sumsq");
-    constexpr float a = 3.4445f, b = -4.7750f, c = 2.0315f;
+    const NsNormalisation nrm = ns_normalisation(options_.polar_express);
     for (Group& g : groups_) {
       const bool tr = g.rows > g.cols;
       const int r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
       const dim3 grid(32, unsigned(g.count));
       detail::muon_pack_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), U_.data(), sumsq_.data(), g.rows,
-                                                     g.cols, tr, g.X.data());
+                                                     g.cols, tr, g.X.data(), float(nrm.scale), float(nrm.eps));
       PGOLF_CUDA_CHECK_LAUNCH("muon_pack");
       const long long rk = (long long)r * k, rr = (long long)r * r;
       const GemmShape xxt{.ta = false, .tb = true, .M = r, .N = r, .K = k, .lda = k, .ldb = k, .ldc = r,
@@ -171,6 +175,8 @@ class CudaMuon {
                          .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
                          .stride_a = rr, .stride_b = rk, .stride_c = rk};
       for (int s = 0; s < options_.ns_steps; ++s) {
+        const NsCoefficients co = ns_coefficients(s, options_.polar_express);
+        const float a = float(co.a), b = float(co.b), c = float(co.c);
         gemm_.run(xxt, g.X.data(), g.X.data(), g.A.data(), 1.f, 0.f, st);                  // A = X X^T
         gemm_.run(aa, g.A.data(), g.A.data(), g.A.data(), g.B.data(), c, b, st);            // B = bA + cAA
         gemm_.run(bx, g.B.data(), g.X.data(), g.X.data(), g.Y.data(), 1.f, a, st);          // Y = aX + BX
