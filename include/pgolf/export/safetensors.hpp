@@ -349,17 +349,24 @@ struct SafetensorsInfo {
 
 // Reads a state dict into params: every table tensor must be present with its shape and a readable
 // dtype, and the file must hold nothing else. A file pgolf wrote carries its table fingerprint,
-// which must be this table's. Nothing is written into params unless every check passed.
+// which must be this table's, and its family, which must be `expected`'s when given (two GPTs can
+// share a table and compute different functions: the reference's and one with the LN scale). A
+// file without pgolf's metadata (the reference's own) is taken on its names and shapes. Nothing is
+// written into params unless every check passed.
 template <class T, std::size_t N>
 SafetensorsInfo decode_safetensors(std::span<const std::uint8_t> bytes, const std::array<ParamInfo, N>& table,
-                                   std::span<T> params, const std::string& what = "safetensors file") {
+                                   std::span<T> params, const std::string& what = "safetensors file",
+                                   const StateDictNaming* expected = nullptr) {
   PGOLF_CHECK(params.size() == table_size(table), "decode_safetensors: ", params.size(), " parameters, the table needs ",
               table_size(table));
   const StFile f = parse_safetensors(bytes, what);
+  const auto variant = f.metadata.count("pgolf.variant") ? f.metadata.at("pgolf.variant") : std::string("?");
+  if (const auto it = f.metadata.find("pgolf.family"); it != f.metadata.end() && expected != nullptr)
+    PGOLF_CHECK(it->second == expected->family, what, " holds a ", it->second, " model (", variant, "), this model is a ",
+                expected->family, " (same tensors, a different function)");
   if (const auto it = f.metadata.find("pgolf.table_fingerprint"); it != f.metadata.end())
     PGOLF_CHECK(it->second == fingerprint_hex(table_fingerprint(table)), what, " was written by a different pgolf variant (",
-                f.metadata.count("pgolf.variant") ? f.metadata.at("pgolf.variant") : std::string("?"),
-                ": parameter-table fingerprint ", it->second, ", this model's is ",
+                variant, ": parameter-table fingerprint ", it->second, ", this model's is ",
                 fingerprint_hex(table_fingerprint(table)), ")");
   std::vector<const StTensor*> found(N, nullptr);
   for (std::size_t i = 0; i < N; ++i) {
