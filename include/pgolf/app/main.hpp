@@ -259,9 +259,9 @@ int run(const Variant& variant, const Command& cmd) {
     tr.use_final_phase();
     std::string dtypes;
     for (const auto& [d, n] : info.dtypes) dtypes += (dtypes.empty() ? "" : ",") + d + "=" + std::to_string(n);
-    const auto naming = info.metadata.find("pgolf.naming");
+    const auto stated = info.metadata.find("pgolf.naming");
     log.print(format("safetensors:%s tensors:%zu dtypes:%s naming:%s", what.c_str(), info.tensors, dtypes.c_str(),
-                     naming == info.metadata.end() ? "unstated" : naming->second.c_str()));
+                     stated == info.metadata.end() ? "unstated" : stated->second.c_str()));
   };
   if (cmd.kind == Command::import_) {
     load_safetensors(read_file_bytes(cmd.file), cmd.file);
