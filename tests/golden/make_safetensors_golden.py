@@ -17,7 +17,8 @@ Generate (writes tests/golden/safetensors/):
                                       file's weights (the mixed file's rounded values, read back)
   The C++ test imports each file into Gpt<tiny, double> and must get the same loss within 1e-10.
 
-Check (pgolf -> reference): the C++ test writes a pgolf model (double, perturbed) as safetensors to
+Check (pgolf -> reference): the C++ test writes a pgolf model (double; perturbed, then a few SGD
+steps with pgolf's backward) as safetensors to
 its build folder, build/tests/pgolf_tiny_reference_export.safetensors; then
     /usr/bin/python3 tests/golden/make_safetensors_golden.py --check FILE
   loads FILE into the port with load_state_dict(strict=True) (every name, every shape), scores the

@@ -2,8 +2,8 @@
 //   reference -> pgolf: the committed state dicts of a seeded tiny reference GPT (all F64, and the
 //     mixed BF16/F32/F16 dtypes a reference run saves) import into Gpt<tiny, double> and give the
 //     loss PyTorch computed in float64, within 1e-10;
-//   pgolf -> reference: a perturbed pgolf model exported here gives the loss the port computed
-//     from that file (pgolf_export.manifest, written by the script's --check mode);
+//   pgolf -> reference: a pgolf model (perturbed, then a few SGD steps with pgolf's backward) exported
+//     here gives the loss the port computed from that file (pgolf_export.manifest, written by the script's --check mode);
 //   export -> import is bit for bit in double and float, for tied and untied, shared-block models;
 //   which specs are the reference's (and so written under its names).
 #include <catch2/catch.hpp>
@@ -172,9 +172,16 @@ TEST_CASE("safetensors: a pgolf model exported loads into the PyTorch port with 
   const Manifest m = read_manifest("tiny_reference.manifest");
   const Manifest torch_side = read_manifest("pgolf_export.manifest");
   using M = Gpt<kTinyReference, double>;
-  const auto p = perturbed_params<M>(7);
   M model(m.batch, m.seq);
-  model.set_params(p);
+  model.set_params(perturbed_params<M>(7));
+  // Trained by pgolf: a few SGD steps with pgolf's own backward on the tokens.
+  for (int step = 0; step < 5; ++step) {
+    model.zero_grad();
+    loss_of(model, m);
+    model.backward();
+    for (std::size_t i = 0; i < M::num_params; ++i) model.params()[i] -= 0.05 * model.grads()[i];
+  }
+  const std::vector<double> p = model.params_host();
   const double loss = loss_of(model, m);
   // The file the script checks: /usr/bin/python3 tests/golden/make_safetensors_golden.py --check <it>
   const std::filesystem::path out = std::filesystem::path(PGOLF_TEST_OUT_DIR) / "pgolf_tiny_reference_export.safetensors";
