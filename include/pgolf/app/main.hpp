@@ -23,8 +23,8 @@
 // starts. A run folder is never overwritten by accident: `train` refuses a non-empty --out-dir
 // unless --overwrite is given (which removes only the run files it finds there) or the run resumes
 // from a checkpoint inside it (--resume latest or a file there); `export` refuses to replace an
-// artifact (or a safetensors file, or an imported checkpoint) without --overwrite. A resume whose --iterations is at or below the checkpoint's step
-// stops with that message.
+// artifact or a safetensors file, and `import` a checkpoint, without --overwrite. A resume whose
+// --iterations is at or below the checkpoint's step stops with that message.
 //
 // --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
 // binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
@@ -262,6 +262,11 @@ int run(const Variant& variant, const Command& cmd) {
     const auto stated = info.metadata.find("pgolf.naming");
     log.print(format("safetensors:%s tensors:%zu dtypes:%s naming:%s", what.c_str(), info.tensors, dtypes.c_str(),
                      stated == info.metadata.end() ? "unstated" : stated->second.c_str()));
+    // A file without pgolf's metadata (the reference's) is matched on names and shapes; for a
+    // model the reference cannot build, that does not prove the weights were trained for it.
+    if (!naming.reference && info.metadata.count("pgolf.family") == 0)
+      log.print(format("warning: %s carries no pgolf metadata and this model is a %s (techniques the reference "
+                       "lacks): its tensors were matched on names and shapes only", what.c_str(), naming.family.c_str()));
   };
   if (cmd.kind == Command::import_) {
     load_safetensors(read_file_bytes(cmd.file), cmd.file);
