@@ -12,6 +12,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <iomanip>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -163,6 +164,7 @@ TEST_CASE("safetensors: a reference state dict imports into pgolf with PyTorch's
     model.set_params(p);
     const double loss = loss_of(model, m);
     const double expect = m.values.at(std::string("loss_") + kind);
+    INFO("pgolf " << std::setprecision(17) << loss << ", PyTorch " << expect << ", difference " << loss - expect);
     CHECK(std::abs(loss - expect) < 1e-10);
     CHECK(std::isfinite(loss));
   }
@@ -187,10 +189,10 @@ TEST_CASE("safetensors: a pgolf model exported loads into the PyTorch port with 
   const std::filesystem::path out = std::filesystem::path(PGOLF_TEST_OUT_DIR) / "pgolf_tiny_reference_export.safetensors";
   write_file_bytes(out, encode_safetensors(M::param_table, std::span<const double>(p), StDtype::F64,
                                            state_dict_naming<M>(), "test_safetensors_golden"));
-  INFO("pgolf's loss " << loss << "; PyTorch's (pgolf_export.manifest) " << torch_side.values.at("loss")
+  INFO("pgolf's loss " << std::setprecision(17) << loss << "; PyTorch's (pgolf_export.manifest) " << torch_side.values.at("loss")
                        << ". If the model or the export changed on purpose, rerun: /usr/bin/python3 "
                           "tests/golden/make_safetensors_golden.py --check "
-                       << out.string());
+                       << out.string() << "; difference " << loss - torch_side.values.at("loss"));
   CHECK(std::abs(loss - torch_side.values.at("loss")) < 1e-10);
   // pgolf's own import of what it wrote scores the same, bit for bit.
   model.set_params(import_file<M>(out.string()));

@@ -361,13 +361,6 @@ SafetensorsInfo decode_safetensors(std::span<const std::uint8_t> bytes, const st
               table_size(table));
   const StFile f = parse_safetensors(bytes, what);
   const auto variant = f.metadata.count("pgolf.variant") ? f.metadata.at("pgolf.variant") : std::string("?");
-  if (const auto it = f.metadata.find("pgolf.family"); it != f.metadata.end() && expected != nullptr)
-    PGOLF_CHECK(it->second == expected->family, what, " holds a ", it->second, " model (", variant, "), this model is a ",
-                expected->family, " (same tensors, a different function)");
-  if (const auto it = f.metadata.find("pgolf.table_fingerprint"); it != f.metadata.end())
-    PGOLF_CHECK(it->second == fingerprint_hex(table_fingerprint(table)), what, " was written by a different pgolf variant (",
-                variant, ": parameter-table fingerprint ", it->second, ", this model's is ",
-                fingerprint_hex(table_fingerprint(table)), ")");
   std::vector<const StTensor*> found(N, nullptr);
   for (std::size_t i = 0; i < N; ++i) {
     const ParamInfo& p = table[i];
@@ -391,6 +384,16 @@ SafetensorsInfo decode_safetensors(std::span<const std::uint8_t> bytes, const st
     PGOLF_CHECK(st_dtype_readable(found[i]->dtype), what, ": tensor ", table[i].name.c_str(), " has dtype ",
                 to_string(found[i]->dtype), "; pgolf reads F64, F32, F16 and BF16");
   }
+  // pgolf's metadata, after the tensors (whose errors name them): the same names and shapes can
+  // still be another variant's table (its export policies) or another function.
+  if (const auto it = f.metadata.find("pgolf.table_fingerprint"); it != f.metadata.end())
+    PGOLF_CHECK(it->second == fingerprint_hex(table_fingerprint(table)), what, " was written by a different pgolf variant (",
+                variant, ": parameter-table fingerprint ", it->second, ", this model's is ",
+                fingerprint_hex(table_fingerprint(table)), ")");
+  // After the fingerprint: a file of another table has been refused by then.
+  if (const auto it = f.metadata.find("pgolf.family"); it != f.metadata.end() && expected != nullptr)
+    PGOLF_CHECK(it->second == expected->family, what, " holds a ", it->second, " model (", variant, "), this model is a ",
+                expected->family, " (same tensors, a different function)");
   SafetensorsInfo info;
   info.tensors = f.tensors.size();
   info.metadata = f.metadata;
