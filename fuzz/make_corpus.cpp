@@ -16,6 +16,7 @@
 #include "fuzz_common.hpp"
 #include "pgolf/data/shard.hpp"
 #include "pgolf/export/artifact.hpp"
+#include "pgolf/export/safetensors.hpp"
 #include "pgolf/train/checkpoint.hpp"
 
 namespace fs = std::filesystem;
@@ -166,6 +167,29 @@ void tokenizer(const fs::path& data) {
   emit("tokenizer", "model_garbage", std::string(1, '\3') + "\x0a\x05hello\x12\xff");
 }
 
+// Valid files of the fuzz table in both written dtypes, one the reference might write (F16 and BF16
+// entries, no metadata), and edge cases.
+void safetensors_files() {
+  const std::vector<float> p = params();
+  const pgolf::StateDictNaming naming{true, "fuzz"};
+  const Bytes f32 = pgolf::encode_safetensors(pgolf::fuzz::kTable, std::span<const float>(p), pgolf::StDtype::F32, naming, "fuzz");
+  emit("safetensors", "f32", f32);
+  const std::vector<double> d(p.begin(), p.end());
+  emit("safetensors", "f64", pgolf::encode_safetensors(pgolf::fuzz::kTable, std::span<const double>(d), pgolf::StDtype::F64, naming));
+  std::string h =
+      R"({"rows":{"dtype":"BF16","shape":[4,8],"data_offsets":[0,64]},"tensor":{"dtype":"F16","shape":[16],"data_offsets":[64,96]},)"
+      R"("half":{"dtype":"F32","shape":[8],"data_offsets":[96,128]},"control":{"dtype":"F64","shape":[4],"data_offsets":[128,160]}})";
+  Bytes mixed(8);
+  for (int i = 0; i < 8; ++i) mixed[std::size_t(i)] = std::uint8_t(std::uint64_t(h.size()) >> (8 * i));
+  mixed.insert(mixed.end(), h.begin(), h.end());
+  for (int i = 0; i < 160; ++i) mixed.push_back(std::uint8_t(i % 2 ? 0x3f : 0x80));
+  emit("safetensors", "mixed_no_metadata", mixed);
+  Bytes t = f32;
+  t.resize(t.size() / 2);
+  emit("safetensors", "truncated", t);
+  emit("safetensors", "empty_object", Bytes{2, 0, 0, 0, 0, 0, 0, 0, '{', '}'});
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -182,6 +206,7 @@ int main(int argc, char** argv) {
     checkpoints<double>("double");
     jsonl(data);
     tokenizer(data);
+    safetensors_files();
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -12,6 +12,8 @@
 #include "pgolf/export/artifact.hpp"
 #include "pgolf/export/compress.hpp"
 #include "pgolf/export/int8.hpp"
+#include "pgolf/export/safetensors.hpp"
+#include "pgolf/export/state_dict.hpp"
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/model/gpt_params.hpp"
 #include "pgolf/model/gpt_spec.hpp"

@@ -123,7 +123,8 @@ TEST_CASE("every config flag has a precedence case", "[forward]") {
 
 TEST_CASE("a typed flag beats its environment variable, which beats the preset", "[forward]") {
   for (const std::vector<std::string> sub :
-       {std::vector<std::string>{"train"}, {"eval", existing_file()}, {"export", existing_file()}}) {
+       {std::vector<std::string>{"train"}, {"eval", existing_file()}, {"export", existing_file()},
+        {"import", existing_file(), "-o", "imported.bin"}}) {
     const std::string preset = decided(sub);
     for (const auto& [name, c] : cases()) {
       INFO(sub[0] << " " << name << ": " << c.env << "=" << c.env_value);
@@ -141,6 +142,28 @@ TEST_CASE("a typed flag beats its environment variable, which beats the preset",
       CHECK(both == flag_only);      // and the typed flag wins
     }
   }
+}
+
+TEST_CASE("export --format and import: safetensors in and out", "[forward]") {
+  const Parsed e = parse({"export", existing_file()});
+  REQUIRE(e.command.has_value());
+  CHECK(e.command->kind == Command::exp);
+  CHECK(e.command->format == "pgolf");
+  const Parsed s = parse({"export", existing_file(), "--format", "safetensors", "-o", "m.safetensors", "--overwrite"});
+  REQUIRE(s.command.has_value());
+  CHECK(s.command->format == "safetensors");
+  CHECK(s.command->output == "m.safetensors");
+  CHECK(s.command->overwrite);
+  CHECK_FALSE(parse({"export", existing_file(), "--format", "onnx"}).command.has_value());
+  const Parsed i = parse({"import", existing_file(), "-o", "ck.bin", "--val-tokens", "4097"});
+  REQUIRE(i.command.has_value());
+  CHECK(i.command->kind == Command::import_);
+  CHECK(i.command->file == existing_file());
+  CHECK(i.command->output == "ck.bin");
+  CHECK_FALSE(i.command->overwrite);
+  CHECK(i.command->config.val_tokens == 4097);
+  CHECK_FALSE(parse({"import", existing_file()}).command.has_value());  // -o is required
+  CHECK_FALSE(parse({"import", "/nonexistent.safetensors", "-o", "ck.bin"}).command.has_value());
 }
 
 TEST_CASE("a variable read for another subcommand does not leak into the invoked one", "[forward]") {

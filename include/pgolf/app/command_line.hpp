@@ -1,5 +1,5 @@
 // The variant command line, parsed apart from any model (so it is tested alone): every TrainConfig
-// field is a flag of `train`, `eval` and `export`; where the reference trainer reads an environment
+// field is a flag of `train`, `eval`, `export` and `import`; where the reference trainer reads an environment
 // variable for it (ITERATIONS, TRAIN_BATCH_TOKENS, MATRIX_LR, DATA_PATH, ...) the flag reads the same
 // variable. Precedence: a flag typed on the command line, then its environment variable, then the
 // variant's preset. Each subcommand binds its own copy of the config, so an environment variable
@@ -189,9 +189,10 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
 // What the command line asked for. `config` is the invoked subcommand's, with the run id and the
 // out dir defaulted; `micro_batch_given` says whether a flag or MICRO_BATCH_TOKENS set it.
 struct Command {
-  enum Kind { train, eval, exp, info } kind = train;
+  enum Kind { train, eval, exp, info, import_ } kind = train;
   TrainConfig config;
   std::string device = "auto", resume, file, output;
+  std::string format = "pgolf";  // export: pgolf (the compressed artifact) or safetensors
   bool no_progress = false, overwrite = false, micro_batch_given = false;
 };
 
@@ -207,7 +208,7 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
     std::string codec, device = "auto";
   };
   const TrainConfig preset = with_bundled_data(variant.defaults);
-  std::array<Bound, 3> bound;
+  std::array<Bound, 4> bound;
   for (auto& b : bound) b.cfg = preset, b.codec = std::string(to_string(preset.codec));
   Command cmd;
 
@@ -217,7 +218,9 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
   CLI::App* eval = app.add_subcommand("eval", "val_loss and val_bpb of a checkpoint or an artifact");
   CLI::App* exp = app.add_subcommand("export", "compress a checkpoint into an artifact and score its round trip");
   CLI::App* info = app.add_subcommand("info", "print the parameter table (optimizer groups, export policies)");
-  const std::array<CLI::App*, 3> subs{train, eval, exp};
+  CLI::App* imp = app.add_subcommand("import", "turn a safetensors state dict (the PyTorch reference's names) into a "
+                                               "checkpoint, and score it");
+  const std::array<CLI::App*, 4> subs{train, eval, exp, imp};
   for (std::size_t k = 0; k < subs.size(); ++k)
     detail::add_config_flags(*subs[k], bound[k].cfg, bound[k].codec, bound[k].device);
   train->add_option("--resume", cmd.resume, "continue from a checkpoint's full state: a file, or `latest` (the newest "
@@ -225,10 +228,17 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
       ->check(CLI::ExistingFile | CLI::IsMember({"latest"}));
   train->add_flag("--overwrite", cmd.overwrite, "train into a non-empty --out-dir, replacing the run files found there");
   train->add_flag("--no-progress", cmd.no_progress, "no progress bar");
-  eval->add_option("file", cmd.file, "checkpoint (.bin) or artifact (.pgolf)")->required()->check(CLI::ExistingFile);
+  eval->add_option("file", cmd.file, "checkpoint (.bin), artifact (.pgolf) or safetensors state dict (.safetensors)")
+      ->required()->check(CLI::ExistingFile);
   exp->add_option("checkpoint", cmd.file, "checkpoint to export")->required()->check(CLI::ExistingFile);
-  exp->add_option("-o,--output", cmd.output, "artifact path (default <out-dir>/model.pgolf)");
-  exp->add_flag("--overwrite", cmd.overwrite, "replace an existing artifact file");
+  exp->add_option("-o,--output", cmd.output, "output path (default <out-dir>/model.pgolf or <out-dir>/model.safetensors)");
+  exp->add_option("--format", cmd.format, "pgolf: the compressed artifact, scored after its round trip; safetensors: "
+                                          "every weight at full precision under the reference's state-dict names")
+      ->check(CLI::IsMember({"pgolf", "safetensors"}))->capture_default_str();
+  exp->add_flag("--overwrite", cmd.overwrite, "replace an existing output file");
+  imp->add_option("file", cmd.file, "safetensors state dict to import")->required()->check(CLI::ExistingFile);
+  imp->add_option("-o,--output", cmd.output, "checkpoint to write")->required();
+  imp->add_flag("--overwrite", cmd.overwrite, "replace an existing checkpoint file");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -240,8 +250,9 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
     cmd.config = preset;
     return {cmd, 0};
   }
-  const std::size_t k = train->parsed() ? 0 : eval->parsed() ? 1 : 2;
-  cmd.kind = k == 0 ? Command::train : k == 1 ? Command::eval : Command::exp;
+  const std::size_t k = train->parsed() ? 0 : eval->parsed() ? 1 : exp->parsed() ? 2 : 3;
+  constexpr Command::Kind kinds[] = {Command::train, Command::eval, Command::exp, Command::import_};
+  cmd.kind = kinds[k];
   Bound& b = bound[k];
   cmd.config = b.cfg;
   cmd.device = b.device;

@@ -1,8 +1,11 @@
 // app::main<Model, GpuModel>: the command line every variant binary shares.
 //
 //   <binary> train  [flags]              train, validate, save checkpoints, export, score the round trip
-//   <binary> eval   FILE [flags]         val_loss / val_bpb of a checkpoint or an artifact
-//   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip
+//   <binary> eval   FILE [flags]         val_loss / val_bpb of a checkpoint, an artifact or a safetensors file
+//   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip;
+//                                        --format safetensors: the weights as a state dict instead
+//   <binary> import FILE -o CHECKPOINT   a safetensors state dict (the PyTorch reference's names) as a
+//                                        checkpoint that eval, export and train --resume take; scored
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
 //
 // --eval-stride S (EVAL_STRIDE) > 0: the final scores are also sliding-window ones
@@ -10,6 +13,12 @@
 // (final_prequant_sliding_window), after the round trip (final_int8_<codec>_sliding_window, after the
 // standard roundtrip lines, as the records print them), and `eval` scores by sliding window only.
 // Validations during training stay standard.
+//
+// safetensors (export/safetensors.hpp, docs/safetensors.md): a reference GPT's file holds the
+// reference's state dict, name for name and shape for shape, so torch's load_state_dict(strict=True)
+// takes it; the model's scalar is stored (F32 in a variant binary), and reading takes F64, F32, F16
+// and BF16. A model with techniques the reference lacks is written under pgolf's own names and the
+// metadata says so (pgolf.naming).
 //
 // A binary built as a point of an ablation grid (pgolf_add_ablation) prints its overrides in
 // `info` and the training log ("ablation: mlp.mult=2"); metrics.jsonl's "variant" record carries
@@ -20,8 +29,8 @@
 // starts. A run folder is never overwritten by accident: `train` refuses a non-empty --out-dir
 // unless --overwrite is given (which removes only the run files it finds there) or the run resumes
 // from a checkpoint inside it (--resume latest or a file there); `export` refuses to replace an
-// artifact without --overwrite. A resume whose --iterations is at or below the checkpoint's step
-// stops with that message.
+// artifact or a safetensors file, and `import` a checkpoint, without --overwrite. A resume whose
+// --iterations is at or below the checkpoint's step stops with that message.
 //
 // --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
 // binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
@@ -41,6 +50,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstring>
 #include <cstdio>
 #include <ctime>
 #include <exception>
@@ -60,6 +70,8 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/dist/launch.hpp"
 #include "pgolf/export/artifact.hpp"
+#include "pgolf/export/safetensors.hpp"
+#include "pgolf/export/state_dict.hpp"
 #include "pgolf/train/checkpoint.hpp"
 #include "pgolf/train/checkpoint_dir.hpp"
 #include "pgolf/train/config.hpp"
@@ -247,12 +259,53 @@ int run(const Variant& variant, const Command& cmd) {
   }
 
   using T = typename Model::Scalar;
+  const bool root = dist::world().is_root();
+  // Checked before the data is read, so a refusal is immediate.
+  const std::filesystem::path target =
+      !cmd.output.empty()                              ? std::filesystem::path(cmd.output)
+      : cmd.kind == Command::exp && cmd.format == "safetensors" ? out / "model.safetensors"
+                                                                : out / "model.pgolf";
+  if (cmd.kind == Command::exp || cmd.kind == Command::import_)
+    PGOLF_CHECK(cmd.overwrite || !std::filesystem::exists(target),
+                cmd.kind == Command::import_ ? "checkpoint " : cmd.format == "safetensors" ? "safetensors file " : "artifact ",
+                target.string(), " exists; refusing to replace it (choose another -o, or pass --overwrite)");
   RunLog log({.out_dir = {}, .console = true, .progress = false});
   Trainer<Model> tr(cfg, log);
+  // A safetensors state dict into the model (every tensor checked first; safetensors.hpp).
+  auto load_safetensors = [&](std::span<const std::uint8_t> bytes, const std::string& what) {
+    std::vector<T> loaded(Model::num_params);
+    const StateDictNaming naming = state_dict_naming<Model>();
+    const SafetensorsInfo info = decode_safetensors(bytes, Model::param_table, std::span<T>(loaded), what, &naming);
+    Trainer<Model>::Policy::params_from_host(tr.model(), std::span<const T>(loaded));
+    tr.use_final_phase();
+    std::string dtypes;
+    for (const auto& [d, n] : info.dtypes) dtypes += (dtypes.empty() ? "" : ",") + d + "=" + std::to_string(n);
+    const auto stated = info.metadata.find("pgolf.naming");
+    log.print(format("safetensors:%s tensors:%zu dtypes:%s naming:%s", what.c_str(), info.tensors, dtypes.c_str(),
+                     stated == info.metadata.end() ? "unstated" : stated->second.c_str()));
+    // A file without pgolf's metadata (the reference's) is matched on names and shapes; for a
+    // model the reference cannot build, that does not prove the weights were trained for it.
+    if (!naming.reference && info.metadata.count("pgolf.family") == 0)
+      log.print(format("warning: %s carries no pgolf metadata and this model is a %s (techniques the reference "
+                       "lacks): its tensors were matched on names and shapes only", what.c_str(), naming.family.c_str()));
+  };
+  if (cmd.kind == Command::import_) {
+    load_safetensors(read_file_bytes(cmd.file), cmd.file);
+    const BpbMeter m = tr.validate();
+    log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
+                     (long long)m.tokens, (long long)m.bytes));
+    // A step-0 checkpoint (fresh optimizer state): eval and export read its weights, and train
+    // --resume continues from them.
+    if (root) write_file_bytes(target, encode_checkpoint(tr.checkpoint()));
+    log.print(format("checkpoint: %s", target.string().c_str()));
+    return 0;
+  }
   if (cmd.kind == Command::eval) {
     const auto bytes = read_file_bytes(cmd.file);
     if (is_checkpoint(bytes)) {
       tr.load_checkpoint(cmd.file, /*params_only=*/true);
+    } else if (looks_like_safetensors(bytes) || std::filesystem::path(cmd.file).extension() == ".safetensors") {
+      load_safetensors(bytes, cmd.file);
     } else {
       std::vector<T> loaded(Model::num_params);
       const ArtifactInfo info =
@@ -269,13 +322,29 @@ int run(const Variant& variant, const Command& cmd) {
                      (long long)m.tokens, (long long)m.bytes));
     return 0;
   }
-  const std::filesystem::path artifact = cmd.output.empty() ? out / "model.pgolf" : std::filesystem::path(cmd.output);
-  PGOLF_CHECK(cmd.overwrite || !std::filesystem::exists(artifact), "artifact ", artifact.string(),
-              " exists; refusing to replace it (choose another -o, or pass --overwrite)");
   tr.load_checkpoint(cmd.file, /*params_only=*/true);
+  if (cmd.format == "safetensors") {
+    // Lossless (the model's own scalar), so instead of a round-trip score the file is read back
+    // and must give the weights bit for bit.
+    const std::vector<T> params = Trainer<Model>::Policy::params_to_host(tr.model());
+    const StateDictNaming naming = state_dict_naming<Model>();
+    const auto bytes = encode_safetensors(Model::param_table, std::span<const T>(params),
+                                          sizeof(T) == 8 ? StDtype::F64 : StDtype::F32, naming, variant.name);
+    if (!root) return 0;
+    write_file_bytes(target, bytes);
+    std::vector<T> back(Model::num_params);
+    decode_safetensors(std::span<const std::uint8_t>(read_file_bytes(target)), Model::param_table, std::span<T>(back),
+                       target.string(), &naming);
+    PGOLF_CHECK(std::memcmp(back.data(), params.data(), params.size() * sizeof(T)) == 0, target.string(),
+                " does not read back to the checkpoint's weights");
+    log.print(format("safetensors: %s bytes:%zu tensors:%zu dtype:%s naming:%s (%s)", target.string().c_str(),
+                     bytes.size(), Model::param_table.size(), sizeof(T) == 8 ? "F64" : "F32",
+                     naming.reference ? "reference" : "pgolf", naming.family.c_str()));
+    return 0;
+  }
   const BpbMeter before = tr.validate();
   log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
-  return export_and_score(tr, log, artifact, variant.code_bytes);
+  return export_and_score(tr, log, target, variant.code_bytes);
 }
 
 }  // namespace detail
