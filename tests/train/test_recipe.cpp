@@ -252,5 +252,5 @@ TEST_CASE("EMA, SWA and late QAT resume from a periodic checkpoint bit for bit",
   plain.out_dir.clear();
   Trainer<Model> other(plain, log);
   CHECK_THROWS_WITH(other.load_checkpoint(whole.checkpoint_dir().periodic_dir() / "step_00000003.bin"),
-                    Catch::Contains("ema_decay, swa_every and qat_threshold"));
+                    Catch::Contains("ema_decay, swa_every, qat_threshold and replay_batches"));
 }

@@ -145,6 +145,30 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   cmd.add_option("--warmdown-fraction", c.warmdown_fraction,
                  "warmdown over this fraction of the run (steps, or wall clock when capped); 0: warmdown_iters")
       ->envname("WARMDOWN_FRACTION")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  // Late replay and self-distillation after the main loop (TrainConfig).
+  cmd.add_option("--replay-batches", c.replay_batches, "late replay: FIFO of the last N micro-batches; 0: off")
+      ->envname("REPLAY_BATCHES")->check(nonneg)->capture_default_str();
+  cmd.add_option("--replay-epochs", c.replay_epochs, "late replay: passes over the FIFO")
+      ->envname("REPLAY_EPOCHS")->check(positive)->capture_default_str();
+  cmd.add_option("--replay-lr-scale", c.replay_lr_scale, "late replay: fraction of every group's base LR")
+      ->envname("REPLAY_LR_SCALE")->check(nonneg)->capture_default_str();
+  cmd.add_option("--replay-threshold", c.replay_threshold, "late replay collects while the LR multiplier is below this")
+      ->envname("REPLAY_THRESHOLD")->check(CLI::Range(0.000001, 1.0))->capture_default_str();
+  cmd.add_option("--distill-steps", c.distill_steps, "self-distillation steps from the EMA teacher; 0: off")
+      ->envname("DISTILL_STEPS")->check(nonneg)->capture_default_str();
+  cmd.add_option("--distill-lr-scale", c.distill_lr_scale, "self-distillation: fraction of every group's base LR")
+      ->envname("DISTILL_LR_SCALE")->check(nonneg)->capture_default_str();
+  cmd.add_option("--distill-temperature", c.distill_temperature, "self-distillation temperature tau")
+      ->envname("DISTILL_TEMPERATURE")->check(at_least(1e-6, "> 0"))->capture_default_str();
+  cmd.add_option("--distill-alpha", c.distill_alpha, "self-distillation: weight of the KL term")
+      ->envname("DISTILL_ALPHA")->check(CLI::Range(0.0, 1.0))->capture_default_str();
+  cmd.add_flag("--distill-per-sequence,!--no-distill-per-sequence", c.distill_per_sequence,
+               "self-distillation: the seed's KL normalisation (a sum per sequence) instead of per token")
+      ->envname("DISTILL_PER_SEQUENCE")->capture_default_str();
+  cmd.add_option("--post-train-seconds", c.post_train_seconds,
+                 "replay and distillation inside the wall-clock cap: the main loop stops this much earlier; "
+                 "0: they run outside it")
+      ->envname("POST_TRAIN_SECONDS")->check(nonneg)->capture_default_str();
   cmd.add_option("--muon-backend-steps", c.muon_backend_steps, "Newton-Schulz iterations")
       ->envname("MUON_BACKEND_STEPS")->check(positive)->capture_default_str();
   cmd.add_flag("--muon-ns-bf16,!--no-muon-ns-bf16", c.muon_ns_bf16,

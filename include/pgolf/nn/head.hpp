@@ -94,7 +94,7 @@ struct Impl<Cpu<T>, CrossEntropy> {
     using A = arch_of<decltype(c)>;
     if (const T* teacher = c.rt().teacher()) {
       ops::cpu::distill_backward(s.logits, teacher, c.targets(), c.tokens(), A::vocab, c.rt().distill_options(),
-                                 T(c.grad_scale), din<Reg::h>(io));
+                                 c.grad_scale, din<Reg::h>(io));
       return;
     }
     const std::size_t scored = std::max<std::size_t>(ops::cpu::scored_rows(c.targets(), c.tokens()), 1);

@@ -83,6 +83,26 @@ struct TrainConfig {
   // WARMDOWN_FRACTION: the warmdown spans this fraction of the iterations (or of the wall-clock cap
   // when capped); > 0 overrides warmdown_iters (records 0.85).
   double warmdown_fraction = 0.0;
+  // Late replay and self-distillation after the main loop (TECHNIQUES.md 7.5, 7.6). Replay: while the
+  // LR multiplier is under replay_threshold each rank keeps a FIFO of its last replay_batches
+  // micro-batches (train/replay_buffer.hpp); after the main loop, replay_epochs passes over it, one
+  // optimizer step per micro-batch at replay_lr_scale times every group's base LR (Muon's momentum
+  // as it last was). Distillation: distill_steps steps on new training batches against a frozen
+  // teacher holding the EMA (so ema_decay > 0), every group at distill_lr_scale times its base LR,
+  // loss alpha tau^2 KL + (1 - alpha) CE (ops/cpu/distill.hpp; the CPU backend). Late QAT, when on,
+  // stays on and the EMA keeps updating in both; SWA does not collect. post_train_seconds 0: both
+  // run outside the training clock (their time is logged); > 0: inside the wall-clock cap: the main
+  // loop stops that many seconds early and the phases stop at the cap.
+  long long replay_batches = 0;            // REPLAY_BATCHES; 0: off (the Frugendorff: 100)
+  int replay_epochs = 2;                   // REPLAY_EPOCHS
+  double replay_lr_scale = 0.1;            // REPLAY_LR_SCALE
+  double replay_threshold = 0.2;           // REPLAY_THRESHOLD
+  long long distill_steps = 0;             // DISTILL_STEPS; 0: off (the Frugendorff: 50)
+  double distill_lr_scale = 0.05;          // DISTILL_LR_SCALE
+  double distill_temperature = 2.0;        // DISTILL_TEMPERATURE
+  double distill_alpha = 0.7;              // DISTILL_ALPHA
+  bool distill_per_sequence = false;       // DISTILL_PER_SEQUENCE: the seed's KL sum per sequence
+  double post_train_seconds = 0.0;         // POST_TRAIN_SECONDS
   // data and evaluation
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
@@ -182,6 +202,32 @@ struct TrainConfig {
                 "min_lr_scale must be in [0, 1), got ", min_lr_scale);
     PGOLF_CHECK(std::isfinite(warmdown_fraction) && warmdown_fraction >= 0 && warmdown_fraction <= 1,
                 "warmdown_fraction must be in [0, 1] (0: use warmdown_iters), got ", warmdown_fraction);
+    validate_post_training();
+  }
+  void validate_post_training() const {
+    PGOLF_CHECK(replay_batches >= 0 && replay_batches <= kMaxAccumSteps, "replay_batches must be in [0, ",
+                kMaxAccumSteps, "], got ", replay_batches);
+    PGOLF_CHECK(replay_epochs >= 1, "replay_epochs must be >= 1, got ", replay_epochs);
+    PGOLF_CHECK(std::isfinite(replay_lr_scale) && replay_lr_scale >= 0, "replay_lr_scale must be a finite number >= 0, got ",
+                replay_lr_scale);
+    PGOLF_CHECK(replay_threshold > 0 && replay_threshold <= 1, "replay_threshold must be in (0, 1], got ", replay_threshold);
+    PGOLF_CHECK(distill_steps >= 0, "distill_steps must be >= 0, got ", distill_steps);
+    PGOLF_CHECK(distill_steps == 0 || ema_decay > 0, "distill_steps is ", distill_steps,
+                " but the teacher is the EMA of the weights: set ema_decay > 0");
+    PGOLF_CHECK(std::isfinite(distill_lr_scale) && distill_lr_scale >= 0,
+                "distill_lr_scale must be a finite number >= 0, got ", distill_lr_scale);
+    PGOLF_CHECK(std::isfinite(distill_temperature) && distill_temperature > 0, "distill_temperature must be > 0, got ",
+                distill_temperature);
+    PGOLF_CHECK(distill_alpha >= 0 && distill_alpha <= 1, "distill_alpha must be in [0, 1], got ", distill_alpha);
+    PGOLF_CHECK(std::isfinite(post_train_seconds) && post_train_seconds >= 0, "post_train_seconds must be >= 0, got ",
+                post_train_seconds);
+    if (post_train_seconds > 0) {
+      PGOLF_CHECK(replay_batches > 0 || distill_steps > 0, "post_train_seconds is ", post_train_seconds,
+                  " but neither replay (replay_batches) nor distillation (distill_steps) is on");
+      PGOLF_CHECK(max_wallclock_seconds > post_train_seconds, "post_train_seconds (", post_train_seconds,
+                  ") reserves time inside the wall-clock cap: max_wallclock_seconds (", max_wallclock_seconds,
+                  ") must exceed it");
+    }
   }
 
   long long warmup_steps() const { return warmup_iters >= 0 ? warmup_iters : std::max(1LL, iterations / 10); }
@@ -262,6 +308,16 @@ struct TrainConfig {
         .add("muon_polar_express", muon_polar_express)
         .add("min_lr_scale", min_lr_scale)
         .add("warmdown_fraction", warmdown_fraction)
+        .add("replay_batches", replay_batches)
+        .add("replay_epochs", replay_epochs)
+        .add("replay_lr_scale", replay_lr_scale)
+        .add("replay_threshold", replay_threshold)
+        .add("distill_steps", distill_steps)
+        .add("distill_lr_scale", distill_lr_scale)
+        .add("distill_temperature", distill_temperature)
+        .add("distill_alpha", distill_alpha)
+        .add("distill_per_sequence", distill_per_sequence)
+        .add("post_train_seconds", post_train_seconds)
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)

@@ -63,6 +63,7 @@
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/evaluate.hpp"
 #include "pgolf/train/fineweb_data.hpp"
+#include "pgolf/train/replay_buffer.hpp"
 #include "pgolf/train/run_log.hpp"
 #include "pgolf/train/token_recycling.hpp"
 
@@ -160,6 +161,10 @@ class Trainer {
     if (cfg_.ema_decay > 0) ema_.emplace(Policy::mirror(model_));
     if (cfg_.swa_every > 0) swa_.emplace(Policy::zeros(model_));
     if (cfg_.qat_threshold > 0) fq_.emplace(Policy::fake_quant(model_));
+    if (cfg_.replay_batches > 0) replay_.emplace(std::size_t(cfg_.replay_batches));
+    PGOLF_CHECK(kDistill || cfg_.distill_steps == 0, "distill_steps is ", cfg_.distill_steps,
+                ": self-distillation needs a model whose loss takes a teacher's logits (the CPU backend's GPT); "
+                "this one has none");
   }
 
  public:
@@ -199,11 +204,11 @@ class Trainer {
     const int world = comm_->size();
     const int accum = c.grad_accum_steps(world);
     const double micro_div = double(accum) * world;  // summed over the ranks: the global mean
-    const double cap_ms = c.max_wallclock_seconds * 1000.0;
+    // Replay and distillation inside the budget: the main loop's cap leaves post_train_seconds.
+    const double cap_ms = (c.max_wallclock_seconds - c.post_train_seconds) * 1000.0;
     const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms, c.warmdown_fraction, c.min_lr_scale};
     const WarmupCosineSchedule cosine{c.iterations, c.warmup_steps()};
     const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
-    const double embed_lr = head_.empty() ? c.tied_embed_lr : c.embed_lr;  // no head group: tied
 
     Result res;
     long long stop_after = -1;
@@ -213,7 +218,10 @@ class Trainer {
       const bool last = step_ >= c.iterations || (stop_after >= 0 && step_ >= stop_after);
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ = clock_ms(t0);
-        if (last) apply_average();  // the final validation (and the export) score the averaged weights
+        if (last) {
+          post_train();     // late replay and self-distillation, when on
+          apply_average();  // the final validation (and the export) score the averaged weights
+        }
         const Metrics m = validate();
         log_.print(format("step:%lld/%lld %s train_time:%.0fms step_avg:%.2fms", step_, c.iterations,
                           data_.describe(m).c_str(), train_ms_, train_ms_ / double(std::max(step_, 1LL))));
@@ -249,6 +257,7 @@ class Trainer {
       double loss = 0;
       for (int a = 0; a < accum; ++a) {
         const data::Batch b = data_.next_batch(c, accum);
+        if (replay_ && scale < c.replay_threshold) replay_->push(b.x, b.y);
         loss += model_.forward(b.x, b.y) / micro_div;
         if constexpr (kTokenWeights) {
           if (recycler_) {
@@ -262,27 +271,9 @@ class Trainer {
         model_.backward(1.0 / micro_div);
       }
       if (qat) fq_->restore(model_.params());
-      if (world > 1) {  // after the last micro-batch: one all-reduce of the whole buffer
-        Policy::all_reduce_grads(model_, *comm_);
-        loss = comm_->sum(loss);
-      }
-      if (!std::isfinite(loss)) {
-        log_.finish_progress();
-        PGOLF_FAIL("training diverged at step ", step_ + 1, "/", c.iterations, ": train_loss is ", loss,
-                   " (lower the learning rates or enable --grad-clip-norm)");
-      }
-      if (c.grad_clip_norm > 0) Policy::clip(model_, c.grad_clip_norm);
-      if (matrix_adam_) {
-        matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
-      } else {
-        muon_->set_momentum(warmup.at(step_));
-        muon_->step(model_.params(), model_.grads(), c.matrix_lr * scale);
-      }
-      embed_.step(model_.params(), model_.grads(), embed_lr * scale);
-      head_.step(model_.params(), model_.grads(), c.head_lr * scale);
-      scalar_.step(model_.params(), model_.grads(), c.scalar_lr * scale);
+      if (muon_) muon_->set_momentum(warmup.at(step_));
+      loss = reduce_and_step(loss, scale, [&] { return format("training diverged at step %lld/%lld", step_ + 1, c.iterations); });
       ++step_;
-      if (ema_) Policy::ema_update(*ema_, model_, c.ema_decay);
       if (swa_ && step_ % c.swa_every == 0 && scale < c.swa_threshold) {
         if (ema_) Policy::accumulate(*swa_, *ema_);  // swa_of_ema (validate() allows the EMA only then)
         else Policy::accumulate_params(*swa_, model_);
@@ -344,17 +335,19 @@ class Trainer {
       ck.counters.push_back(swa_count_);
     }
     if (fq_) ck.counters.push_back(qat_on_step_);
+    if (replay_) ck.tensors.push_back(replay_->state<T>());
     return ck;
   }
 
   void restore(const Checkpoint<T>& ck) {
     auto list = adams();
-    const std::size_t n = list.size(), extra = (recycler_ ? 1 : 0) + (ema_ ? 1 : 0) + (swa_ ? 1 : 0);
+    const std::size_t n = list.size(),
+                      extra = (recycler_ ? 1 : 0) + (ema_ ? 1 : 0) + (swa_ ? 1 : 0) + (replay_ ? 1 : 0);
     const std::size_t counters = n + (swa_ ? 1 : 0) + (fq_ ? 1 : 0);
     PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n + extra && ck.counters.size() == counters,
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
                 " counters; expected ", 2 + 2 * n + extra, " and ", counters,
-                "; ema_decay, swa_every and qat_threshold must be on or off as in the run that wrote it)");
+                "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
     std::size_t at = 2 + 2 * n, ctr = n;  // the recycler, EMA and SWA follow the optimizer state
     if (recycler_) {
       const auto& st = ck.tensors[at++];
@@ -367,6 +360,7 @@ class Trainer {
       PGOLF_CHECK(swa_count_ >= 0, "checkpoint SWA count is ", swa_count_);
     }
     if (fq_) qat_on_step_ = ck.counters[ctr++];
+    if (replay_) replay_->set_state(ck.tensors[at++]);
     raw_.reset();
     weights_ = "raw";
     Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
@@ -434,6 +428,108 @@ class Trainer {
   }
   // Training time so far, by rank 0's clock on every rank (the same schedule and stop decisions).
   double clock_ms(Clock::time_point t0) const { return comm_->broadcast_value(train_ms_ + ms_since(t0)); }
+
+  // After the backward of a step: the gradients summed over the ranks, a non-finite loss stopped
+  // (`where` says which step), the clip, every group stepped at its base LR x lr_scale (Muon at the
+  // momentum last set), and the EMA updated. Returns the global mean loss.
+  template <class Where>
+  double reduce_and_step(double loss, double lr_scale, Where&& where) {
+    const auto& c = cfg_;
+    if (comm_->size() > 1) {  // after the last micro-batch: one all-reduce of the whole buffer
+      Policy::all_reduce_grads(model_, *comm_);
+      loss = comm_->sum(loss);
+    }
+    if (!std::isfinite(loss)) {
+      log_.finish_progress();
+      PGOLF_FAIL(where(), ": train_loss is ", loss, " (lower the learning rates or enable --grad-clip-norm)");
+    }
+    if (c.grad_clip_norm > 0) Policy::clip(model_, c.grad_clip_norm);
+    if (matrix_adam_) matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
+    else muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
+    embed_.step(model_.params(), model_.grads(), (head_.empty() ? c.tied_embed_lr : c.embed_lr) * lr_scale);
+    head_.step(model_.params(), model_.grads(), c.head_lr * lr_scale);
+    scalar_.step(model_.params(), model_.grads(), c.scalar_lr * lr_scale);
+    if (ema_) Policy::ema_update(*ema_, model_, c.ema_decay);
+    return loss;
+  }
+
+  // Late replay, then self-distillation (TrainConfig; TECHNIQUES.md 7.5, 7.6), after the main loop
+  // and before the average is loaded. Outside the training clock unless post_train_seconds > 0:
+  // then their time counts and they stop at the wall-clock cap.
+  void post_train() {
+    const auto& c = cfg_;
+    if (!replay_ && c.distill_steps == 0) return;
+    const bool inside = c.post_train_seconds > 0;
+    const double cap_ms = c.max_wallclock_seconds * 1000.0;
+    const auto t = Clock::now();
+    auto out_of_time = [&] { return inside && comm_->broadcast_value(train_ms_ + ms_since(t)) >= cap_ms; };
+    auto log_done = [&](const char* phase, long long steps, long long planned, double ms) {
+      log_.print(format("%s:done steps:%lld/%lld time:%.0fms %s", phase, steps, planned, ms,
+                        inside ? "inside_budget" : "outside_budget"));
+      log_.metric(JsonLine().add("event", phase).add("steps", steps).add("planned", planned).add("time_ms", ms)
+                      .add("inside_budget", inside).str());
+    };
+    // Late QAT stays as it was: on once switched on.
+    const bool qat = fq_ && qat_on_step_ >= 0;
+    if (replay_) {
+      const auto t1 = Clock::now();
+      const long long planned = (long long)replay_->size() * c.replay_epochs;
+      long long done = 0;
+      if (replay_->size() == 0)
+        log_.print("replay: nothing buffered (no step had the LR multiplier under replay_threshold)");
+      const double w = comm_->size();
+      for (int e = 0; e < c.replay_epochs && replay_->size() > 0 && !out_of_time(); ++e) {
+        double sum = 0;
+        long long n = 0;
+        for (std::size_t i = 0; i < replay_->size() && !out_of_time(); ++i, ++n) {
+          const auto& [x, y] = replay_->at(i);
+          if (qat) fq_->apply(model_.params(), c.qat_bits);
+          model_.zero_grad();
+          double loss = model_.forward(x, y) / w;
+          model_.backward(1.0 / w);
+          if (qat) fq_->restore(model_.params());
+          sum += reduce_and_step(loss, c.replay_lr_scale,
+                                 [&] { return format("replay diverged at epoch %d, micro-batch %zu", e + 1, i + 1); });
+        }
+        done += n;
+        log_.print(format("replay:epoch %d/%d loss:%.4f", e + 1, c.replay_epochs, sum / double(std::max(n, 1LL))));
+      }
+      log_done("replay", done, planned, ms_since(t1));
+    }
+    if (c.distill_steps > 0) {
+      if constexpr (kDistill) {
+        const auto t1 = Clock::now();
+        // The teacher: a frozen model holding the EMA as it is now.
+        Model teacher(cfg_.micro_batch_rows(comm_->size()), c.train_seq_len);
+        Policy::params_from_host(teacher, std::span<const T>(Policy::mirror_to_host(model_, *ema_)));
+        const ops::cpu::DistillOptions opt{.temperature = c.distill_temperature, .alpha = c.distill_alpha,
+                                           .per_sequence = c.distill_per_sequence};
+        const int accum = c.grad_accum_steps(comm_->size());
+        const double micro_div = double(accum) * comm_->size();
+        long long k = 0;
+        for (; k < c.distill_steps && !out_of_time(); ++k) {
+          if (qat) fq_->apply(model_.params(), c.qat_bits);
+          model_.zero_grad();
+          double loss = 0;
+          for (int a = 0; a < accum; ++a) {
+            const data::Batch b = data_.next_batch(c, accum);
+            teacher.forward(b.x, b.y);
+            model_.set_teacher(teacher.logits(), opt);
+            loss += model_.forward(b.x, b.y) / micro_div;
+            model_.backward(1.0 / micro_div);
+            model_.clear_teacher();
+          }
+          if (qat) fq_->restore(model_.params());
+          loss = reduce_and_step(loss, c.distill_lr_scale,
+                                 [&] { return format("distillation diverged at step %lld/%lld", k + 1, c.distill_steps); });
+          if (c.train_log_every > 0 && (k < 3 || (k + 1) % c.train_log_every == 0 || k + 1 == c.distill_steps))
+            log_.print(format("distill:step %lld/%lld loss:%.4f", k + 1, c.distill_steps, loss));
+        }
+        log_done("distill", k, c.distill_steps, ms_since(t1));
+      }
+    }
+    if (inside) train_ms_ = comm_->broadcast_value(train_ms_ + ms_since(t));
+  }
   AdamOptions adam_options() const {
     return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps, .weight_decay = cfg_.weight_decay};
   }
@@ -469,6 +565,12 @@ class Trainer {
     if constexpr (requires { Model::kPhases; }) return int(Model::kPhases);
     else return 1;
   }();
+  static constexpr bool kDistill = requires(Model m, std::span<const T> z) {
+    m.set_teacher(z, ops::cpu::DistillOptions{});
+    m.clear_teacher();
+    m.logits();
+  };
+  std::optional<ReplayBuffer> replay_;
   static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
   // The trained weights' sliding-window score after the last validation (outside the clock).
   void log_final_sliding() {

@@ -70,14 +70,15 @@ double distill_forward(const T* zs, const T* zt, const std::int32_t* targets, st
   return o.alpha * o.temperature * o.temperature * kl / D + (1 - o.alpha) * ce;
 }
 
-// dz = scale * dL/dz_s; dz may alias zs (each element is read before it is written).
+// dz = grad_scale * dL/dz_s; dz may alias zs (each element is read before it is written). The CE
+// part is computed as cross_entropy_backward computes it, so alpha = 0 gives its gradient bit for bit.
 template <class T>
 void distill_backward(const T* zs, const T* zt, const std::int32_t* targets, std::size_t N, int V,
-                      const DistillOptions& o, T scale, T* dz) {
+                      const DistillOptions& o, double grad_scale, T* dz) {
   const T k = T(1.0 / o.temperature);
   const double scored = double(std::max<std::size_t>(scored_rows(targets, N), 1));
   const double D = o.per_sequence ? double(o.batch_rows) : scored;
-  const T a_ce = T((1 - o.alpha) / scored) * scale, a_kl = T(o.alpha * o.temperature / D) * scale;
+  const T a_ce = T(grad_scale * (1 - o.alpha) / scored), a_kl = T(grad_scale * o.alpha * o.temperature / D);
 #pragma omp parallel for schedule(static)
   for (std::size_t n = 0; n < N; ++n) {
     const T *s_row = zs + n * V, *t_row = zt + n * V;
@@ -91,10 +92,10 @@ void distill_backward(const T* zs, const T* zt, const std::int32_t* targets, std
     detail::softmax_stats(s_row, V, k, ms, ss);
     detail::softmax_stats(t_row, V, k, mt, st);
     const int y = targets[n];
+    const T inv1 = T(1) / s1, invs = T(1) / ss, invt = T(1) / st;
     for (int i = 0; i < V; ++i) {
-      const T p1 = std::exp(s_row[i] - m1) / s1, ps = std::exp((s_row[i] - ms) * k) / ss,
-              pt = std::exp((t_row[i] - mt) * k) / st;
-      d[i] = a_ce * (p1 - (i == y ? T(1) : T(0))) + a_kl * (ps - pt);
+      const T ps = std::exp((s_row[i] - ms) * k) * invs, pt = std::exp((t_row[i] - mt) * k) * invt;
+      d[i] = a_ce * (std::exp(s_row[i] - m1) * inv1 - (i == y ? T(1) : T(0))) + a_kl * (ps - pt);
     }
   }
 }
