@@ -1,4 +1,4 @@
-# cmake -DTINY=<pgolf-tiny> -DSRC=<a submitted folder> [-DRUN=<its run folder>] -DDIR=<scratch folder> -DCASES=<a;list>
+# cmake -DTINY=<pgolf-tiny> -DSRC=<a submitted folder> [-DRUN=<its run folder>] -DDIR=<scratch folder> -DCASES=<a,b,...>
 #       -P altered_submission.cmake
 cmake_policy(SET CMP0057 NEW)  # if(IN_LIST) in a script
 # A submission folder altered after `submit` must fail `verify`, which names what is wrong: a missing
@@ -6,6 +6,16 @@ cmake_policy(SET CMP0057 NEW)  # if(IN_LIST) in a script
 # the artifact flipped (the built binary cannot score it, or scores it differently), the score in
 # submission.json moved (score). Cases: missing, pack, code, artifact, score;
 # run_missing: `submit` of a run folder without model.pgolf.
+string(REPLACE "," ";" CASES "${CASES}")
+foreach(c IN LISTS CASES)  # a misspelt case would silently check nothing
+  if(NOT c MATCHES "^(run_missing|missing|pack|code|artifact|score)$")
+    message(FATAL_ERROR "unknown case '${c}'")
+  endif()
+endforeach()
+if(NOT CASES)
+  message(FATAL_ERROR "no CASES given")
+endif()
+
 function(run expect_regex)
   execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
   if(rc EQUAL 0)
