@@ -126,6 +126,16 @@ TEST_CASE("pack_code packs the include closure only, and sh unpacks it into the 
   bad[bad.size() / 2] ^= 0x01;
   CHECK_THROWS_WITH(pgolf::app::xz_decode(bad, "code.shar.xz"), Catch::Contains("code.shar.xz is corrupt"));
 
+  // An ablation point: its generated header ships as ablation_point.hpp, its includes join the closure,
+  // and the generated CMakeLists.txt names it as PGOLF_ABLATION_HEADER.
+  write(t.path / "gen" / "point.hpp", "#include \"pgolf/unused.hpp\"\nconstexpr int P = 2;\n");
+  const auto point = pgolf::app::pack_code("v", t.path / "src" / "v.cpp", t.path / "inc", t.path / "gen" / "point.hpp");
+  REQUIRE(point.files.size() == 6);
+  CHECK(point.files[1].path == "ablation_point.hpp");
+  CHECK(point.files[4].path == "include/pgolf/unused.hpp");
+  CHECK(point.files[5].stripped.find("PGOLF_ABLATION_HEADER=\"${CMAKE_SOURCE_DIR}/ablation_point.hpp\"") != std::string::npos);
+  CHECK(pack.files[3].stripped.find("PGOLF_ABLATION_HEADER") == std::string::npos);
+
   CHECK_THROWS_WITH(pgolf::app::pack_code("v", t.path / "src" / "gone.cpp", t.path / "inc"),
                     Catch::Contains("gone.cpp is not on disk"));
   write(t.path / "src" / "w.cpp", "#include \"pgolf/missing.hpp\"\n");
