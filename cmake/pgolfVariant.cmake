@@ -7,9 +7,12 @@
 # linked with the CUDA runtime and cuBLASLt, so the binary also carries the GPU specialisation
 # (app::gpt_main picks it with --device); elsewhere the option is ignored and the binary is CPU-only.
 #
-# The binary gets two definitions:
-#   PGOLF_CODE_BYTES       the bytes of <file> plus every header under include/pgolf/ (what a
-#                          submission ships besides the model), counted at configure time;
+# The binary gets these definitions:
+#   PGOLF_CODE_BYTES       the bytes of <file> plus every header under include/pgolf/, counted at
+#                          configure time: an upper bound of the code, logged only when the sources
+#                          below are gone (a run counts the packed code instead, app/pack_code.hpp);
+#   PGOLF_VARIANT_SOURCE   <file>'s absolute path and
+#   PGOLF_INCLUDE_DIR      the include folder holding pgolf/: what `submit` packs and a run counts;
 #   PGOLF_BUNDLED_DATA_DIR the bundled tokenizers and FineWeb sample, the default data.
 set(_PGOLF_VARIANT_LIST_DIR "${CMAKE_CURRENT_LIST_DIR}")
 
@@ -52,7 +55,11 @@ function(pgolf_add_variant name)
       math(EXPR code_bytes "${code_bytes} + ${n}")
     endforeach()
   endif()
-  target_compile_definitions(${name} PRIVATE PGOLF_CODE_BYTES=${code_bytes})
+  target_compile_definitions(${name} PRIVATE PGOLF_CODE_BYTES=${code_bytes} PGOLF_VARIANT_SOURCE="${source}")
+  if(header_dir)
+    get_filename_component(include_dir "${header_dir}/.." ABSOLUTE)
+    target_compile_definitions(${name} PRIVATE PGOLF_INCLUDE_DIR="${include_dir}")
+  endif()
   if(PGOLF_BUNDLED_DATA_DIR)
     target_compile_definitions(${name} PRIVATE PGOLF_BUNDLED_DATA_DIR="${PGOLF_BUNDLED_DATA_DIR}")
   endif()

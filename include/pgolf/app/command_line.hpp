@@ -23,6 +23,17 @@
 #ifndef PGOLF_CODE_BYTES
 #define PGOLF_CODE_BYTES 0
 #endif
+#ifndef PGOLF_VARIANT_SOURCE  // the variant's source and the include folder (pgolf_add_variant): submit packs them
+#define PGOLF_VARIANT_SOURCE ""
+#endif
+#ifndef PGOLF_INCLUDE_DIR
+#define PGOLF_INCLUDE_DIR ""
+#endif
+#ifndef PGOLF_ABLATION_HEADER
+#define PGOLF_ABLATION_HEADER_PATH ""
+#else
+#define PGOLF_ABLATION_HEADER_PATH PGOLF_ABLATION_HEADER
+#endif
 #ifndef PGOLF_BUNDLED_DATA_DIR
 #define PGOLF_BUNDLED_DATA_DIR ""
 #endif
@@ -33,7 +44,8 @@ struct Variant {
   std::string name;                 // binary name, used in the default run id
   std::string description;
   TrainConfig defaults{};           // the variant's preset; flags and environment override it
-  long long code_bytes = PGOLF_CODE_BYTES;
+  long long code_bytes = PGOLF_CODE_BYTES;  // configure time: source + every header (the fallback count)
+  std::string source = PGOLF_VARIANT_SOURCE, include_dir = PGOLF_INCLUDE_DIR, ablation_header = PGOLF_ABLATION_HEADER_PATH;
 };
 
 // The bundled data (data/ of the source tree or the installed share/pgolf/data), if known.
@@ -213,11 +225,15 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
 // What the command line asked for. `config` is the invoked subcommand's, with the run id and the
 // out dir defaulted; `micro_batch_given` says whether a flag or MICRO_BATCH_TOKENS set it.
 struct Command {
-  enum Kind { train, eval, exp, info, import_ } kind = train;
+  enum Kind { train, eval, exp, info, import_, submit, verify } kind = train;
   TrainConfig config;
   std::string device = "auto", resume, file, output;
   std::string format = "pgolf";  // export: pgolf (the compressed artifact) or safetensors
   bool no_progress = false, overwrite = false, micro_batch_given = false;
+  // submit / verify (app/submit.hpp)
+  std::string name, author, github_id, hardware;
+  double tolerance = 1e-8;
+  bool keep_build = false;
 };
 
 // The parsed command, or (help, --version, a parse error) the exit code CLI11 chose after printing.
@@ -244,6 +260,10 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
   CLI::App* info = app.add_subcommand("info", "print the parameter table (optimizer groups, export policies)");
   CLI::App* imp = app.add_subcommand("import", "turn a safetensors state dict (the PyTorch reference's names) into a "
                                                "checkpoint, and score it");
+  CLI::App* submit = app.add_subcommand("submit", "write a records-style submission folder from a finished run (README.md, "
+                                        "submission.json, train.log, model.pgolf, packed code, build.sh)");
+  CLI::App* verify = app.add_subcommand("verify", "check a submission folder: files, bytes, and the score of its artifact by "
+                                        "the binary its packed code builds");
   const std::array<CLI::App*, 4> subs{train, eval, exp, imp};
   for (std::size_t k = 0; k < subs.size(); ++k)
     detail::add_config_flags(*subs[k], bound[k].cfg, bound[k].codec, bound[k].device);
@@ -263,15 +283,36 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
   imp->add_option("file", cmd.file, "safetensors state dict to import")->required()->check(CLI::ExistingFile);
   imp->add_option("-o,--output", cmd.output, "checkpoint to write")->required();
   imp->add_flag("--overwrite", cmd.overwrite, "replace an existing checkpoint file");
+  submit->add_option("run_dir", cmd.file, "the run folder (train.log, metrics.jsonl, model.pgolf)")->required();
+  submit->add_option("-o,--output", cmd.output, "the submission folder (default RUN_DIR/submission)");
+  submit->add_flag("--overwrite", cmd.overwrite, "write into a non-empty submission folder");
+  submit->add_option("--name", cmd.name, "submission.json's name (default: variant and run id)");
+  submit->add_option("--author", cmd.author, "submission.json's author");
+  submit->add_option("--github-id", cmd.github_id, "submission.json's github_id");
+  submit->add_option("--hardware", cmd.hardware, "submission.json's hardware (default: the run's device and world size)");
+  verify->add_option("dir", cmd.file, "the submission folder")->required();
+  verify->add_option("--data-path", cmd.config.data_path, "data the built binary scores on (default: this binary's)")
+      ->envname("DATA_PATH");
+  verify->add_option("--tokenizer-path", cmd.config.tokenizer_path, "tokenizer the built binary scores with")
+      ->envname("TOKENIZER_PATH");
+  verify->add_option("--tolerance", cmd.tolerance, "largest |difference| of val_bpb and val_loss from submission.json")
+      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  verify->add_flag("--keep-build", cmd.keep_build, "keep the scratch folder the code was built in");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return {std::nullopt, app.exit(e)};
   }
 
-  if (info->parsed()) {
-    cmd.kind = Command::info;
+  if (info->parsed() || submit->parsed()) {
+    cmd.kind = info->parsed() ? Command::info : Command::submit;
     cmd.config = preset;
+    return {cmd, 0};
+  }
+  if (verify->parsed()) {
+    cmd.kind = Command::verify;
+    if (cmd.config.data_path.empty()) cmd.config.data_path = preset.data_path;
+    if (cmd.config.tokenizer_path.empty()) cmd.config.tokenizer_path = preset.tokenizer_path;
     return {cmd, 0};
   }
   const std::size_t k = train->parsed() ? 0 : eval->parsed() ? 1 : exp->parsed() ? 2 : 3;

@@ -7,6 +7,8 @@
 //   <binary> import FILE -o CHECKPOINT   a safetensors state dict (the PyTorch reference's names) as a
 //                                        checkpoint that eval, export and train --resume take; scored
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
+//   <binary> submit RUN_DIR [-o DIR]     a records-style submission folder with the packed code (app/submit.hpp)
+//   <binary> verify DIR                  build the folder's packed code, score its artifact, check bytes and score
 //
 // --eval-stride S (EVAL_STRIDE) > 0: the final scores are also sliding-window ones
 // (train/sliding_eval.hpp, window train_seq_len): after the last validation
@@ -39,9 +41,11 @@
 // the same files on both backends.
 //
 // Sizes: "model bytes" is the artifact file (header + compressed payload). "code bytes" is what a
-// submission would ship besides it: the variant's source file plus every header under
-// include/pgolf/, counted by pgolf_add_variant() at configure time (PGOLF_CODE_BYTES); 0 when
-// the binary was built without it.
+// submission ships besides it, what `submit` writes: code.shar.xz + build.sh, the variant's source
+// and the library headers it includes, without comments and blank lines, LZMA-packed
+// (app/pack_code.hpp), packed from the sources the binary was built from when a run exports. Where
+// those sources are gone, the log says so and counts PGOLF_CODE_BYTES instead (source + every
+// header, counted by pgolf_add_variant() at configure time; 0 when built without it).
 //
 // Data parallel: launched by mpirun (CPU: MPI; CUDA: NCCL) or with torchrun's environment (CUDA:
 // NCCL), the binary joins the job (dist/launch.hpp, docs/distributed.md); rank 0 logs and writes
@@ -64,6 +68,7 @@
 
 #include "pgolf/app/ablation.hpp"
 #include "pgolf/app/command_line.hpp"
+#include "pgolf/app/submit.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/file_io.hpp"
 #include "pgolf/core/format.hpp"
@@ -84,13 +89,20 @@ namespace detail {
 
 // Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines.
 template <class Model>
-int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::path& artifact_path, long long code_bytes) {
+int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::path& artifact_path, const CodeCount& code) {
+  const long long code_bytes = code.counted;
   using T = typename Model::Scalar;
   const TrainConfig& c = tr.config();
   const std::string codec = std::string(to_string(c.codec));
   const std::size_t raw_fp32 = Model::num_params * sizeof(float);
   log.print(format("Serialized model: %zu bytes", raw_fp32));
   log.print(format("Code size: %lld bytes", code_bytes));
+  if (code.pack)
+    log.print(format("code: %s %zu + %s %zu bytes packed; %zu files, %zu bytes as written, %zu without comments and "
+                     "blank lines", kPackedCodeFile, code.pack->packed.size(), kBuildScriptFile, code.pack->script.size(),
+                     code.pack->files.size() - 1, code.pack->raw_bytes, code.pack->stripped_bytes));
+  else
+    log.print("code: " + code.note);
   using Policy = typename Trainer<Model>::Policy;
   const std::vector<T> trained = Policy::params_to_host(tr.model());
   const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
@@ -118,6 +130,8 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
       .add("model_bytes", info.file_bytes)
       .add("payload_bytes", info.raw_bytes)
       .add("code_bytes", code_bytes)
+      .add("code_raw_bytes", code.pack ? (long long)code.pack->raw_bytes : -1LL)
+      .add("code_stripped_bytes", code.pack ? (long long)code.pack->stripped_bytes : -1LL)
       .add("total_bytes", (long long)info.file_bytes + code_bytes)
       .add("roundtrip_val_loss", m.val_loss())
       .add("roundtrip_val_bpb", m.val_bpb());
@@ -222,6 +236,8 @@ int run(const Variant& variant, const Command& cmd) {
       throw;
     }
     Trainer<Model>& tr = *made;
+    const CodeCount code = count_code(variant.name, {variant.source, variant.include_dir, variant.ablation_header},
+                                      variant.code_bytes);
     log.print(format("variant:%s device:%s run_id:%s", variant.name.c_str(), cmd.device.c_str(), cfg.run_id.c_str()));
     log.print(format("model_params:%zu", Model::num_params));
     if (*ablation::point()) log.print(format("ablation:%s", ablation::point()));
@@ -229,7 +245,7 @@ int run(const Variant& variant, const Command& cmd) {
                    .add("event", "variant")
                    .add("variant", variant.name)
                    .add("model_params", Model::num_params)
-                   .add("code_bytes", variant.code_bytes)
+                   .add("code_bytes", code.counted)
                    .add("ablation", ablation::point())
                    .str());
     if (cfg.checkpoint_every > 0)
@@ -255,7 +271,7 @@ int run(const Variant& variant, const Command& cmd) {
     tr.run();
     if (dist::world().is_root()) tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));
     log.print(format("checkpoint: %s", (out / "checkpoint.bin").string().c_str()));
-    return export_and_score(tr, log, out / "model.pgolf", variant.code_bytes);
+    return export_and_score(tr, log, out / "model.pgolf", code);
   }
 
   using T = typename Model::Scalar;
@@ -344,7 +360,9 @@ int run(const Variant& variant, const Command& cmd) {
   }
   const BpbMeter before = tr.validate();
   log.print(format("checkpoint val_loss:%.4f val_bpb:%.4f", before.val_loss(), before.val_bpb()));
-  return export_and_score(tr, log, target, variant.code_bytes);
+  return export_and_score(
+      tr, log, target,
+      count_code(variant.name, {variant.source, variant.include_dir, variant.ablation_header}, variant.code_bytes));
 }
 
 }  // namespace detail
@@ -359,6 +377,14 @@ int main(int argc, char** argv, const Variant& variant) {
     if (!parsed.command) return parsed.exit_code;
     Command& cmd = *parsed.command;
 
+    if (cmd.kind == Command::submit)
+      return submit(variant.name, (long long)Model::num_params, ablation::point(),
+                    {variant.source, variant.include_dir, variant.ablation_header},
+                    {.run_dir = cmd.file, .out_dir = cmd.output, .name = cmd.name, .author = cmd.author,
+                     .github_id = cmd.github_id, .hardware = cmd.hardware, .overwrite = cmd.overwrite});
+    if (cmd.kind == Command::verify)
+      return verify({.dir = cmd.file, .data_path = cmd.config.data_path, .tokenizer_path = cmd.config.tokenizer_path,
+                     .tolerance = cmd.tolerance, .keep_build = cmd.keep_build});
     if (cmd.kind == Command::info) {
       std::printf("%-28s %-12s %-12s %-16s %-7s %s\n", "parameter", "shape", "group", "export", "scope", "elements");
       for (const auto& p : Model::param_table) {
@@ -368,7 +394,15 @@ int main(int argc, char** argv, const Variant& variant) {
                     std::string(to_string(p.group)).c_str(), std::string(to_string(p.export_policy)).c_str(),
                     std::string(to_string(p.scope)).c_str(), p.numel());
       }
-      std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, variant.code_bytes);
+      const CodeCount code = count_code(variant.name, {variant.source, variant.include_dir, variant.ablation_header},
+                                        variant.code_bytes);
+      std::printf("total parameters: %zu\ncode bytes: %lld\n", Model::num_params, code.counted);
+      if (code.pack)
+        std::printf("code: %s %zu + %s %zu bytes packed; %zu files, %zu bytes as written, %zu stripped; all headers: %lld\n",
+                    kPackedCodeFile, code.pack->packed.size(), kBuildScriptFile, code.pack->script.size(),
+                    code.pack->files.size() - 1, code.pack->raw_bytes, code.pack->stripped_bytes, variant.code_bytes);
+      else
+        std::printf("code: %s\n", code.note.c_str());
       if (*ablation::point()) std::printf("ablation: %s\n", ablation::point());
       return 0;
     }
