@@ -104,14 +104,14 @@ TEST_CASE("GPTQ-lite keeps the clip percentile with the smallest matrix error", 
   const RowCodes best = quantize_rows_gptq_lite(W.data(), 24, 512, 6, &p);
   const double e_best = row_codes_sq_error(W.data(), best);
   for (double pc : kGptqLitePercentiles) {
-    const RowCodes c = quantize_rows_percentile(W.data(), 24, 512, 6, pc);
+    const RowCodes c = quantize_rows_percentile(W.data(), 24, 512, 6, pc, 1.0 / 31);
     CHECK(e_best <= row_codes_sq_error(W.data(), c));
     for (std::int8_t v : c.q) REQUIRE(std::abs(int(v)) <= 31);
   }
   CHECK(p < 1.0);
   CHECK(best.quantiser == Quantiser::gptq_lite);
   // One p for the whole matrix: every row's scale is that percentile's.
-  CHECK(best.scales == quantize_rows_percentile(W.data(), 24, 512, 6, p).scales);
+  CHECK(best.scales == quantize_rows_percentile(W.data(), 24, 512, 6, p, 1.0 / 31).scales);
 }
 
 TEST_CASE("Cholesky inverse of an SPD matrix", "[forward][export]") {
@@ -229,9 +229,9 @@ TEST_CASE("artifact version 2 records each matrix's quantiser; defaults stay ver
   fix_crcs(a);
   CHECK_THAT(decode(a), Catch::Contains("tensor tok_emb.weight has 12 quantisation bits"));
   a = plain;
-  a[desc + 2] = 4;
+  a[desc + 2] = 200;
   fix_crcs(a);
-  CHECK_THAT(decode(a), Catch::Contains("tok_emb.weight has a low-rank correction (rank 4)"));
+  CHECK_THAT(decode(a), Catch::Contains("tok_emb.weight has a low-rank correction of rank 200, above the 16"));
   a = plain;
   a[desc + 1] = 2;  // int2: the int8 codes fall outside [-2, 1]
   fix_crcs(a);
@@ -256,4 +256,100 @@ TEST_CASE("artifact version 2 records each matrix's quantiser; defaults stay ver
   g.attn = {Quantiser::gptq, 6};
   CHECK_THAT(error_of([&] { quantize_for_export(table, std::span<const float>(p), g); }),
              Catch::Contains("GPTQ export: tensor blocks.0.attn.c_q.weight has no calibration Hessian"));
+}
+
+TEST_CASE("LQER lowers the error of the tensors it corrects, and round-trips through the artifact", "[forward][export]") {
+  std::vector<float> p(Model::num_params);
+  init_params<float>(Model::param_table, 7, p);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] += float(0.01 * normal01(99, 3, i));
+  const auto& table = Model::param_table;
+  ExportOptions o;
+  o.quant_min_numel = 0;
+  o.attn = o.mlp = o.other = o.embed = {Quantiser::rowmax, 4};
+  const auto plain = quantize_for_export(table, std::span<const float>(p), o);
+  o.lqer_rank = 4;
+  o.lqer_tensors = 2;
+  const auto corrected = quantize_for_export(table, std::span<const float>(p), o);
+  auto full_error = [&](std::size_t t, const RowCodes& c) {
+    const ParamInfo& pi = table[t];
+    std::vector<double> w(pi.numel());
+    dequantize_rows(c, w.data());
+    apply_lqer(c.lqer, pi.rows, pi.cols, w.data());
+    double e = 0;
+    for (std::size_t i = 0; i < w.size(); ++i) e += (double(p[pi.offset + i]) - w[i]) * (double(p[pi.offset + i]) - w[i]);
+    return e;
+  };
+  // The two tensors with the largest error get rank 4; their error falls; nothing else changes.
+  double smallest_corrected = 1e300, largest_other = 0;
+  int n_corrected = 0;
+  for (std::size_t t = 0; t < table.size(); ++t) {
+    if (!plain[t]) continue;
+    INFO(table[t].name.c_str());
+    const double before = full_error(t, *plain[t]);
+    CHECK(corrected[t]->q == plain[t]->q);
+    if (corrected[t]->lqer.rank > 0) {
+      ++n_corrected;
+      CHECK(corrected[t]->lqer.rank == 4);
+      CHECK(full_error(t, *corrected[t]) < 0.97 * before);
+      smallest_corrected = std::min(smallest_corrected, before);
+    } else {
+      largest_other = std::max(largest_other, before);
+    }
+  }
+  CHECK(n_corrected == 2);
+  CHECK(smallest_corrected >= largest_other);
+  // The artifact stores and applies the correction.
+  const auto bytes = encode_artifact(table, std::span<const float>(p), Codec::zstd, 3, o);
+  std::vector<float> back(p.size());
+  decode_artifact(std::span<const std::uint8_t>(bytes), table, std::span<float>(back));
+  for (std::size_t t = 0; t < table.size(); ++t) {
+    if (!corrected[t] || corrected[t]->lqer.rank == 0) continue;
+    const ParamInfo& pi = table[t];
+    std::vector<float> want(pi.numel());
+    dequantize_rows(*corrected[t], want.data());
+    apply_lqer(corrected[t]->lqer, pi.rows, pi.cols, want.data());
+    CHECK(std::equal(want.begin(), want.end(), back.begin() + long(pi.offset)));
+  }
+  CHECK_THROWS_WITH(fit_lqer(std::vector<double>(4), 2, 2, 17), Catch::Contains("LQER rank must be 1..16"));
+}
+
+TEST_CASE("selective +-1 pruning reaches a byte target", "[forward][export]") {
+  std::vector<float> p(Model::num_params);
+  init_params<float>(Model::param_table, 7, p);
+  for (std::size_t i = 0; i < p.size(); ++i) p[i] += float(0.01 * normal01(99, 3, i));
+  const auto& table = Model::param_table;
+  ExportOptions o;
+  o.quant_min_numel = 0;
+  o.attn = o.mlp = o.other = {Quantiser::rowmax, 4};
+  const auto codes = quantize_for_export(table, std::span<const float>(p), o);
+  const std::size_t full = encode_artifact_codes(table, std::span<const float>(p), codes, Codec::zlib).size();
+  // Already small enough: nothing pruned.
+  PruneResult none = prune_to_target(table, std::span<const float>(p), codes, Codec::zlib, -1, full);
+  CHECK(none.pruned == 0);
+  CHECK(none.bytes.size() == full);
+  REQUIRE(none.candidates > 1000);
+  // Every +-1 zeroed: the floor of what pruning reaches.
+  auto all = codes;
+  for (auto& c : all)
+    if (c && c->quantiser != Quantiser::int8_clip)
+      for (auto& q : c->q)
+        if (q == 1 || q == -1) q = 0;
+  const std::size_t floor = encode_artifact_codes(table, std::span<const float>(p), all, Codec::zlib).size();
+  REQUIRE(floor < full);
+  const std::size_t target = (full + floor) / 2;
+  o.target_bytes = target;
+  std::size_t pruned = 0;
+  const auto bytes = encode_artifact(table, std::span<const float>(p), Codec::zlib, -1, o, nullptr, &pruned);
+  CHECK(bytes.size() <= target);
+  CHECK(pruned > 0);
+  CHECK(pruned < none.candidates);
+  std::vector<float> back(p.size());
+  const ArtifactInfo info = decode_artifact(std::span<const std::uint8_t>(bytes), table, std::span<float>(back));
+  CHECK(info.file_bytes == bytes.size());
+  // The search is deterministic: the same count and bytes again.
+  const PruneResult again = prune_to_target(table, std::span<const float>(p), codes, Codec::zlib, -1, target);
+  CHECK(again.pruned == pruned);
+  CHECK(again.bytes == bytes);
+  CHECK_THROWS_WITH(prune_to_target(table, std::span<const float>(p), codes, Codec::zlib, -1, floor - 1),
+                    Catch::Contains("+-1 pruning cannot reach"));
 }

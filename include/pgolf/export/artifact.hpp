@@ -24,8 +24,10 @@
 // Version 2 (any other export options) records how each matrix was quantised. Per tensor: the
 // policy byte as stored (int8_per_row also for a table float16 matrix that the options quantise), and
 // for int8_per_row: quantiser id (quantize_rows.hpp: 0 int8-clip, 1 rowmax, 2 gptq-lite, 3 gptq),
-// bits (2..8), a reserved byte (0: no low-rank correction), then rows fp16 scales and rows*cols codes
-// one per int8 byte (in [-2^(bits-1), 2^(bits-1) - 1]); other policies as in version 1.
+// bits (2..8), the rank r of a low-rank (LQER) correction (0: none; at most 16), then rows fp16
+// scales and rows*cols codes one per int8 byte (in [-2^(bits-1), 2^(bits-1) - 1]), and when r > 0
+// (export/lqer.hpp): A's fp32 scale, rows*r INT2 codes of A, r*ceil(cols/32) fp16 group scales of B,
+// r*cols INT4 codes of B. Other policies as in version 1.
 // Loading checks everything (size, magic, version, both CRCs, fingerprint, sizes, policies, ids,
 // code ranges) before a single weight is written, so a truncated or corrupted file is an error, never
 // a model. The payload size is checked against the table's bound before anything is decompressed.
@@ -46,6 +48,7 @@
 #include "pgolf/export/compress.hpp"
 #include "pgolf/export/gptq.hpp"
 #include "pgolf/export/int8.hpp"
+#include "pgolf/export/lqer.hpp"
 #include "pgolf/export/options.hpp"
 #include "pgolf/export/quantize_rows.hpp"
 #include "pgolf/nn/param_table.hpp"
@@ -157,6 +160,20 @@ std::vector<std::optional<RowCodes>> quantize_for_export(const std::array<ParamI
       }
     }
   }
+  if (o.lqer_rank > 0) {  // LQER on the tensors with the largest squared quantisation error
+    std::vector<std::pair<double, std::size_t>> errors;
+    for (std::size_t t = 0; t < N; ++t)
+      if (codes[t]) errors.emplace_back(row_codes_sq_error(params.data() + table[t].offset, *codes[t]), t);
+    std::stable_sort(errors.begin(), errors.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
+    for (std::size_t k = 0; k < errors.size() && k < std::size_t(o.lqer_tensors); ++k) {
+      const std::size_t t = errors[k].second;
+      const ParamInfo& p = table[t];
+      std::vector<double> E(p.numel());
+      dequantize_rows(*codes[t], E.data());
+      for (std::size_t i = 0; i < E.size(); ++i) E[i] = double(params[p.offset + i]) - E[i];
+      codes[t]->lqer = fit_lqer(E, p.rows, p.cols, o.lqer_rank);
+    }
+  }
   return codes;
 }
 
@@ -181,20 +198,95 @@ std::vector<std::uint8_t> encode_artifact_codes(const std::array<ParamInfo, N>& 
     payload.put(std::uint8_t(ExportPolicy::int8_per_row));
     payload.put(std::uint8_t(c.quantiser));
     payload.put(std::uint8_t(c.bits));
-    payload.put(std::uint8_t(0));  // reserved: low-rank correction rank
+    const LqerFactors& f = c.lqer;
+    PGOLF_CHECK(f.rank >= 0 && f.rank <= std::min({kLqerMaxRank, p.rows, p.cols}) &&
+                    f.a.size() == std::size_t(p.rows) * f.rank && f.b.size() == std::size_t(f.rank) * p.cols &&
+                    f.b_scales.size() == std::size_t(f.rank) * lqer_groups(p.cols),
+                "encode_artifact_codes: tensor ", p.name.c_str(), " has a malformed low-rank correction");
+    payload.put(std::uint8_t(f.rank));
     payload.put_span(std::span<const std::uint16_t>(c.scales));
     payload.put_span(std::span<const std::int8_t>(c.q));
+    if (f.rank > 0) {
+      payload.put(f.a_scale);
+      payload.put_span(std::span<const std::int8_t>(f.a));
+      payload.put_span(std::span<const std::uint16_t>(f.b_scales));
+      payload.put_span(std::span<const std::int8_t>(f.b));
+    }
   }
   return detail::finish_artifact(table, kArtifactVersion, payload.bytes(), codec, level);
 }
 
-// The export under options: version 1 when they are the reference's, else version 2.
+// Selective +-1 pruning (TECHNIQUES.md 5.6): among the +-1 codes of the low-bit matrices (every
+// quantiser but the reference's int8), zero the ones whose row scale^2 (the squared error zeroing
+// adds) is smallest, the fewest that make the compressed artifact fit target_bytes (binary search
+// over the count; every probe compresses the whole payload). An error when even zeroing all of them
+// does not fit.
+struct PruneResult {
+  std::vector<std::uint8_t> bytes;
+  std::size_t pruned = 0, candidates = 0;
+};
+
+template <class T, std::size_t N>
+PruneResult prune_to_target(const std::array<ParamInfo, N>& table, std::span<const T> params,
+                            const std::vector<std::optional<RowCodes>>& codes, Codec codec, int level,
+                            std::size_t target_bytes) {
+  struct Candidate {
+    float cost;
+    std::uint32_t tensor;
+    std::size_t index;
+  };
+  std::vector<Candidate> cand;
+  for (std::size_t t = 0; t < N; ++t) {
+    if (!codes[t] || codes[t]->quantiser == Quantiser::int8_clip) continue;
+    const RowCodes& c = *codes[t];
+    for (int r = 0; r < c.rows; ++r) {
+      const float s = half_bits_to_float(c.scales[std::size_t(r)]);
+      for (int j = 0; j < c.cols; ++j) {
+        const std::size_t i = std::size_t(r) * c.cols + j;
+        if (c.q[i] == 1 || c.q[i] == -1) cand.push_back({s * s, std::uint32_t(t), i});
+      }
+    }
+  }
+  std::stable_sort(cand.begin(), cand.end(), [](const Candidate& a, const Candidate& b) { return a.cost < b.cost; });
+  auto encode_pruned = [&](std::size_t k) {
+    std::vector<std::optional<RowCodes>> c = codes;
+    for (std::size_t i = 0; i < k; ++i) c[cand[i].tensor]->q[cand[i].index] = 0;
+    return encode_artifact_codes(table, params, c, codec, level);
+  };
+  PruneResult out{encode_pruned(0), 0, cand.size()};
+  if (out.bytes.size() <= target_bytes) return out;
+  std::vector<std::uint8_t> all = encode_pruned(cand.size());
+  PGOLF_CHECK(all.size() <= target_bytes, "+-1 pruning cannot reach ", target_bytes, " bytes: the artifact is ",
+              all.size(), " bytes with all ", cand.size(), " +-1 codes zeroed (", out.bytes.size(), " without)");
+  std::size_t lo = 0, hi = cand.size();  // lo does not fit, hi fits
+  out.bytes = std::move(all);
+  while (hi - lo > 1) {
+    const std::size_t mid = lo + (hi - lo) / 2;
+    std::vector<std::uint8_t> b = encode_pruned(mid);
+    if (b.size() <= target_bytes) {
+      hi = mid;
+      out.bytes = std::move(b);
+    } else {
+      lo = mid;
+    }
+  }
+  out.pruned = hi;
+  return out;
+}
+
+// The export under options: version 1 when they are the reference's, else version 2 (pruned to
+// target_bytes when set; *pruned receives the count).
 template <class T, std::size_t N>
 std::vector<std::uint8_t> encode_artifact(const std::array<ParamInfo, N>& table, std::span<const T> params,
                                           Codec codec, int level, const ExportOptions& o,
-                                          const TensorHessians* hessians = nullptr) {
+                                          const TensorHessians* hessians = nullptr, std::size_t* pruned = nullptr) {
+  if (pruned) *pruned = 0;
   if (o.is_reference()) return encode_artifact(table, params, codec, level);
-  return encode_artifact_codes(table, params, quantize_for_export(table, params, o, hessians), codec, level);
+  auto codes = quantize_for_export(table, params, o, hessians);
+  if (o.target_bytes == 0) return encode_artifact_codes(table, params, codes, codec, level);
+  PruneResult r = prune_to_target(table, params, codes, codec, level, o.target_bytes);
+  if (pruned) *pruned = r.pruned;
+  return std::move(r.bytes);
 }
 
 // The payload size a table implies in version 1: the header's claim is checked against it before
@@ -220,7 +312,8 @@ template <std::size_t N>
 constexpr std::size_t artifact_payload_bytes_v2(const std::array<ParamInfo, N>& table, bool upper) {
   std::size_t total = 0;
   for (const auto& p : table) {
-    const std::size_t rows_form = 1 + 3 + 2 * std::size_t(p.rows) + p.numel();
+    const std::size_t rows_form = 1 + 3 + 2 * std::size_t(p.rows) + p.numel() +
+                                  (upper ? lqer_bytes(p.rows, p.cols, std::min({kLqerMaxRank, p.rows, p.cols})) : 0);
     switch (p.export_policy) {
       case ExportPolicy::int8_per_row: total += rows_form; break;
       case ExportPolicy::int8_per_tensor: total += 1 + 4 + p.numel(); break;
@@ -276,8 +369,10 @@ void read_row_codes(ByteReader& r, const ParamInfo& p, T* x, const std::string& 
               ", which this build does not know (written by a newer build?)");
   PGOLF_CHECK(bits >= kMinQuantBits && bits <= kMaxQuantBits, what, ": tensor ", p.name.c_str(), " has ", int(bits),
               " quantisation bits, expected ", kMinQuantBits, "..", kMaxQuantBits);
-  PGOLF_CHECK(extra == 0, what, ": tensor ", p.name.c_str(), " has a low-rank correction (rank ", int(extra),
-              "), which this build does not know");
+  const int rank = extra;
+  PGOLF_CHECK(rank <= std::min({kLqerMaxRank, p.rows, p.cols}), what, ": tensor ", p.name.c_str(),
+              " has a low-rank correction of rank ", rank, ", above the ", std::min({kLqerMaxRank, p.rows, p.cols}),
+              " this build allows for its shape");
   RowCodes c{p.rows, p.cols, int(bits), Quantiser(qid), std::vector<std::int8_t>(p.numel()),
              std::vector<std::uint16_t>(std::size_t(p.rows))};
   r.get_into(std::span<std::uint16_t>(c.scales));
@@ -287,6 +382,24 @@ void read_row_codes(ByteReader& r, const ParamInfo& p, T* x, const std::string& 
     PGOLF_CHECK(v >= -(qmax + 1) && v <= qmax, what, ": tensor ", p.name.c_str(), " holds code ", int(v),
                 ", outside the ", int(bits), "-bit range");
   dequantize_rows(c, x);
+  if (rank == 0) return;
+  LqerFactors& f = c.lqer;
+  f.rank = rank;
+  f.a_scale = r.get<float>();
+  PGOLF_CHECK(std::isfinite(f.a_scale), what, ": tensor ", p.name.c_str(), " has a non-finite low-rank scale");
+  f.a.resize(std::size_t(p.rows) * rank);
+  f.b_scales.resize(std::size_t(rank) * lqer_groups(p.cols));
+  f.b.resize(std::size_t(rank) * p.cols);
+  r.get_into(std::span<std::int8_t>(f.a));
+  r.get_into(std::span<std::uint16_t>(f.b_scales));
+  r.get_into(std::span<std::int8_t>(f.b));
+  for (std::int8_t v : f.a)
+    PGOLF_CHECK(v >= kLqerAMin && v <= kLqerAMax, what, ": tensor ", p.name.c_str(), " low-rank factor A holds code ",
+                int(v), ", outside INT2");
+  for (std::int8_t v : f.b)
+    PGOLF_CHECK(v >= kLqerBMin && v <= kLqerBMax, what, ": tensor ", p.name.c_str(), " low-rank factor B holds code ",
+                int(v), ", outside INT4");
+  apply_lqer(f, p.rows, p.cols, x);
 }
 }  // namespace detail
 

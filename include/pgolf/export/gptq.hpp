@@ -3,7 +3,8 @@
 //   1. dead columns (H_jj = 0): H_jj = 1, W[:, j] = 0;  2. H += damp * mean(diag H) * I;
 //   3. act-order: columns by descending diag H;  4. U = upper Cholesky factor of H^-1;
 //   5. row scales fixed before the sweep: SDClip s_r = fp16(k * std(W_r) / Qmax), or the sweep once per
-//      clip percentile (gptq-lite's scales) keeping the lowest squared error;
+//      clip percentile p (s_r = fp16(p-quantile of |W_r| / Qmax), no floor) keeping the lowest squared
+//      error;
 //   6. columns in blocks: q_j = clamp(round(w_j / s), -Qmax, Qmax), e_j = (w_j - q_j s) / U_jj,
 //      w[j+1:block end] -= e_j U[j, j+1:]; after a block, later columns -= E U[block, later];
 //   7. un-permute. Storage as every row quantiser (quantize_rows.hpp): fp16 row scales, int8 codes.
@@ -185,7 +186,7 @@ RowCodes quantize_rows_gptq(const T* W, int rows, int cols, std::vector<double> 
   RowCodes best;
   double best_err = 0;
   for (double p : kGptqLitePercentiles) {
-    RowCodes c = sweep(quantize_rows_percentile(Wd.data(), rows, cols, g.bits, p).scales);
+    RowCodes c = sweep(quantize_rows_percentile(Wd.data(), rows, cols, g.bits, p, 0.0).scales);
     const double e = row_codes_sq_error(Wd.data(), c);
     if (best.q.empty() || e < best_err) best_err = e, best = std::move(c);
   }

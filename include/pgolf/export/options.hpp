@@ -59,6 +59,11 @@ struct ExportOptions {
   double sdclip_attn = 13.0, sdclip_mlp = 11.5, sdclip_embed = 20.0, sdclip_other = 12.85;
   double gptq_damp = 0.01;  // H += damp * mean(diag H) * I
   int gptq_block = 128;
+  // LQER (13.2): a rank-r correction of the lqer_tensors matrices with the largest quantisation error.
+  int lqer_rank = 0;  // 0: off
+  int lqer_tensors = 3;
+  // Selective +-1 pruning (5.6): zero the cheapest +-1 codes until the artifact fits; 0: off.
+  std::size_t target_bytes = 0;
 
   const QuantChoice& choice(TensorClass c) const {
     switch (c) {
@@ -81,23 +86,28 @@ struct ExportOptions {
   // The reference's export: the version-1 format, bit-identical.
   bool is_reference() const {
     const QuantChoice ref{};
-    return attn == ref && mlp == ref && embed == ref && other == ref && quant_min_numel == 65536;
+    return attn == ref && mlp == ref && embed == ref && other == ref && quant_min_numel == 65536 && lqer_rank == 0 &&
+           target_bytes == 0;
   }
   bool uses(Quantiser q) const {
     return attn.quantiser == q || mlp.quantiser == q || embed.quantiser == q || other.quantiser == q;
   }
-  // "int8" for the reference, else e.g. "int6", "int6-gptq", "int5-6-gptq-lite" (lowest-highest bits).
-  std::string format_name() const {
-    if (is_reference()) return "int8";
-    int lo = 8, hi = 2;
-    for (const QuantChoice* c : {&attn, &mlp, &embed, &other}) lo = std::min(lo, c->bits), hi = std::max(hi, c->bits);
-    std::string name = "int" + std::to_string(lo) + (lo == hi ? "" : "-" + std::to_string(hi));
-    Quantiser q = attn.quantiser;
-    for (const QuantChoice* c : {&mlp, &other})
-      if (c->quantiser != Quantiser::int8_clip) q = c->quantiser;
-    if (attn.quantiser != Quantiser::int8_clip) q = attn.quantiser;
-    if (q == Quantiser::gptq_lite || q == Quantiser::gptq) name += "-" + std::string(to_string(q));
-    return name;
+  // The format's name in the log lines, as the records write it: "int8" for the reference, else the
+  // attention matrices' width ("int6": the records' mixed int6 blocks / int8 embedding is "int6").
+  std::string format_name() const { return "int" + std::to_string(is_reference() ? 8 : attn.bits); }
+  // Every class's quantiser and width, e.g. "attn gptq int6, mlp gptq int5, embed int8-clip int8, other gptq int6".
+  std::string describe() const {
+    std::string out;
+    for (TensorClass c : {TensorClass::attn, TensorClass::mlp, TensorClass::embed, TensorClass::other}) {
+      if (!out.empty()) out += ", ";
+      out += std::string(to_string(c)) + " " + std::string(to_string(choice(c).quantiser)) + " int" +
+             std::to_string(choice(c).bits);
+    }
+    out += ", matrices over " + std::to_string(quant_min_numel) + " elements";
+    if (lqer_rank > 0)
+      out += ", LQER rank " + std::to_string(lqer_rank) + " on " + std::to_string(lqer_tensors) + " tensors";
+    if (target_bytes > 0) out += ", +-1 pruning to " + std::to_string(target_bytes) + " bytes";
+    return out;
   }
   void validate() const {
     for (TensorClass c : {TensorClass::attn, TensorClass::mlp, TensorClass::embed, TensorClass::other}) {
@@ -109,6 +119,8 @@ struct ExportOptions {
     }
     PGOLF_CHECK(gptq_damp > 0, "GPTQ damping must be positive, got ", gptq_damp);
     PGOLF_CHECK(gptq_block >= 1, "GPTQ block must be at least 1, got ", gptq_block);
+    PGOLF_CHECK(lqer_rank >= 0 && lqer_rank <= 16, "LQER rank must be 0..16, got ", lqer_rank);
+    PGOLF_CHECK(lqer_tensors >= 1, "LQER tensors must be at least 1, got ", lqer_tensors);
   }
 };
 

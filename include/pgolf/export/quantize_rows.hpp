@@ -7,6 +7,8 @@
 //   int8_clip: the baseline (int8.hpp, kept bit-identical): 99.99984th percentile clip, [-127, 127].
 //   rowmax:    5.2: s_r = fp16(max|W_r| / Qmax), q = clamp(round(W / s), -(Qmax + 1), Qmax) with
 //              Qmax = 2^(bits-1) - 1 (the records' asymmetric range: int6 [-32, 31], int5 [-16, 15]).
+//              No scale floor, as 5.2 defines it (the records' quantize_int6_per_row also clamps s_r
+//              to at least 1/31, which binds for every row whose max is below 1).
 //   gptq_lite: 5.3: one clip percentile p per matrix from {0.999, 0.9995, 0.9999, 0.99999, 1.0},
 //              c_r = p-quantile of |W_r|, s_r = fp16(max(c_r / Qmax, 1 / Qmax)),
 //              q = clamp(round(W / s), -Qmax, Qmax); p minimises the matrix's mean squared error.
@@ -50,12 +52,22 @@ inline bool known_quantiser(std::uint8_t id) {
 inline constexpr int kMinQuantBits = 2, kMaxQuantBits = 8;
 constexpr int quant_qmax(int bits) { return (1 << (bits - 1)) - 1; }
 
+// An optional low-rank correction of a matrix's quantisation error (export/lqer.hpp): W += Aq Bq.
+struct LqerFactors {
+  int rank = 0;                         // 0: none
+  float a_scale = 0;                    // A's one scale
+  std::vector<std::int8_t> a;           // [rows, rank], INT2 codes
+  std::vector<std::uint16_t> b_scales;  // fp16, [rank, ceil(cols / 32)]
+  std::vector<std::int8_t> b;           // [rank, cols], INT4 codes
+};
+
 // Codes [rows, cols] (one per byte) and fp16 row scales: the storage every row quantiser shares.
 struct RowCodes {
   int rows = 0, cols = 0, bits = 8;
   Quantiser quantiser = Quantiser::int8_clip;
   std::vector<std::int8_t> q;
   std::vector<std::uint16_t> scales;
+  LqerFactors lqer{};
 };
 
 inline void check_quant_bits(int bits, std::string_view what) {
@@ -126,9 +138,10 @@ RowCodes quantize_rows_rowmax(const T* W, int rows, int cols, int bits) {
 inline constexpr double kGptqLitePercentiles[] = {0.999, 0.9995, 0.9999, 0.99999, 1.0};
 
 // Per-row symmetric codes with the clip at the p-quantile of |W_r| (p = 1: the row max):
-// s_r = fp16(max(c_r / Qmax, 1 / Qmax)), q in [-Qmax, Qmax].
+// s_r = fp16(max(c_r / Qmax, floor)), q in [-Qmax, Qmax]. GPTQ-lite's floor is the records' 1 / Qmax
+// (it binds for rows whose clip is below 1); GPTQ's percentile sweep (5.5) has none.
 template <class T>
-RowCodes quantize_rows_percentile(const T* W, int rows, int cols, int bits, double p) {
+RowCodes quantize_rows_percentile(const T* W, int rows, int cols, int bits, double p, double floor) {
   check_quant_bits(bits, "percentile quantiser");
   const int qmax = quant_qmax(bits);
   RowCodes out{rows, cols, bits, Quantiser::gptq_lite, std::vector<std::int8_t>(std::size_t(rows) * std::size_t(cols)),
@@ -139,7 +152,7 @@ RowCodes quantize_rows_percentile(const T* W, int rows, int cols, int bits, doub
     scratch.resize(std::size_t(cols));
     for (int j = 0; j < cols; ++j) scratch[std::size_t(j)] = std::abs(float(w[j]));
     const float c = p >= 1.0 ? *std::max_element(scratch.begin(), scratch.end()) : quantile_linear(scratch, p);
-    out.scales[std::size_t(r)] = float_to_half_bits(std::max(c / float(qmax), 1.0f / float(qmax)));
+    out.scales[std::size_t(r)] = float_to_half_bits(std::max(c / float(qmax), float(floor)));
     detail::row_codes(w, cols, half_bits_to_float(out.scales[std::size_t(r)]), -qmax, qmax,
                       out.q.data() + std::size_t(r) * std::size_t(cols));
   }
@@ -152,7 +165,7 @@ RowCodes quantize_rows_gptq_lite(const T* W, int rows, int cols, int bits, doubl
   RowCodes best;
   double best_err = std::numeric_limits<double>::infinity();
   for (double p : kGptqLitePercentiles) {
-    RowCodes c = quantize_rows_percentile(W, rows, cols, bits, p);
+    RowCodes c = quantize_rows_percentile(W, rows, cols, bits, p, 1.0 / quant_qmax(bits));
     const double e = row_codes_sq_error(W, c);
     if (e < best_err) {
       best_err = e;
