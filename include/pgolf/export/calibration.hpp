@@ -59,6 +59,10 @@ class HessianCollector final : public ops::cpu::ProductInputObserver {
     for (std::size_t t = 0; t < sums_.size(); ++t) {
       if (sums_[t].empty()) continue;
       out[t] = sums_[t];
+      const std::size_t n = std::size_t(cols_[t]);
+      for (std::size_t a = 0; a < n; ++a)  // exactly symmetric (the float products round each half apart)
+        for (std::size_t b = 0; b < a; ++b)
+          out[t][a * n + b] = out[t][b * n + a] = 0.5 * (out[t][a * n + b] + out[t][b * n + a]);
       for (double& v : out[t]) v /= double(batches_);
     }
     return out;
