@@ -70,6 +70,7 @@ const std::map<std::string, Case>& cases() {
       {"--data-path", {"DATA_PATH", "/data/a", {"--data-path", "/data/b"}}},
       {"--tokenizer-path", {"TOKENIZER_PATH", "/a.model", {"--tokenizer-path", "/b.model"}}},
       {"--val-tokens", {"VAL_TOKENS", "5000", {"--val-tokens", "6000"}}},
+      {"--eval-stride", {"EVAL_STRIDE", "64", {"--eval-stride", "128"}}},
       {"--seed", {"SEED", "7", {"--seed", "9"}}},
       {"--out-dir", {"OUT_DIR", "/runs/a", {"--out-dir", "/runs/b"}}},
       {"--checkpoint-every", {"CHECKPOINT_EVERY", "10", {"--checkpoint-every", "20"}}},

@@ -12,6 +12,7 @@
 #include "../train/train_fixture.hpp"
 #include "cuda_specs.hpp"
 #include "pgolf/model/gpt.hpp"
+#include "pgolf/train/sliding_eval.hpp"
 #include "pgolf/train/trainer.hpp"
 #include "train_kernels.hpp"
 
@@ -45,4 +46,34 @@ TEST_CASE("Training on the GPU follows the CPU's loss curve for 100 steps", "[cu
   CHECK(worst < 0.03);
   CHECK(last < 0.02);
   CHECK(std::abs(gpu.val_bpb - cpu.val.back().val_bpb) < 0.02 * cpu.val.back().val_bpb);
+}
+
+// Sliding-window evaluation through the same generic template on the GPU: stride = window scores
+// what the standard evaluation scores, and a stride of 64 scores every token once, as the CPU
+// model does on the same weights (bf16 products: the sums agree to a bound, the counts exactly).
+TEST_CASE("Sliding-window evaluation on the GPU matches the standard one and the CPU's", "[cuda][train]") {
+  pgolf::TrainConfig c = pgolf::test::small_config();
+  c.iterations = 20;
+  c.train_batch_tokens = 2048;
+  c.train_seq_len = 256;
+  c.micro_batch_tokens = 2048;
+  c.val_tokens = 8193;
+  c.eval_stride = 64;
+  const GpuEvals gpu = gpu_evaluate_small(c);
+  CHECK(gpu.standard.tokens == 8192);
+  CHECK(gpu.sliding_window_stride.tokens == gpu.standard.tokens);
+  CHECK(gpu.sliding_window_stride.bytes == gpu.standard.bytes);
+  CHECK(std::abs(gpu.sliding_window_stride.loss_sum - gpu.standard.loss_sum) <= 1e-9 * gpu.standard.loss_sum);
+  CHECK(gpu.sliding.tokens == 8192);
+  CHECK(gpu.sliding.bytes == gpu.standard.bytes);
+
+  pgolf::FineWebData data(c, cuda_test::kSmall.vocab);
+  pgolf::Gpt<cuda_test::kSmall, float> cpu(c.micro_batch_rows(), c.train_seq_len);
+  cpu.set_params(gpu.params);
+  const pgolf::BpbMeter want = pgolf::evaluate_sliding(cpu, data.val_tokens(), data.tables(), 64);
+  std::printf("  sliding stride 64: cpu val_bpb %.5f  gpu %.5f  (standard gpu %.5f)\n", want.val_bpb(),
+              gpu.sliding.val_bpb(), gpu.standard.val_bpb());
+  CHECK(gpu.sliding.tokens == want.tokens);
+  CHECK(gpu.sliding.bytes == want.bytes);
+  CHECK(std::abs(gpu.sliding.val_bpb() - want.val_bpb()) < 0.01 * want.val_bpb());
 }

@@ -13,3 +13,15 @@ GpuRun gpu_train_small(const pgolf::TrainConfig& cfg) {
   out.val_bpb = r.val.back().val_bpb;
   return out;
 }
+
+GpuEvals gpu_evaluate_small(const pgolf::TrainConfig& cfg) {
+  pgolf::RunLog quiet;
+  pgolf::Trainer<pgolf::GptCuda<cuda_test::kSmall>> tr(cfg, quiet);
+  tr.run();
+  GpuEvals out;
+  out.standard = tr.validate();
+  out.sliding_window_stride = tr.data().evaluate_sliding(tr.model(), cfg.train_seq_len);
+  out.sliding = tr.validate_final();
+  out.params = tr.model().params_host();
+  return out;
+}

@@ -58,3 +58,36 @@ TEST_CASE("whole-model gradients match finite differences: both schedules of a l
   SECTION("loop off") { gradcheck_model<kTinyLooped>(2, 8, 7, 0); }
   SECTION("loop on") { gradcheck_model<kTinyLooped>(2, 8, 7, 1); }
 }
+
+// Self-distillation through the whole model: with a teacher's logits set, the loss is the
+// distillation loss of the model's capped logits and its gradient flows through the softcap and
+// the trunk (the head's hand-written backward); clearing the teacher restores the cross-entropy.
+TEST_CASE("whole-model gradients match finite differences: self-distillation loss", "[gradcheck][gpt][distill]") {
+  const int batch = 2, seq = 8;
+  Gpt<kTiny, double> model(batch, seq), teacher(batch, seq);
+  randomize(model, 11);
+  randomize(teacher, 12);
+  const auto tokens = random_tokens(std::size_t(batch) * seq + 1, kTiny.vocab, 11);
+  const std::vector<std::int32_t> x(tokens.begin(), tokens.end() - 1), y(tokens.begin() + 1, tokens.end());
+  const double ce = model.forward(x, y);
+  teacher.forward(x, y);
+  const std::vector<double> zt(teacher.logits().begin(), teacher.logits().end());
+  for (bool per_sequence : {false, true}) {
+    model.set_teacher(zt, {.temperature = 2.0, .alpha = 0.7, .per_sequence = per_sequence});
+    const double loss = model.forward(x, y);
+    std::vector<double> rows(model.tokens());
+    const std::vector<double> zs(model.logits().begin(), model.logits().end());
+    CHECK(loss == Approx(ops::cpu::distill_forward(zs.data(), zt.data(), y.data(), model.tokens(), kTiny.vocab,
+                                                   {.temperature = 2.0, .alpha = 0.7, .per_sequence = per_sequence,
+                                                    .batch_rows = batch},
+                                                   rows.data()))
+                      .epsilon(1e-14));
+    CHECK(loss != Approx(ce));
+    CHECK(std::equal(rows.begin(), rows.end(), model.row_losses().begin()));  // row losses stay the CE
+    model.zero_grad();
+    model.backward();
+    check_every_tensor(model, [&] { return model.forward(x, y); }, 6);
+  }
+  model.clear_teacher();
+  CHECK(model.forward(x, y) == ce);
+}

@@ -2,6 +2,7 @@
 #include <catch2/catch.hpp>
 
 #include "pgolf/ops/cpu/cross_entropy.hpp"
+#include "pgolf/ops/cpu/distill.hpp"
 #include "pgolf/ops/cpu/softcap.hpp"
 #include "../test_util.hpp"
 
@@ -80,4 +81,57 @@ TEST_CASE("cross-entropy skips unscored rows (target < 0): mean over scored rows
   for (int i = 0; i < V; ++i) REQUIRE(dz[1 * V + i] == 0.0);
   auto f = [&] { return ops::cpu::cross_entropy_forward(z.data(), y.data(), N, V, rows.data()); };
   REQUIRE(fd_max_error(f, z.data(), dz.data(), z.size()) < 1e-6);
+}
+
+// Self-distillation (ops/cpu/distill.hpp): the loss against its definition, written out here.
+TEST_CASE("distillation loss equals alpha tau^2 KL + (1 - alpha) CE, both normalisations", "[forward][distill]") {
+  const std::size_t N = 6;
+  const int V = 11;
+  const auto zs = randn(N * V, 84, 3.0), zt = randn(N * V, 85, 3.0);
+  const std::vector<std::int32_t> y = {3, -1, 0, 10, 4, 4};
+  std::vector<double> rows(N);
+  for (bool per_sequence : {false, true}) {
+    const ops::cpu::DistillOptions o{.temperature = 2.0, .alpha = 0.7, .per_sequence = per_sequence, .batch_rows = 2};
+    double kl = 0, ce = 0;
+    for (std::size_t n = 0; n < N; ++n) {
+      if (y[n] < 0) continue;
+      double ss = 0, st = 0, s1 = 0;
+      for (int i = 0; i < V; ++i) ss += std::exp(zs[n * V + i] / 2), st += std::exp(zt[n * V + i] / 2), s1 += std::exp(zs[n * V + i]);
+      for (int i = 0; i < V; ++i) {
+        const double pt = std::exp(zt[n * V + i] / 2) / st, ps = std::exp(zs[n * V + i] / 2) / ss;
+        kl += pt * std::log(pt / ps);
+      }
+      ce += -std::log(std::exp(zs[n * V + y[n]]) / s1);
+    }
+    const double expected = 0.7 * 4 * kl / (per_sequence ? 2.0 : 5.0) + 0.3 * ce / 5.0;
+    CHECK(ops::cpu::distill_forward(zs.data(), zt.data(), y.data(), N, V, o, rows.data()) == Approx(expected).epsilon(1e-13));
+    CHECK(rows[1] == 0.0);  // the student's CE per row, as evaluation reads it
+  }
+  // alpha = 0 is the cross-entropy; a teacher equal to the student adds nothing at any alpha.
+  const ops::cpu::DistillOptions ce_only{.alpha = 0.0};
+  CHECK(ops::cpu::distill_forward(zs.data(), zt.data(), y.data(), N, V, ce_only, rows.data()) ==
+        Approx(ops::cpu::cross_entropy_forward(zs.data(), y.data(), N, V, rows.data())).epsilon(1e-15));
+  CHECK(ops::cpu::distill_forward(zs.data(), zs.data(), y.data(), N, V, {.alpha = 1.0}, rows.data()) ==
+        Approx(0.0).margin(1e-13));
+  CHECK_THROWS_WITH(ops::cpu::DistillOptions{.temperature = 0.0}.validate(), Catch::Contains("distill_temperature"));
+  CHECK_THROWS_WITH(ops::cpu::DistillOptions{.alpha = 1.5}.validate(), Catch::Contains("distill_alpha"));
+}
+
+TEST_CASE("distillation backward matches finite differences", "[gradcheck][distill]") {
+  const std::size_t N = 5;
+  const int V = 7;
+  auto zs = randn(N * V, 86, 2.0);
+  const auto zt = randn(N * V, 87, 2.0);
+  const std::vector<std::int32_t> y = {6, 0, -1, 2, 5};
+  std::vector<double> rows(N), dz(N * V);
+  for (bool per_sequence : {false, true}) {
+    const ops::cpu::DistillOptions o{.temperature = 1.7, .alpha = 0.6, .per_sequence = per_sequence, .batch_rows = 3};
+    auto loss = [&] { return ops::cpu::distill_forward(zs.data(), zt.data(), y.data(), N, V, o, rows.data()); };
+    ops::cpu::distill_backward(zs.data(), zt.data(), y.data(), N, V, o, 1.0, dz.data());
+    CHECK(fd_max_error(loss, zs.data(), dz.data(), zs.size()) < 1e-7);
+    // In place (dz aliasing the student logits), as the head runs it.
+    auto in_place = zs;
+    ops::cpu::distill_backward(in_place.data(), zt.data(), y.data(), N, V, o, 1.0, in_place.data());
+    CHECK(in_place == dz);
+  }
 }

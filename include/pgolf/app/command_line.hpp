@@ -139,6 +139,11 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
       ->envname("TOKENIZER_PATH")->capture_default_str();
   cmd.add_option("--val-tokens", c.val_tokens, "score only the first N validation tokens; 0: all")
       ->envname("VAL_TOKENS")->check(nonneg)->capture_default_str();
+  // sliding-window evaluation
+  cmd.add_option("--eval-stride", c.eval_stride,
+                 "sliding-window evaluation of the final scores (and of `eval`) with this stride, window "
+                 "train_seq_len; 0: standard non-overlapping evaluation")
+      ->envname("EVAL_STRIDE")->check(nonneg)->capture_default_str();
   cmd.add_option("--seed", c.seed, "initialisation seed, a whole number >= 0")
       ->envname("SEED")->check(whole_number)->capture_default_str();
   cmd.add_option("--run-id", c.run_id, "run name")->envname("RUN_ID");

@@ -5,6 +5,12 @@
 //   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
 //
+// --eval-stride S (EVAL_STRIDE) > 0: the final scores are also sliding-window ones
+// (train/sliding_eval.hpp, window train_seq_len): after the last validation
+// (final_prequant_sliding_window), after the round trip (final_int8_<codec>_sliding_window, after the
+// standard roundtrip lines, as the records print them), and `eval` scores by sliding window only.
+// Validations during training stay standard.
+//
 // A binary built as a point of an ablation grid (pgolf_add_ablation) prints its overrides in
 // `info` and the training log ("ablation: mlp.mult=2"); metrics.jsonl's "variant" record carries
 // them with the parameter count.
@@ -142,17 +148,30 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
                    m.val_loss(), m.val_bpb(), eval_ms));
   log.print(format("final_%s_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", quant.c_str(), codec.c_str(), m.val_loss(),
                    m.val_bpb()));
-  JsonLine line;
-  line.add("event", "export").add("artifact", artifact_path.string()).add("codec", codec);
-  if (!opts.is_reference()) line.add("quant", quant).add("quantisers", opts.describe()).add("format_version", info.version);
-  log.metric(line
-                 .add("model_bytes", info.file_bytes)
-                 .add("payload_bytes", info.raw_bytes)
-                 .add("code_bytes", code_bytes)
-                 .add("total_bytes", (long long)info.file_bytes + code_bytes)
-                 .add("roundtrip_val_loss", m.val_loss())
-                 .add("roundtrip_val_bpb", m.val_bpb())
-                 .str());
+  JsonLine metric;
+  metric.add("event", "export").add("artifact", artifact_path.string()).add("codec", codec);
+  if (!opts.is_reference())
+    metric.add("quant", quant).add("quantisers", opts.describe()).add("format_version", info.version);
+  metric.add("model_bytes", info.file_bytes)
+      .add("payload_bytes", info.raw_bytes)
+      .add("code_bytes", code_bytes)
+      .add("total_bytes", (long long)info.file_bytes + code_bytes)
+      .add("roundtrip_val_loss", m.val_loss())
+      .add("roundtrip_val_bpb", m.val_bpb());
+  if (tr.sliding_eval()) {  // the records' submission score: the round-tripped weights, sliding window
+    const auto t1 = std::chrono::steady_clock::now();
+    const BpbMeter sw = tr.validate_final();
+    const double sw_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
+    log.print(format("final_%s_%s_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
+                     quant.c_str(), codec.c_str(), sw.val_loss(), sw.val_bpb(), c.eval_stride, tr.model().seq_len(),
+                     sw_ms));
+    log.print(format("final_%s_%s_sliding_window_exact val_loss:%.8f val_bpb:%.8f", quant.c_str(), codec.c_str(),
+                     sw.val_loss(), sw.val_bpb()));
+    metric.add("eval_stride", c.eval_stride)
+        .add("roundtrip_sliding_val_loss", sw.val_loss())
+        .add("roundtrip_sliding_val_bpb", sw.val_bpb());
+  }
+  log.metric(metric.str());
   Policy::params_from_host(tr.model(), std::span<const T>(trained));
   return 0;
 }
@@ -261,6 +280,9 @@ int run(const Variant& variant, const Command& cmd) {
                      cfg.iterations, cfg.max_wallclock_seconds));
     log.print(format("val_loader:path=%s tokens:%zu", cfg.data_path.c_str(), tr.data().val_tokens().size() - 1));
     log.print(format("seed:%llu", (unsigned long long)cfg.seed));
+    if (cfg.eval_stride > 0)
+      log.print(format("final_eval_mode:sliding_window stride:%d seq_len:%d batch_seqs:%d (validation during training: "
+                       "standard)", cfg.eval_stride, tr.model().seq_len(), tr.model().batch()));
     if (dist::world().size() > 1) log.print(format("world_size:%d communicator:%s", dist::world().size(), dist::world().kind()));
     if (!resume.empty()) {
       tr.load_checkpoint(resume);
@@ -290,7 +312,9 @@ int run(const Variant& variant, const Command& cmd) {
       log.print(format("artifact:%s codec:%s bytes:%zu payload:%zu", cmd.file.c_str(),
                        std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
     }
-    const BpbMeter m = tr.validate();
+    if (tr.sliding_eval())
+      log.print(format("eval_mode:sliding_window stride:%d seq_len:%d", cfg.eval_stride, tr.model().seq_len()));
+    const BpbMeter m = tr.validate_final();
     log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
                      (long long)m.tokens, (long long)m.bytes));
     return 0;

@@ -14,6 +14,7 @@
 #include "pgolf/core/format.hpp"
 #include "pgolf/core/memory.hpp"
 #include "pgolf/nn/component.hpp"
+#include "pgolf/ops/cpu/distill.hpp"
 
 namespace pgolf {
 
@@ -92,7 +93,19 @@ struct Cpu {
     std::span<const std::int32_t> host_targets() const { return targets_; }
     bool has_batch() const { return !ids_.empty(); }
 
+    // Self-distillation: while a teacher's logits [tokens, vocab] are set, the loss is the
+    // distillation loss against them (ops/cpu/distill.hpp) instead of the cross-entropy.
+    void set_teacher(const T* logits, const ops::cpu::DistillOptions& o) {
+      o.validate();
+      teacher_ = logits, distill_ = o;
+    }
+    void clear_teacher() { teacher_ = nullptr; }
+    const T* teacher() const { return teacher_; }
+    const ops::cpu::DistillOptions& distill_options() const { return distill_; }
+
    private:
+    const T* teacher_ = nullptr;
+    ops::cpu::DistillOptions distill_;
     std::vector<T> params_, grads_;
     std::vector<std::byte> arena_;
     std::vector<std::int32_t> ids_, targets_;

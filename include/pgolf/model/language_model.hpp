@@ -32,6 +32,7 @@
 #include "pgolf/backend/arena_plan.hpp"
 #include "pgolf/core/error.hpp"
 #include "pgolf/model/depth.hpp"
+#include "pgolf/ops/cpu/distill.hpp"
 #include "pgolf/nn/component.hpp"
 #include "pgolf/nn/param_table.hpp"
 
@@ -397,6 +398,17 @@ class LanguageModel {
   // The final logits [tokens, vocab] of the last forward (CPU; valid until backward).
   auto logits() const requires(!B::device) { return LossRun::logits(std::get<kLossRun>(head_), tokens(), kVocab); }
   std::size_t arena_bytes() const { return rt_.arena_bytes(); }
+
+  // Self-distillation (CPU): until clear_teacher(), forward/backward compute the distillation loss
+  // against these logits [tokens, vocab] (a teacher's logits() of the same batch; the span must stay
+  // valid). row_losses() stay the cross-entropy. batch_rows defaults to this model's batch.
+  void set_teacher(std::span<const Scalar> teacher_logits, ops::cpu::DistillOptions o) requires(!B::device) {
+    PGOLF_CHECK(teacher_logits.size() == tokens() * std::size_t(kVocab), "set_teacher: got ", teacher_logits.size(),
+                " logits, expected tokens*vocab = ", tokens() * std::size_t(kVocab));
+    o.batch_rows = batch();
+    rt_.set_teacher(teacher_logits.data(), o);
+  }
+  void clear_teacher() requires(!B::device) { rt_.clear_teacher(); }
 
   // ids, targets: [batch, seq_len] row-major; a target < 0 is not scored. Returns the mean
   // cross-entropy (nats) over scored positions.

@@ -9,6 +9,7 @@
 #include "pgolf/backend/cpu.hpp"
 #include "pgolf/nn/component.hpp"
 #include "pgolf/ops/cpu/cross_entropy.hpp"
+#include "pgolf/ops/cpu/distill.hpp"
 #include "pgolf/ops/cpu/linear.hpp"
 #include "pgolf/ops/cpu/softcap.hpp"
 
@@ -81,11 +82,21 @@ struct Impl<Cpu<T>, CrossEntropy> {
   static void forward(auto& c, Saved& s, Flow<Cpu<T>>& f) {
     using A = arch_of<decltype(c)>;
     s.logits = value<Reg::h>(f);
+    if (const T* teacher = c.rt().teacher()) {  // self-distillation: row_loss stays the cross-entropy
+      c.loss = ops::cpu::distill_forward(s.logits, teacher, c.targets(), c.tokens(), A::vocab, c.rt().distill_options(),
+                                         s.row_loss);
+      return;
+    }
     c.loss = ops::cpu::cross_entropy_forward(s.logits, c.targets(), c.tokens(), A::vocab, s.row_loss);
   }
   // Scaled by grad_scale / scored positions: the gradient of grad_scale * the mean loss.
   static void backward(auto& c, Saved& s, auto& io) {
     using A = arch_of<decltype(c)>;
+    if (const T* teacher = c.rt().teacher()) {
+      ops::cpu::distill_backward(s.logits, teacher, c.targets(), c.tokens(), A::vocab, c.rt().distill_options(),
+                                 T(c.grad_scale), din<Reg::h>(io));
+      return;
+    }
     const std::size_t scored = std::max<std::size_t>(ops::cpu::scored_rows(c.targets(), c.tokens()), 1);
     ops::cpu::cross_entropy_backward(s.logits, c.targets(), c.tokens(), A::vocab, T(c.grad_scale / double(scored)),
                                      din<Reg::h>(io));

@@ -67,6 +67,9 @@ struct TrainConfig {
   std::string data_path;                   // DATA_PATH: directory of *_train_*.bin / *_val_*.bin
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
   long long val_tokens = 0;                // score only the first N validation tokens; 0: all
+  // EVAL_STRIDE: sliding-window evaluation (train/sliding_eval.hpp) of the final scores with window
+  // train_seq_len and this stride; validations during training stay standard (their cost). 0: off.
+  int eval_stride = 0;
   // run
   std::uint64_t seed = 1337;               // SEED
   std::string run_id;              // RUN_ID
@@ -138,6 +141,8 @@ struct TrainConfig {
     PGOLF_CHECK(val_tokens >= 0, "val_tokens must be >= 0, got ", val_tokens);
     PGOLF_CHECK(val_tokens == 0 || val_tokens > train_seq_len, "val_tokens (", val_tokens,
                 ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
+    PGOLF_CHECK(eval_stride >= 0 && eval_stride <= train_seq_len, "eval_stride must be in 1..train_seq_len (",
+                train_seq_len, ") for sliding-window evaluation, or 0 for the standard one; got ", eval_stride);
     codec_level_checked();
     PGOLF_CHECK(quant_min_numel >= 0, "quant_min_numel must be >= 0, got ", quant_min_numel);
     PGOLF_CHECK(gptq_calib_batches >= 1, "gptq_calib_batches must be >= 1, got ", gptq_calib_batches);
@@ -244,6 +249,7 @@ struct TrainConfig {
         .add("data_path", data_path)
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)
+        .add("eval_stride", eval_stride)
         .add("seed", seed)
         .add("run_id", run_id)
         .add("out_dir", out_dir)

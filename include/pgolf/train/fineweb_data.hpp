@@ -8,6 +8,8 @@
 // A source that supports data parallelism also has distribute(communicator): then next_batch
 // returns this rank's slice of the global batch (the reference's DistributedTokenLoader) and
 // evaluate() scores this rank's share of the validation sequences and sums the ranks' meters.
+// A source may also have evaluate_sliding(model, stride) (sliding-window evaluation, used for the
+// final scores when eval_stride > 0); FineWebData has it, the toy tasks do not.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +26,7 @@
 #include "pgolf/dist/communicator.hpp"
 #include "pgolf/train/config.hpp"
 #include "pgolf/train/evaluate.hpp"
+#include "pgolf/train/sliding_eval.hpp"
 
 namespace pgolf {
 
@@ -51,12 +54,13 @@ class FineWebData {
   }
   template <class Model>
   Metrics evaluate(Model& m) const {
-    if (comm_ == nullptr || comm_->size() == 1) return pgolf::evaluate(m, val_, tables_);
-    Metrics meter = pgolf::evaluate(m, val_, tables_, comm_->rank(), comm_->size());
-    double sums[3] = {meter.loss_sum, meter.tokens, meter.bytes};  // counts: integers, exact in double
-    comm_->all_reduce_sum(std::span<double>(sums));
-    meter.loss_sum = sums[0], meter.tokens = sums[1], meter.bytes = sums[2];
-    return meter;
+    return all_ranks([&](int rank, int world) { return pgolf::evaluate(m, val_, tables_, rank, world); });
+  }
+  // Sliding-window evaluation (train/sliding_eval.hpp) with the model's seq_len as the window; the
+  // Trainer uses it for the final scores when eval_stride > 0, the standard one during training.
+  template <class Model>
+  Metrics evaluate_sliding(Model& m, int stride) const {
+    return all_ranks([&](int rank, int world) { return pgolf::evaluate_sliding(m, val_, tables_, stride, rank, world); });
   }
   static std::string describe(const Metrics& m) { return format("val_loss:%.4f val_bpb:%.4f", m.val_loss(), m.val_bpb()); }
   static void add_metrics(JsonLine& j, const Metrics& m) {
@@ -73,6 +77,16 @@ class FineWebData {
   }
 
  private:
+  // This rank's meter, summed over the ranks when data parallel.
+  template <class Eval>
+  Metrics all_ranks(Eval&& eval) const {
+    if (comm_ == nullptr || comm_->size() == 1) return eval(0, 1);
+    Metrics meter = eval(comm_->rank(), comm_->size());
+    double sums[3] = {meter.loss_sum, meter.tokens, meter.bytes};  // counts: integers, exact in double
+    comm_->all_reduce_sum(std::span<double>(sums));
+    meter.loss_sum = sums[0], meter.tokens = sums[1], meter.bytes = sums[2];
+    return meter;
+  }
   static const std::string& checked(const std::string& p, const char* field) {
     PGOLF_CHECK(!p.empty(), "TrainConfig.", field, " is empty");
     return p;

@@ -141,6 +141,8 @@ class Trainer {
       PGOLF_CHECK(cfg_.loop_enable_at < 0, "loop_enable_at is ", cfg_.loop_enable_at,
                   " but this model has a single depth schedule (GptSpec.depth.looped is empty): nothing to switch on");
     }
+    PGOLF_CHECK(kSliding || cfg_.eval_stride == 0, "eval_stride is ", cfg_.eval_stride,
+                " but this data source has no sliding-window evaluation (FineWebData has it); use eval_stride 0");
     if (comm_->size() > 1) {
       if constexpr (requires { data_.distribute(*comm_); }) data_.distribute(*comm_);
       else PGOLF_FAIL("this data source cannot be split over ", comm_->size(), " ranks (it has no distribute())");
@@ -159,6 +161,15 @@ class Trainer {
   double train_ms() const { return train_ms_; }
 
   Metrics validate() { return data_.evaluate(model_); }
+  // The final scores (the end of training, the artifact's round trip, `eval`): sliding-window
+  // evaluation with window seq_len and stride eval_stride when it is > 0, else the standard one.
+  // Validations during training stay standard: sliding costs seq_len / eval_stride times as much.
+  bool sliding_eval() const { return cfg_.eval_stride > 0; }
+  Metrics validate_final() {
+    if constexpr (kSliding)
+      if (cfg_.eval_stride > 0) return data_.evaluate_sliding(model_, cfg_.eval_stride);
+    return validate();
+  }
 
   // Called after every optimizer step with the steps taken so far and that step's training loss;
   // the model then holds the updated weights (golden replays and tools follow the trajectory).
@@ -191,6 +202,7 @@ class Trainer {
         data_.add_metrics(line, m);
         log_.metric(line.add("train_time_ms", train_ms_).str());
         res.val.push_back({step_, m.val_loss(), m.val_bpb(), train_ms_});
+        if (last && sliding_eval()) log_final_sliding();
         t0 = Clock::now();
       }
       if (last) {
@@ -403,6 +415,20 @@ class Trainer {
     if constexpr (requires { Model::kPhases; }) return int(Model::kPhases);
     else return 1;
   }();
+  static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
+  // The trained weights' sliding-window score after the last validation (outside the clock).
+  void log_final_sliding() {
+    const auto t = Clock::now();
+    const Metrics m = validate_final();
+    const double ms = ms_since(t);
+    log_.print(format("final_prequant_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
+                      m.val_loss(), m.val_bpb(), cfg_.eval_stride, model_.seq_len(), ms));
+    log_.print(format("final_prequant_sliding_window_exact val_loss:%.8f val_bpb:%.8f", m.val_loss(), m.val_bpb()));
+    JsonLine line;
+    line.add("event", "val_sliding").add("step", step_).add("eval_stride", cfg_.eval_stride).add("seq_len", model_.seq_len());
+    data_.add_metrics(line, m);
+    log_.metric(line.add("eval_time_ms", ms).str());
+  }
   static constexpr double kDefaultLoopEnableAt = 0.35;  // the strongest records' switch point
   void sync_phase(double elapsed_ms) {
     if constexpr (kPhases > 1) {
