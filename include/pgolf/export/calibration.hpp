@@ -78,11 +78,15 @@ class HessianCollector final : public ops::cpu::ProductInputObserver {
       const auto it = by_offset_.find(std::size_t(W - base_));
       if (it == by_offset_.end() || cols_[std::size_t(it->second)] != in || N <= 0) return;
       const int t = it->second;
-      scratch_.assign(std::size_t(in) * in, T(0));
-      ops::cpu::gemm<T>(true, false, in, in, N, T(1), x, in, x, in, T(0), scratch_.data(), in);  // x^T x
-      std::vector<double>& H = sums_[std::size_t(t)];
-      if (H.empty()) H.assign(scratch_.size(), 0.0);
-      for (std::size_t i = 0; i < H.size(); ++i) H[i] += double(scratch_[i]);
+      // A product run inside an OpenMP region (several at once) accumulates one at a time.
+#pragma omp critical(pgolf_hessian_collector)
+      {
+        scratch_.assign(std::size_t(in) * in, T(0));
+        ops::cpu::gemm<T>(true, false, in, in, N, T(1), x, in, x, in, T(0), scratch_.data(), in);  // x^T x
+        std::vector<double>& H = sums_[std::size_t(t)];
+        if (H.empty()) H.assign(scratch_.size(), 0.0);
+        for (std::size_t i = 0; i < H.size(); ++i) H[i] += double(scratch_[i]);
+      }
     }
   }
 
