@@ -93,8 +93,18 @@ void artifacts() {
   Bytes a = pgolf::encode_artifact(pgolf::fuzz::kTable, std::span<const float>(p), pgolf::Codec::none);
   Bytes t(a.begin(), a.begin() + 40);
   emit("artifact", "truncated_header", flagged(0, t));
-  a[8] = 2;  // format version 2
-  emit("artifact", "version2_fixcrc", flagged(1, a));
+  a[8] = 3;  // a format version this build does not know
+  emit("artifact", "version3_fixcrc", flagged(1, a));
+  // Version 2: the matrix quantised by row-max int6 and recorded as such.
+  pgolf::ExportOptions o;
+  o.other = {pgolf::Quantiser::rowmax, 6};
+  for (auto codec : {pgolf::Codec::none, pgolf::Codec::zstd, pgolf::Codec::lzma}) {
+    const Bytes v2 = pgolf::encode_artifact(pgolf::fuzz::kTable, std::span<const float>(p), codec,
+                                            codec == pgolf::Codec::none ? -1 : 1, o);
+    const std::string name = "v2_int6_" + std::string(pgolf::to_string(codec));
+    emit("artifact", name, flagged(0, v2));
+    emit("artifact", name + "_fixcrc", flagged(1, v2));
+  }
 }
 
 template <class T>

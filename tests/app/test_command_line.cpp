@@ -99,6 +99,18 @@ const std::map<std::string, Case>& cases() {
       {"--compressor", {"COMPRESSOR", "zstd", {"--compressor", "brotli"}}},
       {"--compress-level", {"COMPRESS_LEVEL", "1", {"--compress-level", "2"}}},
       {"--device", {"PGOLF_DEVICE", "cpu", {"--device", "cuda"}}},
+      // export quantisers
+      {"--quant", {"QUANT", "rowmax", {"--quant", "gptq-lite"}}},
+      {"--quant-bits", {"QUANT_BITS", "5", {"--quant-bits", "7"}}},
+      {"--mlp-bits", {"MLP_BITS", "5", {"--mlp-bits", "4"}}},
+      {"--embed-quant", {"EMBED_QUANT", "rowmax", {"--embed-quant", "gptq-lite"}}},
+      {"--embed-bits", {"EMBED_BITS", "6", {"--embed-bits", "7"}}},
+      {"--quant-min-numel", {"QUANT_MIN_NUMEL", "1000", {"--quant-min-numel", "2000"}}},
+      {"--gptq-calib-batches", {"GPTQ_CALIB_BATCHES", "4", {"--gptq-calib-batches", "8"}}},
+      {"--gptq-sdclip", {"GPTQ_SDCLIP", "0", {"--gptq-sdclip"}}},
+      {"--lqer-rank", {"LQER_RANK", "2", {"--lqer-rank", "4"}}},
+      {"--lqer-tensors", {"LQER_TENSORS", "2", {"--lqer-tensors", "5"}}},
+      {"--target-bytes", {"TARGET_BYTES", "1000", {"--target-bytes", "2000"}}},
   };
   return m;
 }

@@ -216,6 +216,36 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
       ->envname("COMPRESSOR")->check(CLI::IsMember({"none", "zlib", "zstd", "brotli", "brotli-shuffle", "lzma"}))->capture_default_str();
   cmd.add_option("--compress-level", c.codec_level, "compressor level; -1: the codec's default (zlib 9, zstd 22, brotli 11, lzma 9)")
       ->envname("COMPRESS_LEVEL")->capture_default_str();
+  // export quantisers (quant helper): TrainConfig::export_options(), export/options.hpp
+  const auto quantisers = CLI::IsMember({"int8", "rowmax", "int6", "gptq-lite", "gptq"});
+  cmd.add_option("--quant", c.quant, "quantiser of the attention, MLP and other matrices: int8 (the reference's), "
+                                     "rowmax / int6 (row-max scales), gptq-lite (clip-percentile search), gptq "
+                                     "(full-Hessian, calibrated on training batches; CPU)")
+      ->envname("QUANT")->check(quantisers)->capture_default_str();
+  cmd.add_option("--quant-bits", c.quant_bits, "bits of --quant (2..8); 0: 8 for int8, else 6")
+      ->envname("QUANT_BITS")->check(CLI::Range(0, 8))->capture_default_str();
+  cmd.add_option("--mlp-bits", c.mlp_bits, "bits of the MLP matrices (5: the records' int5 MLP); 0: --quant-bits")
+      ->envname("MLP_BITS")->check(CLI::Range(0, 8))->capture_default_str();
+  cmd.add_option("--embed-quant", c.embed_quant, "quantiser of the token embedding (same names as --quant)")
+      ->envname("EMBED_QUANT")->check(quantisers)->capture_default_str();
+  cmd.add_option("--embed-bits", c.embed_bits, "bits of --embed-quant (2..8); 0: 8 for int8, else 6")
+      ->envname("EMBED_BITS")->check(CLI::Range(0, 8))->capture_default_str();
+  cmd.add_option("--quant-min-numel", c.quant_min_numel,
+                 "matrices with more elements are quantised (the reference: 65536; smaller ones stay fp16)")
+      ->envname("QUANT_MIN_NUMEL")->check(nonneg)->capture_default_str();
+  cmd.add_option("--gptq-calib-batches", c.gptq_calib_batches, "training micro-batches that calibrate GPTQ's Hessians")
+      ->envname("GPTQ_CALIB_BATCHES")->check(positive)->capture_default_str();
+  cmd.add_flag("--gptq-sdclip,!--no-gptq-sdclip", c.gptq_sdclip,
+               "GPTQ row scales k * std(row) / Qmax (SDClip); off: the clip-percentile sweep")
+      ->envname("GPTQ_SDCLIP")->capture_default_str();
+  cmd.add_option("--lqer-rank", c.lqer_rank, "LQER: rank of a low-rank correction (A INT2, B INT4 per 32) of the "
+                                             "worst-quantised matrices; 0: off")
+      ->envname("LQER_RANK")->check(CLI::Range(0, 16))->capture_default_str();
+  cmd.add_option("--lqer-tensors", c.lqer_tensors, "LQER: how many matrices (largest quantisation error first)")
+      ->envname("LQER_TENSORS")->check(positive)->capture_default_str();
+  cmd.add_option("--target-bytes", c.target_bytes, "zero the cheapest +-1 codes until the artifact fits this many "
+                                                   "bytes; 0: off")
+      ->envname("TARGET_BYTES")->check(nonneg)->capture_default_str();
   cmd.add_option("--device", device, "backend: auto (cuda when a GPU is present), cpu or cuda")
       ->envname("PGOLF_DEVICE")->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
 }

@@ -75,6 +75,7 @@
 #include "pgolf/core/json.hpp"
 #include "pgolf/dist/launch.hpp"
 #include "pgolf/export/artifact.hpp"
+#include "pgolf/export/calibration.hpp"
 #include "pgolf/export/safetensors.hpp"
 #include "pgolf/export/state_dict.hpp"
 #include "pgolf/train/checkpoint.hpp"
@@ -87,7 +88,45 @@ namespace pgolf::app {
 
 namespace detail {
 
-// Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines.
+// GPTQ's Hessians from training micro-batches run forward through the CPU model (export/calibration.hpp).
+// The CUDA backend has no collection in this build: its GPTQ matrices fall back to GPTQ-lite, and the
+// log says so.
+template <class Model>
+TensorHessians calibrate_gptq(Trainer<Model>& tr, RunLog& log, ExportOptions& o) {
+  using T = typename Model::Scalar;
+  if (!o.uses(Quantiser::gptq)) return {};
+  if constexpr (!std::is_same_v<typename Model::Backend, Cpu<T>>) {
+    log.print("gptq: Hessian collection runs on the CPU backend only in this build; the gptq matrices fall back to "
+              "gptq-lite");
+    for (QuantChoice* q : {&o.attn, &o.mlp, &o.embed, &o.other})
+      if (q->quantiser == Quantiser::gptq) q->quantiser = Quantiser::gptq_lite;
+    return {};
+  } else {
+    const TrainConfig& c = tr.config();
+    PGOLF_CHECK(dist::world().size() == 1, "GPTQ export calibrates on one process; this run has ",
+                dist::world().size(), " (export the checkpoint with one process)");
+    const auto t0 = std::chrono::steady_clock::now();
+    HessianCollector<T> hc(Model::param_table, std::span<const T>(tr.model().params()),
+                           gptq_rows(Model::param_table, o));
+    const int accum = c.grad_accum_steps(1);
+    hc.start();
+    for (int b = 0; b < c.gptq_calib_batches; ++b) {
+      const data::Batch batch = tr.data().next_batch(c, accum);
+      (void)tr.model().forward(batch.x, batch.y);
+      hc.end_batch();
+    }
+    hc.stop();
+    TensorHessians H = hc.hessians();
+    int found = 0;
+    for (const auto& h : H) found += !h.empty();
+    log.print(format("gptq: calibrated %d tensors on %d training micro-batches in %.0fms", found, c.gptq_calib_batches,
+                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+    return H;
+  }
+}
+
+// Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines
+// (the format named as the records do, e.g. "int6+lzma", "final_int6_lzma_roundtrip").
 template <class Model>
 int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::path& artifact_path, const CodeCount& code) {
   const long long code_bytes = code.counted;
@@ -104,8 +143,16 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   else
     log.print("code: " + code.note);
   using Policy = typename Trainer<Model>::Policy;
+  ExportOptions opts = c.export_options();
+  const std::string quant = opts.format_name();
+  if (!opts.is_reference()) log.print("quantisers: " + opts.describe());
+  const TensorHessians hessians = calibrate_gptq(tr, log, opts);
   const std::vector<T> trained = Policy::params_to_host(tr.model());
-  const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level);
+  std::size_t pruned = 0;
+  const auto bytes = encode_artifact(Model::param_table, std::span<const T>(trained), c.codec, c.codec_level, opts,
+                                     &hessians, &pruned);
+  if (opts.target_bytes > 0)
+    log.print(format("pruning: zeroed %zu +-1 codes to fit %zu bytes", pruned, opts.target_bytes));
   const bool root = dist::world().is_root();  // data parallel: rank 0 writes, the others decode their copy
   if (root) write_file_bytes(artifact_path, bytes);
 
@@ -116,18 +163,20 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
   Policy::params_from_host(tr.model(), std::span<const T>(loaded));
   const BpbMeter m = tr.validate();
   const double eval_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-  log.print(format("Serialized model int8+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", codec.c_str(),
-                info.file_bytes, info.raw_bytes, raw_fp32, double(raw_fp32) / double(info.raw_bytes)));
-  log.print(format("Total submission size int8+%s: %lld bytes", codec.c_str(), (long long)info.file_bytes + code_bytes));
+  log.print(format("Serialized model %s+%s: %zu bytes (payload:%zu raw_fp32:%zu payload_ratio:%.2fx)", quant.c_str(),
+                   codec.c_str(), info.file_bytes, info.raw_bytes, raw_fp32, double(raw_fp32) / double(info.raw_bytes)));
+  log.print(format("Total submission size %s+%s: %lld bytes", quant.c_str(), codec.c_str(),
+                   (long long)info.file_bytes + code_bytes));
   log.print(format("artifact: %s", artifact_path.string().c_str()));
-  log.print(format("final_int8_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", codec.c_str(), m.val_loss(),
-                m.val_bpb(), eval_ms));
-  log.print(format("final_int8_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", codec.c_str(), m.val_loss(), m.val_bpb()));
+  log.print(format("final_%s_%s_roundtrip val_loss:%.4f val_bpb:%.4f eval_time:%.0fms", quant.c_str(), codec.c_str(),
+                   m.val_loss(), m.val_bpb(), eval_ms));
+  log.print(format("final_%s_%s_roundtrip_exact val_loss:%.8f val_bpb:%.8f", quant.c_str(), codec.c_str(), m.val_loss(),
+                   m.val_bpb()));
   JsonLine metric;
-  metric.add("event", "export")
-      .add("artifact", artifact_path.string())
-      .add("codec", codec)
-      .add("model_bytes", info.file_bytes)
+  metric.add("event", "export").add("artifact", artifact_path.string()).add("codec", codec);
+  if (!opts.is_reference())
+    metric.add("quant", quant).add("quantisers", opts.describe()).add("format_version", info.version);
+  metric.add("model_bytes", info.file_bytes)
       .add("payload_bytes", info.raw_bytes)
       .add("code_bytes", code_bytes)
       .add("code_raw_bytes", code.pack ? (long long)code.pack->raw_bytes : -1LL)
@@ -139,10 +188,11 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
     const auto t1 = std::chrono::steady_clock::now();
     const BpbMeter sw = tr.validate_final();
     const double sw_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
-    log.print(format("final_int8_%s_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
-                     codec.c_str(), sw.val_loss(), sw.val_bpb(), c.eval_stride, tr.model().seq_len(), sw_ms));
-    log.print(format("final_int8_%s_sliding_window_exact val_loss:%.8f val_bpb:%.8f", codec.c_str(), sw.val_loss(),
-                     sw.val_bpb()));
+    log.print(format("final_%s_%s_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
+                     quant.c_str(), codec.c_str(), sw.val_loss(), sw.val_bpb(), c.eval_stride, tr.model().seq_len(),
+                     sw_ms));
+    log.print(format("final_%s_%s_sliding_window_exact val_loss:%.8f val_bpb:%.8f", quant.c_str(), codec.c_str(),
+                     sw.val_loss(), sw.val_bpb()));
     metric.add("eval_stride", c.eval_stride)
         .add("roundtrip_sliding_val_loss", sw.val_loss())
         .add("roundtrip_sliding_val_bpb", sw.val_bpb());

@@ -180,7 +180,7 @@ inline std::string readme(const nlohmann::json& s, const nlohmann::json& config)
   r << "## Model\n\n- variant: `" << s["variant"].get<std::string>() << "`, " << s["model_params"].get<long long>()
     << " parameters\n";
   if (!s["ablation"].get<std::string>().empty()) r << "- ablation point: `" << s["ablation"].get<std::string>() << "`\n";
-  r << "- artifact: `model.pgolf`, int8 + " << s["codec"].get<std::string>() << ", " << s["bytes_model"].get<long long>()
+  r << "- artifact: `model.pgolf`, " << s["quant"].get<std::string>() << " + " << s["codec"].get<std::string>() << ", " << s["bytes_model"].get<long long>()
     << " bytes\n\n## Recipe (the run's config record)\n\n| field | value |\n|---|---|\n";
   for (const auto& [k, v] : config.items())
     if (k != "event") r << "| " << k << " | " << (v.is_string() ? v.get<std::string>() : v.dump()) << " |\n";
@@ -257,6 +257,7 @@ inline int submit(const std::string& variant, long long model_params, const char
   const CodePack pack = pack_code(variant, src.source, src.include_dir, src.ablation_header);
 
   const std::string codec = field<std::string>(*exp, "codec", m);
+  const std::string quant = exp->value("quant", std::string("int8"));  // absent: the reference's int8 export
   const long long steps = field<long long>(*val, "step", m);
   const double train_ms = field<double>(*val, "train_time_ms", m);
   std::string device = "cpu", world = "1";
@@ -271,11 +272,11 @@ inline int submit(const std::string& variant, long long model_params, const char
   s["name"] = o.name.empty() ? variant + " " + field<std::string>(*config, "run_id", m) : o.name;
   s["author"] = o.author;
   s["github_id"] = o.github_id;
-  s["blurb"] = format("%s (%lld parameters%s%s) trained %lld steps on %s; the score is the final int8+%s round trip of "
+  s["blurb"] = format("%s (%lld parameters%s%s) trained %lld steps on %s; the score is the final %s+%s round trip of "
                       "the artifact under the 16,000,000-byte cap, code counted as LZMA-packed source and included "
                       "library headers.",
                       variant.c_str(), model_params, *ablation ? ", ablation " : "", ablation, steps,
-                      (o.hardware.empty() ? device + " x" + world : o.hardware).c_str(), codec.c_str());
+                      (o.hardware.empty() ? device + " x" + world : o.hardware).c_str(), quant.c_str(), codec.c_str());
   s["date"] = detail::utc_now();
   // The score: the artifact's round trip, by sliding window when the run evaluated so (as the records
   // report it), else the standard evaluation; both are kept.
@@ -301,6 +302,7 @@ inline int submit(const std::string& variant, long long model_params, const char
   s["model_params"] = model_params;
   s["ablation"] = ablation;
   s["codec"] = codec;
+  s["quant"] = quant;
   s["run_id"] = field<std::string>(*config, "run_id", m);
   s["seed"] = (*config).value("seed", nlohmann::json());
   s["eval_flags"] = detail::eval_flags(*config);

@@ -14,6 +14,7 @@
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/json.hpp"
 #include "pgolf/export/compress.hpp"
+#include "pgolf/export/options.hpp"
 
 namespace pgolf {
 
@@ -119,6 +120,18 @@ struct TrainConfig {
   // export
   Codec codec = Codec::zlib;
   int codec_level = -1;                    // -1: the codec's default (zlib 9, zstd 22, brotli 11, lzma 9)
+  // export quantisers (export/options.hpp; TECHNIQUES.md 5.1-5.5). The defaults are the reference's int8.
+  std::string quant = "int8";              // QUANT: attention, MLP and other matrices: int8, rowmax (int6 alias), gptq-lite, gptq
+  int quant_bits = 0;                      // QUANT_BITS: 0: 8 for int8, else 6
+  int mlp_bits = 0;                        // MLP_BITS: 0: quant_bits (5: the records' int5 MLP)
+  std::string embed_quant = "int8";        // EMBED_QUANT: the embedding's quantiser, same names
+  int embed_bits = 0;                      // EMBED_BITS: 0: 8 for int8, else 6
+  long long quant_min_numel = 65536;       // QUANT_MIN_NUMEL: matrices above this many elements are quantised
+  int gptq_calib_batches = 16;             // GPTQ_CALIB_BATCHES: training micro-batches for GPTQ's Hessians
+  bool gptq_sdclip = true;                 // GPTQ_SDCLIP: SDClip scales (k * std / Qmax); off: percentile sweep
+  int lqer_rank = 0;                       // LQER_RANK: low-rank correction of the worst tensors; 0: off
+  int lqer_tensors = 3;                    // LQER_TENSORS: how many tensors LQER corrects
+  long long target_bytes = 0;              // TARGET_BYTES: +-1 pruning until the artifact fits; 0: off
 
   void validate() const {
     PGOLF_CHECK(iterations >= 0, "iterations must be >= 0, got ", iterations);
@@ -173,6 +186,37 @@ struct TrainConfig {
     PGOLF_CHECK(eval_stride >= 0 && eval_stride <= train_seq_len, "eval_stride must be in 1..train_seq_len (",
                 train_seq_len, ") for sliding-window evaluation, or 0 for the standard one; got ", eval_stride);
     codec_level_checked();
+    PGOLF_CHECK(quant_min_numel >= 0, "quant_min_numel must be >= 0, got ", quant_min_numel);
+    PGOLF_CHECK(gptq_calib_batches >= 1, "gptq_calib_batches must be >= 1, got ", gptq_calib_batches);
+    PGOLF_CHECK(lqer_rank >= 0 && lqer_rank <= 16, "lqer_rank must be 0..16, got ", lqer_rank);
+    PGOLF_CHECK(lqer_tensors >= 1, "lqer_tensors must be >= 1, got ", lqer_tensors);
+    PGOLF_CHECK(target_bytes >= 0, "target_bytes must be >= 0, got ", target_bytes);
+    export_options().validate();
+  }
+
+  // The export options these fields describe (quant_choice checks the names and bits).
+  static QuantChoice quant_choice(const std::string& name, int bits, const char* field) {
+    if (name == "int8") {
+      PGOLF_CHECK(bits == 0 || bits == 8, field, ": int8 is 8 bits, got ", bits, " (use rowmax for other widths)");
+      return {Quantiser::int8_clip, 8};
+    }
+    PGOLF_CHECK(name == "rowmax" || name == "int6" || name == "gptq-lite" || name == "gptq", field, ": unknown quantiser '",
+                name, "' (expected int8, rowmax, int6, gptq-lite or gptq)");
+    const int b = bits == 0 ? 6 : bits;
+    check_quant_bits(b, field);
+    return {name == "gptq-lite" ? Quantiser::gptq_lite : name == "gptq" ? Quantiser::gptq : Quantiser::rowmax, b};
+  }
+  ExportOptions export_options() const {
+    ExportOptions o;
+    o.attn = o.other = quant_choice(quant, quant_bits, "quant");
+    o.mlp = quant_choice(quant, mlp_bits != 0 ? mlp_bits : quant_bits, "quant with mlp_bits");
+    o.embed = quant_choice(embed_quant, embed_bits, "embed_quant");
+    o.quant_min_numel = std::size_t(std::max(0LL, quant_min_numel));
+    o.gptq_sdclip = gptq_sdclip;
+    o.lqer_rank = lqer_rank;
+    o.lqer_tensors = lqer_tensors;
+    o.target_bytes = std::size_t(std::max(0LL, target_bytes));
+    return o;
   }
 
   // The resolved `average` (auto replaced by its rule).
@@ -329,6 +373,17 @@ struct TrainConfig {
         .add("keep_checkpoints", keep_checkpoints)
         .add("codec", to_string(codec))
         .add("codec_level", codec_level_checked())
+        .add("quant", quant)
+        .add("quant_bits", quant_bits)
+        .add("mlp_bits", mlp_bits)
+        .add("embed_quant", embed_quant)
+        .add("embed_bits", embed_bits)
+        .add("quant_min_numel", quant_min_numel)
+        .add("gptq_calib_batches", gptq_calib_batches)
+        .add("gptq_sdclip", gptq_sdclip)
+        .add("lqer_rank", lqer_rank)
+        .add("lqer_tensors", lqer_tensors)
+        .add("target_bytes", target_bytes)
         .str();
   }
 };

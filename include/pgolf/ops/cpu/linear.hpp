@@ -7,8 +7,22 @@
 
 namespace pgolf::ops::cpu {
 
+// Calibration hook (GPTQ's Hessians, export/calibration.hpp): while an observer is installed, every
+// product reports its weight and input. Off by default; then the cost is one pointer test per product.
+// A weight-shared block reports once per virtual use, so its statistics aggregate over the uses.
+struct ProductInputObserver {
+  virtual ~ProductInputObserver() = default;
+  virtual void observe(const float* W, const float* x, int N, int in) = 0;
+  virtual void observe(const double* W, const double* x, int N, int in) = 0;
+};
+inline ProductInputObserver*& product_input_observer() {
+  static ProductInputObserver* observer = nullptr;
+  return observer;
+}
+
 template <class T>
 void linear_forward(const T* x, const T* W, T* y, int N, int in, int out) {
+  if (ProductInputObserver* o = product_input_observer()) o->observe(W, x, N, in);
   gemm<T>(false, true, N, out, in, T(1), x, in, W, in, T(0), y, out);
 }
 
