@@ -6,11 +6,23 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <string>
 #include <vector>
 
+#include "pgolf/core/error.hpp"
 #include "pgolf/core/rng.hpp"
 
 namespace pgolf::test {
+
+// The message of the pgolf::Error f throws, or "no error".
+inline std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "no error";
+}
 
 inline std::vector<double> randn(std::size_t n, std::uint32_t stream, double scale = 1.0) {
   std::vector<double> v(n);

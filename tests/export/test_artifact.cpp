@@ -7,8 +7,10 @@
 
 #include "pgolf/export/artifact.hpp"
 #include "pgolf/model/gpt.hpp"
+#include "../test_util.hpp"
 
 using namespace pgolf;
+using namespace pgolf::test;
 
 namespace {
 constexpr GptSpec kSpec{.vocab = 256, .dim = 64, .depth = {.layers = 2}, .attention = {.heads = 2, .kv_heads = 1, .rope_dims = 16}};
@@ -23,14 +25,6 @@ std::vector<float> trained_like_params() {
   return p;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
-}
 }  // namespace
 
 TEST_CASE("compressors round-trip and reject bad levels", "[forward][export]") {

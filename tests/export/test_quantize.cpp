@@ -12,8 +12,10 @@
 #include "pgolf/export/gptq.hpp"
 #include "pgolf/export/quantize_rows.hpp"
 #include "pgolf/model/gpt.hpp"
+#include "../test_util.hpp"
 
 using namespace pgolf;
+using namespace pgolf::test;
 
 namespace {
 std::vector<float> random_matrix(int rows, int cols, std::uint64_t seed, double sd = 0.05) {
@@ -35,15 +37,6 @@ std::vector<double> random_spd(int n, int m, std::uint64_t seed) {
     for (int a = 0; a < n; ++a)
       for (int b = 0; b < n; ++b) H[std::size_t(a) * n + b] += X[std::size_t(i) * n + a] * X[std::size_t(i) * n + b] / m;
   return H;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // Rewrites both CRCs after a payload edit of an uncompressed artifact.

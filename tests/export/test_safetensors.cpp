@@ -14,8 +14,10 @@
 
 #include "pgolf/core/rng.hpp"
 #include "pgolf/export/safetensors.hpp"
+#include "../test_util.hpp"
 
 using namespace pgolf;
+using namespace pgolf::test;
 using nlohmann::json;
 
 namespace {
@@ -38,15 +40,6 @@ std::vector<T> values() {
   std::vector<T> v(kN);
   for (std::size_t i = 0; i < kN; ++i) v[i] = T(normal01(3, 4, i) / 3.0);
   return v;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 // A file split into its header JSON and data buffer, and put back together (for corrupting).

@@ -19,13 +19,6 @@ namespace fs = std::filesystem;
 namespace {
 using Model = Gpt<kTrainSpec, float>;
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("pgolf_test_checkpoints_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 struct Interrupted : std::runtime_error {
   Interrupted() : std::runtime_error("interrupted") {}
 };
@@ -38,7 +31,7 @@ TEST_CASE("a run interrupted mid-way resumes from its latest checkpoint bit for 
   c.warmdown_iters = 4;  // the LR changes every step of the second half: the schedule must resume too
   c.checkpoint_every = 2;
   c.keep_checkpoints = 2;
-  c.out_dir = scratch("whole").string();
+  c.out_dir = scratch_dir("checkpoints_whole").string();
   Trainer<Model> whole(c, log);
   whole.run();
   // Steps 2, 4, 6 were written; the newest two remain.
@@ -47,7 +40,7 @@ TEST_CASE("a run interrupted mid-way resumes from its latest checkpoint bit for 
   CHECK(kept[0].first == 4);
   CHECK(kept[1].first == 6);
 
-  c.out_dir = scratch("interrupted").string();
+  c.out_dir = scratch_dir("checkpoints_interrupted").string();
   {
     Trainer<Model> first(c, log);
     first.on_step([](long long step, double) {
@@ -73,7 +66,7 @@ TEST_CASE("latest() skips a damaged newest checkpoint and prefers the final one 
   c.iterations = 3;
   c.checkpoint_every = 1;
   c.keep_checkpoints = 3;
-  c.out_dir = scratch("latest").string();
+  c.out_dir = scratch_dir("checkpoints_latest").string();
   Trainer<Model> tr(c, log);
   tr.run();
   const CheckpointDir dir = tr.checkpoint_dir();
@@ -96,7 +89,7 @@ TEST_CASE("latest() skips a damaged newest checkpoint and prefers the final one 
 }
 
 TEST_CASE("stale temp files of interrupted writes are removed, finished files kept", "[forward][train]") {
-  const fs::path run = scratch("stale");
+  const fs::path run = scratch_dir("checkpoints_stale");
   const CheckpointDir dir(run, 2);
   const std::vector<std::uint8_t> bytes{1, 2, 3};
   dir.write_periodic(1, bytes);

@@ -20,13 +20,6 @@ namespace {
 using ModelD = Gpt<kTrainSpec, double>;
 using Model = Gpt<kTrainSpec, float>;
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("pgolf_test_post_train_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 template <class M>
 std::vector<double> raw_params(Trainer<M>& tr) {
   const auto ck = tr.checkpoint();  // the raw weights, whatever average the model holds
@@ -123,14 +116,14 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
   c.qat_threshold = 0.6;  // on at step 3: replay and distillation run with it
   c.checkpoint_every = 1;
   c.keep_checkpoints = 10;
-  c.out_dir = scratch("whole").string();
+  c.out_dir = scratch_dir("post_train_whole").string();
   RunLog log;
   Trainer<Model> whole(c, log);
   whole.run();
   for (const long long at : {1LL, 3LL, 4LL}) {  // before the FIFO fills, while it fills, after
     INFO("resumed at step " << at);
     TrainConfig rc = c;
-    rc.out_dir = scratch("resumed").string();
+    rc.out_dir = scratch_dir("post_train_resumed").string();
     Trainer<Model> resumed(rc, log);
     resumed.load_checkpoint(whole.checkpoint_dir().periodic_dir() / format("step_%08lld.bin", at));
     resumed.run();

@@ -22,13 +22,6 @@ namespace {
 using ModelD = Gpt<kTrainSpec, double>;
 using Model = Gpt<kTrainSpec, float>;
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("pgolf_test_recipe_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
 template <class M>
 std::vector<double> params_of(Trainer<M>& tr) {
   return {tr.model().params().begin(), tr.model().params().end()};
@@ -218,7 +211,7 @@ TEST_CASE("EMA, SWA and late QAT resume from a periodic checkpoint bit for bit",
   c.qat_threshold = 0.6;  // on at step 5
   c.checkpoint_every = 1;
   c.keep_checkpoints = 10;
-  c.out_dir = scratch("whole").string();
+  c.out_dir = scratch_dir("recipe_whole").string();
   RunLog log;
   Trainer<Model> whole(c, log);
   const auto all = whole.run();
@@ -227,7 +220,7 @@ TEST_CASE("EMA, SWA and late QAT resume from a periodic checkpoint bit for bit",
   for (const long long at : {3LL, 6LL}) {  // before QAT and SWA start, and after both
     INFO("resumed at step " << at);
     TrainConfig rc = c;
-    rc.out_dir = scratch("resumed").string();
+    rc.out_dir = scratch_dir("recipe_resumed").string();
     Trainer<Model> resumed(rc, log);
     resumed.load_checkpoint(whole.checkpoint_dir().periodic_dir() / format("step_%08lld.bin", at));
     CHECK(resumed.step() == at);

@@ -32,12 +32,6 @@ std::vector<double> losses(const Result& r) {
   return v;
 }
 
-fs::path scratch(const std::string& name) {
-  const fs::path p = fs::temp_directory_path() / ("pgolf_test_trainer_" + name);
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
 }  // namespace
 
 TEST_CASE("the same seed gives the same losses bit for bit; another seed does not", "[forward][train]") {
@@ -151,7 +145,7 @@ TEST_CASE("a looped model switches its schedule mid-run and resumes exactly acro
 
   // Checkpoints before the switch (step 3) and after it (step 6), each resumed into the 8-step run.
   for (const auto [steps, at] : {std::pair{3LL, 1.0}, std::pair{6LL, 0.66}}) {
-    const fs::path ckpt = scratch("loop_resume") / "checkpoint.bin";
+    const fs::path ckpt = scratch_dir("trainer_loop_resume") / "checkpoint.bin";
     TrainConfig part = c;
     part.iterations = steps;
     part.loop_enable_at = at;  // the switch at step 4 of the full run, or after this part
@@ -185,7 +179,7 @@ TEST_CASE("resuming from a checkpoint continues exactly", "[forward][train]") {
   Trainer<Model> straight(c, log);
   const auto all = losses(straight.run());
 
-  const fs::path ckpt = scratch("resume") / "checkpoint.bin";
+  const fs::path ckpt = scratch_dir("trainer_resume") / "checkpoint.bin";
   TrainConfig half = c;
   half.iterations = 3;
   {
@@ -334,7 +328,7 @@ TEST_CASE("bad inputs stop the run with a message naming the problem", "[forward
     CHECK_THROWS_WITH(Trainer<Wide>(small_config(), log), Catch::Contains("1024") && Catch::Contains("2048"));
   }
   SECTION("a corrupt training shard is named") {
-    const fs::path dir = scratch("corrupt");
+    const fs::path dir = scratch_dir("trainer_corrupt");
     fs::copy(fs::path(small_config().data_path) / "fineweb_val_000000.bin", dir / "fineweb_val_000000.bin");
     auto bytes = read_file_bytes(fs::path(small_config().data_path) / "fineweb_train_000000.bin");
     bytes[0] ^= 0xff;  // magic

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <filesystem>
+#include <string>
 
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/train/config.hpp"
@@ -26,6 +27,14 @@ inline TrainConfig small_config() {
   c.muon_momentum_warmup_steps = 10;
   c.val_tokens = 4097;
   return c;
+}
+
+// A fresh, empty folder under the system's temp dir (whatever an earlier run left there removed).
+inline std::filesystem::path scratch_dir(const std::string& name) {
+  const std::filesystem::path p = std::filesystem::temp_directory_path() / ("pgolf_test_" + name);
+  std::filesystem::remove_all(p);
+  std::filesystem::create_directories(p);
+  return p;
 }
 
 }  // namespace pgolf::test
