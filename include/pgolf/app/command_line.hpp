@@ -264,6 +264,7 @@ struct Command {
   std::string name, author, github_id, hardware;
   double tolerance = 1e-8;
   bool keep_build = false;
+  std::string build_dir;
 };
 
 // The parsed command, or (help, --version, a parse error) the exit code CLI11 chose after printing.
@@ -328,6 +329,8 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
   verify->add_option("--tolerance", cmd.tolerance, "largest |difference| of val_bpb and val_loss from submission.json")
       ->check(CLI::NonNegativeNumber)->capture_default_str();
   verify->add_flag("--keep-build", cmd.keep_build, "keep the scratch folder the code was built in");
+  verify->add_option("--build-dir", cmd.build_dir, "build in this folder and keep it; a build there of byte-identical "
+                                                   "packed code and build.sh is reused (one verify at a time per folder)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -434,7 +434,8 @@ int main(int argc, char** argv, const Variant& variant) {
                      .github_id = cmd.github_id, .hardware = cmd.hardware, .overwrite = cmd.overwrite});
     if (cmd.kind == Command::verify)
       return verify({.dir = cmd.file, .data_path = cmd.config.data_path, .tokenizer_path = cmd.config.tokenizer_path,
-                     .tolerance = cmd.tolerance, .keep_build = cmd.keep_build});
+                     .tolerance = cmd.tolerance, .keep_build = cmd.keep_build,
+                     .build_dir = cmd.build_dir});
     if (cmd.kind == Command::info) {
       std::printf("%-28s %-12s %-12s %-16s %-7s %s\n", "parameter", "shape", "group", "export", "scope", "elements");
       for (const auto& p : Model::param_table) {

@@ -12,7 +12,8 @@
 // The score is the artifact round trip of the run's last export record, its digits unchanged.
 //
 // verify checks that every file is there, that the byte counts in submission.json are the files'
-// sizes and total at most 16,000,000, unpacks and builds the code in a scratch folder with build.sh,
+// sizes and total at most 16,000,000, unpacks and builds the code with build.sh in a scratch folder
+// (or in --build-dir, where a build of byte-identical packed code is reused),
 // scores the artifact with the binary it built (`eval`, with the data named by --data-path and
 // --tokenizer-path and the run's eval_flags), and compares that score with submission.json's.
 #pragma once
@@ -330,7 +331,11 @@ struct VerifyOptions {
   std::string dir, data_path, tokenizer_path;
   double tolerance = 1e-8;
   bool keep_build = false;
+  std::string build_dir;  // empty: a scratch folder
 };
+
+// Marks a --build-dir as verify's own, so verify never empties a folder it did not make.
+inline constexpr const char* kVerifyBuildMarker = ".pgolf-verify-build";
 
 // Exit 0 when everything holds, 1 with every failed check named.
 inline int verify(const VerifyOptions& o) {
@@ -394,36 +399,69 @@ inline int verify(const VerifyOptions& o) {
   PGOLF_CHECK(!o.data_path.empty() && !o.tokenizer_path.empty(),
               "verify needs --data-path and --tokenizer-path (this binary has no bundled data)");
 
-  // A scratch folder of our own, removed on every way out.
-  fs::path scratch;
-  std::random_device rd;
-  for (int k = 0; k < 100 && scratch.empty(); ++k) {
-    const fs::path c = fs::temp_directory_path() / format("pgolf-verify-%d-%08x", int(::getpid()), unsigned(rd()));
-    if (fs::create_directory(c)) scratch = c;
+  // Where the code is built: a scratch folder of our own, removed on every way out; or --build-dir,
+  // kept, and reused as it is when it holds a finished build of a byte-identical code.shar.xz and
+  // build.sh (several seeds of one submission build once). Its copies of the two files are written
+  // after a successful build only, so a failed or interrupted build is never reused.
+  const fs::path stamp = "built-from";
+  const auto packed = read_file_bytes(dir / kPackedCodeFile), script = read_file_bytes(dir / kBuildScriptFile);
+  fs::path work;
+  bool reuse = false;
+  if (!o.build_dir.empty()) {
+    work = fs::absolute(o.build_dir);
+    if (fs::exists(work)) {
+      PGOLF_CHECK(fs::is_directory(work), "--build-dir ", work.string(), " exists and is not a folder");
+      const bool ours = fs::is_regular_file(work / kVerifyBuildMarker);
+      PGOLF_CHECK(ours || fs::is_empty(work), "--build-dir ", work.string(), " is not empty and is not a verify build "
+                  "folder (no ", kVerifyBuildMarker, "): refusing to replace what it holds");
+      reuse = ours && fs::is_regular_file(work / "code" / "build" / variant) &&
+              fs::is_regular_file(work / stamp / kPackedCodeFile) && fs::is_regular_file(work / stamp / kBuildScriptFile) &&
+              read_file_bytes(work / stamp / kPackedCodeFile) == packed &&
+              read_file_bytes(work / stamp / kBuildScriptFile) == script;
+    }
+  } else {
+    std::random_device rd;
+    for (int k = 0; k < 100 && work.empty(); ++k) {
+      const fs::path c = fs::temp_directory_path() / format("pgolf-verify-%d-%08x", int(::getpid()), unsigned(rd()));
+      if (fs::create_directory(c)) work = c;
+    }
+    PGOLF_CHECK(!work.empty(), "cannot make a scratch folder in ", fs::temp_directory_path().string());
   }
-  PGOLF_CHECK(!scratch.empty(), "cannot make a scratch folder in ", fs::temp_directory_path().string());
   struct Cleanup {
     fs::path p;
     bool keep;
     ~Cleanup() {
       std::error_code ec;
-      if (keep) std::printf("scratch folder kept: %s\n", p.string().c_str());
+      if (keep) std::printf("build folder kept: %s\n", p.string().c_str());
       else fs::remove_all(p, ec);
     }
-  } cleanup{scratch, o.keep_build};
+  } cleanup{work, o.keep_build || !o.build_dir.empty()};
 
-  const fs::path code_dir = scratch / "code";
-  std::printf("building the packed code in %s (sh build.sh) ...\n", code_dir.string().c_str());
-  std::fflush(stdout);
-  const auto [build_rc, build_out] = detail::run_captured(
-      "sh " + detail::shell_quote(fs::absolute(dir / kBuildScriptFile).string()) + " " + detail::shell_quote(code_dir.string()));
+  const fs::path code_dir = work / "code";
   const fs::path bin = code_dir / "build" / variant;
-  if (build_rc != 0 || !fs::is_regular_file(bin)) {
-    fail(format("the packed code did not unpack and build (build.sh exit %d); its last lines:\n%s", build_rc,
-                detail::last_lines(build_out, 15).c_str()));
-    return 1;
+  if (reuse) {
+    ok("the packed code unpacked and built " + variant + " earlier in " + work.string() + " (its " + kPackedCodeFile +
+       " and " + kBuildScriptFile + " byte for byte): reused");
+  } else {
+    std::error_code ec;
+    fs::remove_all(code_dir, ec);
+    fs::remove_all(work / stamp, ec);
+    fs::create_directories(work);
+    detail::write_text(work / kVerifyBuildMarker, "pgolf verify build folder; its code/ and built-from/ are replaced at will\n");
+    std::printf("building the packed code in %s (sh build.sh) ...\n", code_dir.string().c_str());
+    std::fflush(stdout);
+    const auto [build_rc, build_out] = detail::run_captured(
+        "sh " + detail::shell_quote(fs::absolute(dir / kBuildScriptFile).string()) + " " + detail::shell_quote(code_dir.string()));
+    if (build_rc != 0 || !fs::is_regular_file(bin)) {
+      fail(format("the packed code did not unpack and build (build.sh exit %d); its last lines:\n%s", build_rc,
+                  detail::last_lines(build_out, 15).c_str()));
+      return 1;
+    }
+    fs::create_directories(work / stamp);
+    write_file_bytes(work / stamp / kPackedCodeFile, packed);
+    write_file_bytes(work / stamp / kBuildScriptFile, script);
+    ok("the packed code unpacked and built " + variant);
   }
-  ok("the packed code unpacked and built " + variant);
 
   std::string cmd = detail::shell_quote(bin.string()) + " eval " + detail::shell_quote(fs::absolute(dir / "model.pgolf").string()) +
                     " --data-path " + detail::shell_quote(o.data_path) + " --tokenizer-path " + detail::shell_quote(o.tokenizer_path);
