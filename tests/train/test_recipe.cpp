@@ -361,3 +361,31 @@ TEST_CASE("a version-1 checkpoint (no state block) still loads: raw weights para
   CHECK(params_of(a) == params_of(b2));
   CHECK(a.checkpoint().tensors == b2.checkpoint().tensors);
 }
+
+TEST_CASE("reset_averages restarts the EMA from the weights held and empties the SWA (import)", "[forward][train][recipe]") {
+  TrainConfig c = small_config();
+  c.iterations = 4;
+  c.warmdown_iters = 4;
+  c.ema_decay = 0.8;
+  c.swa_every = 1;
+  c.swa_threshold = 0.9;
+  RunLog log;
+  Trainer<ModelD> tr(c, log);
+  tr.run();
+  REQUIRE(tr.swa_count() > 0);
+  std::vector<double> other(ModelD::num_params);
+  for (std::size_t i = 0; i < other.size(); ++i) other[i] = 0.001 * double(i % 97);
+  Trainer<ModelD>::Policy::params_from_host(tr.model(), std::span<const double>(other));
+  REQUIRE(tr.ema_host() != other);
+  tr.reset_averages();
+  CHECK(tr.ema_host() == other);
+  CHECK(tr.swa_count() == 0);
+  CHECK(tr.swa_sum_host() == std::vector<double>(other.size(), 0.0));
+  // Its checkpoint, loaded params-only, reads back those weights (swa_of_ema falls back to the EMA).
+  const fs::path dir = scratch_dir("ckavg_reset");
+  tr.save_checkpoint(dir / "ck.bin");
+  Trainer<ModelD> reader(small_config(), log);
+  reader.load_checkpoint(dir / "ck.bin", true);
+  CHECK(reader.weights() == "ema");
+  CHECK(params_of(reader) == other);
+}

@@ -360,6 +360,7 @@ int run(const Variant& variant, const Command& cmd) {
   };
   if (cmd.kind == Command::import_) {
     load_safetensors(read_file_bytes(cmd.file), cmd.file);
+    tr.reset_averages();  // with --ema-decay, eval/export of the checkpoint read its EMA: the imported weights
     const BpbMeter m = tr.validate();
     log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
                      (long long)m.tokens, (long long)m.bytes));

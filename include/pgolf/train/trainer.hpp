@@ -310,6 +310,15 @@ class Trainer {
     return res;
   }
 
+  // Restarts the averages from the weights the model holds now (the EMA a copy of them, the SWA
+  // empty), as a run starts them from its initial weights: `import` calls it after loading a state
+  // dict, so its checkpoint's EMA is the imported weights, not the seed's.
+  void reset_averages() {
+    if (ema_) ema_.emplace(Policy::mirror(model_));
+    if (swa_) swa_.emplace(Policy::zeros(model_));
+    swa_count_ = 0;
+  }
+
   // Full training state. Optimizer buffers are listed in a fixed order after the parameters.
   Checkpoint<T> checkpoint() const {
     Checkpoint<T> ck;
