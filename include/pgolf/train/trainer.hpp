@@ -365,8 +365,10 @@ class Trainer {
     if (ck.state) {  // version 2 says what it holds: name the first switch that differs
       const CheckpointState have = checkpoint_state();
       const CheckpointState& got = *ck.state;
-      const char* differs = got.adam_groups != have.adam_groups ? "the matrix optimizer (optimizer muon or adamw)"
-                            : got.recycler != have.recycler     ? "token_recycling"
+      PGOLF_CHECK(got.adam_groups == have.adam_groups, "checkpoint does not hold this trainer's state: its matrices "
+                  "were trained with ", got.adam_groups == 4 ? "adamw" : "muon", ", this run uses ",
+                  have.adam_groups == 4 ? "adamw" : "muon", " (optimizer must be as in the run that wrote it)");
+      const char* differs = got.recycler != have.recycler       ? "token_recycling"
                             : got.ema != have.ema               ? "ema_decay"
                             : got.swa != have.swa               ? "swa_every"
                             : got.qat != have.qat               ? "qat_threshold"
