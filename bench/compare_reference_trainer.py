@@ -140,11 +140,13 @@ def reference_init(args, seed):
 
 
 def checkpoint_params(b, path):
-    """(offset, count) of the float32 parameters in a pgolf checkpoint of format 1."""
+    """(offset, count) of the float32 parameters in a pgolf checkpoint of format 1 or 2."""
     import struct
-    if b[:8] != b"PGOLFCKP" or struct.unpack_from("<II", b, 8) != (1, 4):
-        raise SystemExit(f"{path}: not a float32 pgolf checkpoint of format 1")
-    off = 16 + 48
+    version, scalar = struct.unpack_from("<II", b, 8) if len(b) >= 16 else (0, 0)
+    if b[:8] != b"PGOLFCKP" or version not in (1, 2) or scalar != 4:
+        raise SystemExit(f"{path}: not a float32 pgolf checkpoint of format 1 or 2")
+    # Format 2 has a 20-byte state block (flags, Adam groups, ema_decay, average) before the tensors.
+    off = 16 + 48 + (20 if version == 2 else 0)
     (n,) = struct.unpack_from("<Q", b, off + 4)
     return off + 4 + 8, n
 
@@ -157,7 +159,7 @@ def read_checkpoint_weights(path):
 
 
 def write_init_checkpoint(template, weights, path):
-    """A pgolf checkpoint (format v1) at step 0 whose parameters are `weights`; the template (written by
+    """A pgolf checkpoint (the template's format) at step 0 whose parameters are `weights`; the template (written by
     pgolf-tiny at step 0) supplies the fingerprint and the empty optimizer state."""
     import struct
     import zlib

@@ -125,6 +125,18 @@ void checkpoints(const std::string& name) {
   emit("checkpoint", name + "_truncated", flagged(0, t));
   c.tensors.clear();
   emit("checkpoint", name + "_no_tensors_fixcrc", flagged(1, pgolf::encode_checkpoint(c)));
+  // Version 2, shaped like a trainer's with EMA, SWA and QAT on: its state block describes the
+  // parameters, Muon momentum, 3 Adam moment pairs, EMA and SWA sum; 3 Adam counts, SWA count, QAT step.
+  c.tensors = {std::vector<T>(8, T(0.5)), std::vector<T>(8, T(0))};
+  for (int k = 0; k < 6; ++k) c.tensors.push_back(std::vector<T>(2, T(k)));
+  c.tensors.push_back(std::vector<T>(8, T(0.25)));
+  c.tensors.push_back(std::vector<T>(8, T(1.5)));
+  c.counters = {12, 12, 12, 3, 9};
+  c.state = pgolf::CheckpointState{.ema = true, .swa = true, .qat = true, .ema_decay = 0.9965, .average = "swa_of_ema"};
+  const Bytes v2 = pgolf::encode_checkpoint(c);
+  emit("checkpoint", name + "_v2", flagged(0, v2));
+  emit("checkpoint", name + "_v2_fixcrc", flagged(1, v2));
+  emit("checkpoint", name + "_v2_state_cut_fixcrc", flagged(1, Bytes(v2.begin(), v2.begin() + 84)));
 }
 
 void jsonl(const fs::path& data) {

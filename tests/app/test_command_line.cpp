@@ -189,6 +189,22 @@ TEST_CASE("export --format and import: safetensors in and out", "[forward]") {
   CHECK_FALSE(parse({"import", "/nonexistent.safetensors", "-o", "ck.bin"}).command.has_value());
 }
 
+TEST_CASE("eval and export --weights: auto by default, raw, ema or swa; not on train", "[forward]") {
+  for (const char* sub : {"eval", "export"}) {
+    INFO(sub);
+    const Parsed d = parse({sub, existing_file()});
+    REQUIRE(d.command.has_value());
+    CHECK(d.command->weights == "auto");
+    for (const char* w : {"auto", "raw", "ema", "swa"}) {
+      const Parsed p = parse({sub, existing_file(), "--weights", w});
+      REQUIRE(p.command.has_value());
+      CHECK(p.command->weights == w);
+    }
+    CHECK_FALSE(parse({sub, existing_file(), "--weights", "swa_of_ema"}).command.has_value());
+  }
+  CHECK_FALSE(parse({"train", "--weights", "raw"}).command.has_value());
+}
+
 TEST_CASE("a variable read for another subcommand does not leak into the invoked one", "[forward]") {
   ScopedEnv env("SEED", "7");
   const Parsed p = parse({"train", "--seed", "9"});

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -246,4 +247,145 @@ TEST_CASE("EMA, SWA and late QAT resume from a periodic checkpoint bit for bit",
   Trainer<Model> other(plain, log);
   CHECK_THROWS_WITH(other.load_checkpoint(whole.checkpoint_dir().periodic_dir() / "step_00000003.bin"),
                     Catch::Contains("ema_decay, swa_every, qat_threshold and replay_batches"));
+  // A version-2 checkpoint names the switch that differs.
+  CHECK_THROWS_WITH(other.load_checkpoint(whole.checkpoint_dir().periodic_dir() / "step_00000003.bin"),
+                    Catch::Contains("ema_decay is on in one and off in the other"));
+}
+
+namespace {
+std::string read_text(const fs::path& p) {
+  const auto b = read_file_bytes(p);
+  return {b.begin(), b.end()};
+}
+}  // namespace
+
+TEST_CASE("a checkpoint loaded params-only holds the weights its run exported: EMA, SWA, swa_of_ema, raw",
+          "[forward][train][recipe]") {
+  struct Case {
+    const char* name;
+    double ema_decay;
+    long long swa_every;
+    double swa_threshold;
+    const char* weights;  // what the run ends with
+  };
+  // 6 steps, multipliers 1, 1, 1, 0.75, 0.5, 0.25: SWA collects at steps 4 and 6 under 0.8, at none under 0.2.
+  for (const Case k : {Case{"ema", 0.9, 0, 0.5, "ema"}, Case{"swa", 0, 2, 0.8, "swa"},
+                       Case{"swa_of_ema", 0.8, 2, 0.8, "swa_of_ema"}, Case{"swa_of_ema, nothing collected", 0.8, 2, 0.2, "ema"},
+                       Case{"swa, nothing collected", 0, 2, 0.2, "raw"}, Case{"no average", 0, 0, 0.5, "raw"}}) {
+    INFO(k.name);
+    TrainConfig c = small_config();
+    c.iterations = 6;
+    c.warmdown_iters = 4;
+    c.ema_decay = k.ema_decay;
+    c.swa_every = k.swa_every;
+    c.swa_threshold = k.swa_threshold;
+    const fs::path dir = scratch_dir("ckavg_run");
+    RunLog log;
+    Trainer<ModelD> tr(c, log);
+    tr.run();
+    REQUIRE(tr.weights() == k.weights);
+    const auto exported = params_of(tr);  // what the run validated and exported
+    tr.save_checkpoint(dir / "checkpoint.bin");
+    const auto ck = tr.checkpoint();
+    REQUIRE(ck.state.has_value());
+    CHECK(ck.state->ema == (k.ema_decay > 0));
+    CHECK(ck.state->swa == (k.swa_every > 0));
+    CHECK(ck.state->average == c.average_kind());
+
+    // A reader configured without any averaging flags finds the average from the file alone.
+    RunLog read_log({.out_dir = dir / "reader", .console = false, .progress = false});
+    Trainer<ModelD> reader(small_config(), read_log);
+    reader.load_checkpoint(dir / "checkpoint.bin", /*params_only=*/true);
+    CHECK(reader.weights() == k.weights);
+    CHECK(params_of(reader) == exported);  // bit for bit
+    CHECK_THAT(read_text(dir / "reader/train.log"), Catch::Contains(std::string("weights:") + k.weights));
+    CHECK_THAT(read_text(dir / "reader/train.log"), Catch::Contains("(from the checkpoint)"));
+
+    // --weights raw: the trained weights; ema / swa: the averages held, or a clear error.
+    reader.load_checkpoint(dir / "checkpoint.bin", true, "raw");
+    CHECK(reader.weights() == "raw");
+    CHECK(params_of(reader) == std::vector<double>(ck.tensors[0].begin(), ck.tensors[0].end()));
+    if (k.ema_decay > 0) {
+      reader.load_checkpoint(dir / "checkpoint.bin", true, "ema");
+      CHECK(params_of(reader) == tr.ema_host());
+    } else {
+      CHECK_THROWS_WITH(reader.load_checkpoint(dir / "checkpoint.bin", true, "ema"), Catch::Contains("holds no EMA"));
+    }
+    if (k.swa_every == 0)
+      CHECK_THROWS_WITH(reader.load_checkpoint(dir / "checkpoint.bin", true, "swa"), Catch::Contains("holds no SWA"));
+    else if (tr.swa_count() == 0)
+      CHECK_THROWS_WITH(reader.load_checkpoint(dir / "checkpoint.bin", true, "swa"), Catch::Contains("collected nothing"));
+    else {
+      reader.load_checkpoint(dir / "checkpoint.bin", true, "swa");
+      CHECK(reader.weights() == k.weights);
+      CHECK(params_of(reader) == exported);
+    }
+    CHECK_THROWS_WITH(reader.load_checkpoint(dir / "checkpoint.bin", true, "best"), Catch::Contains("weights must be"));
+  }
+}
+
+TEST_CASE("a version-1 checkpoint (no state block) still loads: raw weights params-only, full state on resume",
+          "[forward][train][recipe]") {
+  TrainConfig c = small_config();
+  c.iterations = 3;
+  c.ema_decay = 0.9;
+  const fs::path dir = scratch_dir("ckavg_v1");
+  RunLog log;
+  Trainer<ModelD> whole(c, log);
+  whole.run();
+  auto ck = whole.checkpoint();
+  ck.state.reset();  // the version-1 encoder path
+  const auto bytes = encode_checkpoint(ck);
+  std::uint32_t version = 0;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  REQUIRE(version == 1);
+  write_file_bytes(dir / "v1.bin", bytes);
+
+  Trainer<ModelD> reader(small_config(), log);
+  reader.load_checkpoint(dir / "v1.bin", true);
+  CHECK(reader.weights() == "raw");
+  CHECK(params_of(reader) == std::vector<double>(ck.tensors[0].begin(), ck.tensors[0].end()));
+  CHECK_THROWS_WITH(reader.load_checkpoint(dir / "v1.bin", true, "ema"), Catch::Contains("version-1 checkpoint"));
+
+  // Resume still decodes it by the trainer's own flags, and continues where the writer stopped.
+  TrainConfig more = c;
+  more.iterations = 5;
+  Trainer<ModelD> a(more, log);
+  a.load_checkpoint(dir / "v1.bin");
+  a.run();
+  // The same from the version-2 file: the same trajectory bit for bit.
+  write_file_bytes(dir / "v2.bin", encode_checkpoint(whole.checkpoint()));
+  Trainer<ModelD> b2(more, log);
+  b2.load_checkpoint(dir / "v2.bin");
+  b2.run();
+  CHECK(params_of(a) == params_of(b2));
+  CHECK(a.checkpoint().tensors == b2.checkpoint().tensors);
+}
+
+TEST_CASE("reset_averages restarts the EMA from the weights held and empties the SWA (import)", "[forward][train][recipe]") {
+  TrainConfig c = small_config();
+  c.iterations = 4;
+  c.warmdown_iters = 4;
+  c.ema_decay = 0.8;
+  c.swa_every = 1;
+  c.swa_threshold = 0.9;
+  RunLog log;
+  Trainer<ModelD> tr(c, log);
+  tr.run();
+  REQUIRE(tr.swa_count() > 0);
+  std::vector<double> other(ModelD::num_params);
+  for (std::size_t i = 0; i < other.size(); ++i) other[i] = 0.001 * double(i % 97);
+  Trainer<ModelD>::Policy::params_from_host(tr.model(), std::span<const double>(other));
+  REQUIRE(tr.ema_host() != other);
+  tr.reset_averages();
+  CHECK(tr.ema_host() == other);
+  CHECK(tr.swa_count() == 0);
+  CHECK(tr.swa_sum_host() == std::vector<double>(other.size(), 0.0));
+  // Its checkpoint, loaded params-only, reads back those weights (swa_of_ema falls back to the EMA).
+  const fs::path dir = scratch_dir("ckavg_reset");
+  tr.save_checkpoint(dir / "ck.bin");
+  Trainer<ModelD> reader(small_config(), log);
+  reader.load_checkpoint(dir / "ck.bin", true);
+  CHECK(reader.weights() == "ema");
+  CHECK(params_of(reader) == other);
 }

@@ -259,6 +259,7 @@ struct Command {
   TrainConfig config;
   std::string device = "auto", resume, file, output;
   std::string format = "pgolf";  // export: pgolf (the compressed artifact) or safetensors
+  std::string weights = "auto";  // eval / export of a checkpoint: auto (the run's average), raw, ema, swa
   bool no_progress = false, overwrite = false, micro_batch_given = false;
   // submit / verify (app/submit.hpp)
   std::string name, author, github_id, hardware;
@@ -311,6 +312,11 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
                                           "every weight at full precision under the reference's state-dict names")
       ->check(CLI::IsMember({"pgolf", "safetensors"}))->capture_default_str();
   exp->add_flag("--overwrite", cmd.overwrite, "replace an existing output file");
+  // Which weights of a checkpoint eval and export read (Trainer::load_weights).
+  for (CLI::App* sub : {eval, exp})
+    sub->add_option("--weights", cmd.weights, "a checkpoint's weights: auto (the average its run exported: EMA, SWA "
+                                              "or raw), raw (the trained weights), ema, swa (sum / count)")
+        ->check(CLI::IsMember({"auto", "raw", "ema", "swa"}))->capture_default_str();
   imp->add_option("file", cmd.file, "safetensors state dict to import")->required()->check(CLI::ExistingFile);
   imp->add_option("-o,--output", cmd.output, "checkpoint to write")->required();
   imp->add_flag("--overwrite", cmd.overwrite, "replace an existing checkpoint file");

@@ -4,6 +4,9 @@
 //   <binary> eval   FILE [flags]         val_loss / val_bpb of a checkpoint, an artifact or a safetensors file
 //   <binary> export CHECKPOINT [flags]   write the compressed artifact and score its round trip;
 //                                        --format safetensors: the weights as a state dict instead
+// eval and export of a checkpoint read the weights its run exported (the EMA / SWA average the run
+// selected, so `export RUN/checkpoint.bin` rebuilds RUN/model.pgolf), and log which ("weights:ema
+// decay:0.997 (from the checkpoint)"); --weights raw|ema|swa picks one instead (auto: the run's).
 //   <binary> import FILE -o CHECKPOINT   a safetensors state dict (the PyTorch reference's names) as a
 //                                        checkpoint that eval, export and train --resume take; scored
 //   <binary> info                        the parameter table: names, shapes, optimizer groups, export policies
@@ -357,6 +360,7 @@ int run(const Variant& variant, const Command& cmd) {
   };
   if (cmd.kind == Command::import_) {
     load_safetensors(read_file_bytes(cmd.file), cmd.file);
+    tr.reset_averages();  // with --ema-decay, eval/export of the checkpoint read its EMA: the imported weights
     const BpbMeter m = tr.validate();
     log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
                      (long long)m.tokens, (long long)m.bytes));
@@ -368,8 +372,10 @@ int run(const Variant& variant, const Command& cmd) {
   }
   if (cmd.kind == Command::eval) {
     const auto bytes = read_file_bytes(cmd.file);
+    PGOLF_CHECK(is_checkpoint(bytes) || cmd.weights == "auto", "--weights ", cmd.weights, " picks among a checkpoint's "
+                "weights; ", cmd.file, " is not a checkpoint (an artifact or safetensors file holds one set of weights)");
     if (is_checkpoint(bytes)) {
-      tr.load_checkpoint(cmd.file, /*params_only=*/true);
+      tr.load_checkpoint(cmd.file, /*params_only=*/true, cmd.weights);
     } else if (looks_like_safetensors(bytes) || std::filesystem::path(cmd.file).extension() == ".safetensors") {
       load_safetensors(bytes, cmd.file);
     } else {
@@ -388,7 +394,7 @@ int run(const Variant& variant, const Command& cmd) {
                      (long long)m.tokens, (long long)m.bytes));
     return 0;
   }
-  tr.load_checkpoint(cmd.file, /*params_only=*/true);
+  tr.load_checkpoint(cmd.file, /*params_only=*/true, cmd.weights);
   if (cmd.format == "safetensors") {
     // Lossless (the model's own scalar), so instead of a round-trip score the file is read back
     // and must give the weights bit for bit.

@@ -310,6 +310,15 @@ class Trainer {
     return res;
   }
 
+  // Restarts the averages from the weights the model holds now (the EMA a copy of them, the SWA
+  // empty), as a run starts them from its initial weights: `import` calls it after loading a state
+  // dict, so its checkpoint's EMA is the imported weights, not the seed's.
+  void reset_averages() {
+    if (ema_) ema_.emplace(Policy::mirror(model_));
+    if (swa_) swa_.emplace(Policy::zeros(model_));
+    swa_count_ = 0;
+  }
+
   // Full training state. Optimizer buffers are listed in a fixed order after the parameters.
   Checkpoint<T> checkpoint() const {
     Checkpoint<T> ck;
@@ -336,11 +345,40 @@ class Trainer {
     }
     if (fq_) ck.counters.push_back(qat_on_step_);
     if (replay_) ck.tensors.push_back(replay_->state<T>());
+    ck.state = checkpoint_state();
     return ck;
+  }
+
+  // What this trainer's checkpoints hold besides the parameters and the optimizer state.
+  CheckpointState checkpoint_state() const {
+    CheckpointState s;
+    s.adam_groups = std::uint32_t(adams().size());
+    s.recycler = recycler_.has_value(), s.ema = ema_.has_value(), s.swa = swa_.has_value();
+    s.qat = fq_.has_value(), s.replay = replay_.has_value();
+    s.ema_decay = ema_ ? cfg_.ema_decay : 0.0;
+    s.average = cfg_.average_kind();
+    return s;
   }
 
   void restore(const Checkpoint<T>& ck) {
     auto list = adams();
+    if (ck.state) {  // version 2 says what it holds: name the first switch that differs
+      const CheckpointState have = checkpoint_state();
+      const CheckpointState& got = *ck.state;
+      PGOLF_CHECK(got.adam_groups == have.adam_groups, "checkpoint does not hold this trainer's state: its matrices "
+                  "were trained with ", got.adam_groups == 4 ? "adamw" : "muon", ", this run uses ",
+                  have.adam_groups == 4 ? "adamw" : "muon", " (optimizer must be as in the run that wrote it)");
+      const char* differs = got.recycler != have.recycler       ? "token_recycling"
+                            : got.ema != have.ema               ? "ema_decay"
+                            : got.swa != have.swa               ? "swa_every"
+                            : got.qat != have.qat               ? "qat_threshold"
+                            : got.replay != have.replay         ? "replay_batches"
+                                                                : nullptr;
+      PGOLF_CHECK(!differs, "checkpoint does not hold this trainer's state: ", differs,
+                  " is on in one and off in the other (the checkpoint: EMA ", got.ema ? "on" : "off", ", SWA ",
+                  got.swa ? "on" : "off", ", QAT ", got.qat ? "on" : "off", ", replay ", got.replay ? "on" : "off",
+                  "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
+    }
     const std::size_t n = list.size(),
                       extra = (recycler_ ? 1 : 0) + (ema_ ? 1 : 0) + (swa_ ? 1 : 0) + (replay_ ? 1 : 0);
     const std::size_t counters = n + (swa_ ? 1 : 0) + (fq_ ? 1 : 0);
@@ -386,17 +424,60 @@ class Trainer {
   // keep_checkpoints kept; train/checkpoint_dir.hpp).
   CheckpointDir checkpoint_dir() const { return CheckpointDir(cfg_.out_dir, cfg_.keep_checkpoints); }
 
-  // Loads the full state from a checkpoint file (resume), or only the weights when params_only.
-  void load_checkpoint(const std::filesystem::path& path, bool params_only = false) {
+  // Loads the full state from a checkpoint file (resume), or only the weights when params_only:
+  // `weights` picks which (load_weights).
+  void load_checkpoint(const std::filesystem::path& path, bool params_only = false, const std::string& weights = "auto") {
     const auto ck = decode_checkpoint<T>(read_file_bytes(path), table_fingerprint(Model::param_table), path.string());
-    if (params_only) {
-      PGOLF_CHECK(ck.tensors[0].size() == Model::num_params, path.string(), " holds ", ck.tensors[0].size(),
-                  " parameters, expected ", Model::num_params);
-      Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
-      use_final_phase();
-    } else {
-      restore(ck);
+    if (params_only) load_weights(ck, weights, path.string());
+    else restore(ck);
+  }
+
+  // Only the weights of a checkpoint (eval, export): auto = the ones its run exported (the average
+  // it selected, with apply_average's fallbacks; a version-1 file records none, so its raw
+  // weights), raw = tensors[0], ema = the EMA, swa = the SWA sum / count (of the EMA when the run
+  // kept both: swa_of_ema). Logs which; returns raw, ema, swa or swa_of_ema.
+  std::string load_weights(const Checkpoint<T>& ck, const std::string& choice, const std::string& what) {
+    PGOLF_CHECK(choice == "auto" || choice == "raw" || choice == "ema" || choice == "swa",
+                "weights must be auto, raw, ema or swa, got '", choice, "'");
+    PGOLF_CHECK(ck.tensors[0].size() == Model::num_params, what, " holds ", ck.tensors[0].size(),
+                " parameters, expected ", Model::num_params);
+    const CheckpointState* st = ck.state ? &*ck.state : nullptr;
+    PGOLF_CHECK(st || choice == "auto" || choice == "raw", what, " is a version-1 checkpoint, which does not record "
+                "its EMA/SWA state: --weights ", choice, " cannot be read from it (use auto or raw)");
+    const long long count = st && st->swa ? ck.counters[st->swa_counter()] : 0;
+    const std::string source = choice == "auto" ? "from the checkpoint" : "--weights " + choice;
+    std::string w = "raw", note;
+    if (choice == "ema") {
+      PGOLF_CHECK(st->ema, what, " holds no EMA (its run had ema_decay 0); --weights ema cannot be loaded");
+      w = "ema";
+    } else if (choice == "swa") {
+      PGOLF_CHECK(st->swa, what, " holds no SWA (its run had swa_every 0); --weights swa cannot be loaded");
+      PGOLF_CHECK(count > 0, what, "'s SWA collected nothing (no swa_every step had the LR multiplier under "
+                  "swa_threshold); --weights swa cannot be loaded");
+      w = st->ema ? "swa_of_ema" : "swa";  // the trainer sums the EMA whenever it keeps one
+    } else if (choice == "auto" && st) {
+      w = averaged_weights(st->average, count);
+      if (w != st->average && st->average != "none") note = " (swa collected nothing)";
+    } else if (choice == "auto") {
+      note = " (a version-1 checkpoint records no average)";
     }
+    if (w == "raw") {
+      Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
+      log_.print(format("weights:raw%s (%s)", note.c_str(), source.c_str()));
+    } else if (w == "ema") {
+      Policy::params_from_host(model_, std::span<const T>(ck.tensors[st->ema_tensor()]));
+      log_.print(format("weights:ema decay:%g%s (%s)", st->ema_decay, note.c_str(), source.c_str()));
+    } else {
+      Mirror sum = Policy::zeros(model_);
+      Policy::mirror_from_host(model_, sum, ck.tensors[st->swa_tensor()], "SWA sum");
+      Policy::load_average(model_, sum, count);
+      log_.print(format("weights:%s count:%lld%s (%s)", w.c_str(), count,
+                        w == "swa_of_ema" ? format(" ema_decay:%g", st->ema_decay).c_str() : "", source.c_str()));
+    }
+    raw_.reset();
+    weights_ = w;
+    use_final_phase();
+    return w;
   }
 
   // Depth phase of a model with two schedules: the loop-on schedule from loop_enable_at of training
@@ -609,15 +690,17 @@ class Trainer {
   void apply_average() {
     const std::string a = cfg_.average_kind();
     if (a == "none" || raw_) return;
+    const std::string w = averaged_weights(a, swa_count_);  // what eval/export of a checkpoint load too
+    if (w == "raw") {
+      log_.print("weights:raw (swa collected nothing: no swa_every step had the LR multiplier under swa_threshold)");
+      return;
+    }
     raw_ = Policy::params_to_host(model_);
-    if (a == "ema" || (a == "swa_of_ema" && swa_count_ == 0)) {
+    if (w == "ema") {
       Policy::load(model_, *ema_);
       weights_ = "ema";
       log_.print(format("weights:ema decay:%g%s", cfg_.ema_decay,
                         a == "ema" ? "" : " (swa collected nothing: no swa_every step had the LR multiplier under swa_threshold)"));
-    } else if (swa_count_ == 0) {
-      raw_.reset();
-      log_.print("weights:raw (swa collected nothing: no swa_every step had the LR multiplier under swa_threshold)");
     } else {
       Policy::load_average(model_, *swa_, swa_count_);
       weights_ = a;
