@@ -108,20 +108,36 @@ TEST_CASE("GPTQ-lite keeps the clip percentile with the smallest matrix error", 
 }
 
 TEST_CASE("Cholesky inverse of an SPD matrix", "[forward][export]") {
-  const int n = 37;
-  const auto H = random_spd(n, 200, 4);
-  auto L = H;
-  detail::cholesky_lower(L, n, "test");
-  const auto inv = detail::inverse_from_cholesky(L, n);
-  for (int i = 0; i < n; ++i)
-    for (int j = 0; j < n; ++j) {
-      double s = 0;
-      for (int k = 0; k < n; ++k) s += H[std::size_t(i) * n + k] * inv[std::size_t(k) * n + j];
-      REQUIRE(s == Approx(i == j ? 1.0 : 0.0).margin(1e-9));
-    }
+  // 37: one block; 300: blocks of 128 and a ragged last one (the BLAS trailing updates).
+  for (const int n : {37, 300}) {
+    INFO("n = " << n);
+    const auto H = random_spd(n, 2 * n + 100, 4);
+    auto L = H;
+    detail::cholesky_lower(L, n, "test");
+    for (int i = 0; i < n; ++i)  // L L^T = H, L lower triangular
+      for (int j = 0; j < n; ++j) {
+        if (j > i) REQUIRE(L[std::size_t(i) * n + j] == 0.0);
+        double s = 0;
+        for (int k = 0; k < n; ++k) s += L[std::size_t(i) * n + k] * L[std::size_t(j) * n + k];
+        REQUIRE(s == Approx(H[std::size_t(i) * n + j]).margin(1e-9));
+      }
+    const auto inv = detail::inverse_from_cholesky(L, n);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        REQUIRE(inv[std::size_t(i) * n + j] == inv[std::size_t(j) * n + i]);
+        double s = 0;
+        for (int k = 0; k < n; ++k) s += H[std::size_t(i) * n + k] * inv[std::size_t(k) * n + j];
+        REQUIRE(s == Approx(i == j ? 1.0 : 0.0).margin(1e-9));
+      }
+  }
   std::vector<double> bad(4, 0.0);
   bad[0] = 1, bad[3] = -1;
   CHECK_THROWS_WITH(detail::cholesky_lower(bad, 2, "H of x"), Catch::Contains("H of x: the matrix is not positive definite"));
+  // A negative pivot in a later block is found there too.
+  const int n = 200;
+  auto H = random_spd(n, 2 * n + 100, 5);
+  H[std::size_t(150) * n + 150] = -1.0;
+  CHECK_THROWS_WITH(detail::cholesky_lower(H, n, "H of y"), Catch::Contains("H of y: the matrix is not positive definite (pivot 150"));
 }
 
 TEST_CASE("GPTQ: lower Hessian-weighted error than row-max and GPTQ-lite on the same weights", "[forward][export]") {

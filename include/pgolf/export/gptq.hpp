@@ -21,47 +21,64 @@
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/half.hpp"
 #include "pgolf/export/quantize_rows.hpp"
+#include "pgolf/ops/cpu/blas.hpp"
 
 namespace pgolf {
 
 namespace detail {
-// In place: the lower Cholesky factor L of an SPD matrix A [n, n] (A = L L^T); the upper triangle is zeroed.
-inline void cholesky_lower(std::vector<double>& A, int n, const char* what) {
-  for (int j = 0; j < n; ++j) {
-    double d = A[std::size_t(j) * n + j];
-    for (int k = 0; k < j; ++k) d -= A[std::size_t(j) * n + k] * A[std::size_t(j) * n + k];
+// The lower Cholesky factor of the diagonal block A[j0:j0+b, j0:j0+b] (leading dimension n), in place,
+// the trailing rows' update from earlier blocks already applied.
+inline void cholesky_block(double* A, int n, int j0, int b, const char* what) {
+  for (int j = j0; j < j0 + b; ++j) {
+    double* aj = A + std::size_t(j) * n;
+    double d = aj[j];
+    for (int k = j0; k < j; ++k) d -= aj[k] * aj[k];
     PGOLF_CHECK(d > 0 && std::isfinite(d), what, ": the matrix is not positive definite (pivot ", j, " is ", d, ")");
     const double ljj = std::sqrt(d);
-    A[std::size_t(j) * n + j] = ljj;
-    for (int i = j + 1; i < n; ++i) {
-      double s = A[std::size_t(i) * n + j];
-      const double* ai = A.data() + std::size_t(i) * n;
-      const double* aj = A.data() + std::size_t(j) * n;
-      for (int k = 0; k < j; ++k) s -= ai[k] * aj[k];
-      A[std::size_t(i) * n + j] = s / ljj;
+    aj[j] = ljj;
+    for (int i = j + 1; i < j0 + b; ++i) {
+      double* ai = A + std::size_t(i) * n;
+      double s = ai[j];
+      for (int k = j0; k < j; ++k) s -= ai[k] * aj[k];
+      ai[j] = s / ljj;
     }
-    for (int k = j + 1; k < n; ++k) A[std::size_t(j) * n + k] = 0;
   }
 }
 
-// H^-1 from the lower Cholesky factor L of H: solve L Y = I, then H^-1 = Y^T Y.
-inline std::vector<double> inverse_from_cholesky(const std::vector<double>& L, int n) {
-  std::vector<double> Y(std::size_t(n) * n, 0.0);  // Y = L^-1, lower triangular
-  for (int c = 0; c < n; ++c) {
-    Y[std::size_t(c) * n + c] = 1.0 / L[std::size_t(c) * n + c];
-    for (int i = c + 1; i < n; ++i) {
-      double s = 0;
-      for (int k = c; k < i; ++k) s -= L[std::size_t(i) * n + k] * Y[std::size_t(k) * n + c];
-      Y[std::size_t(i) * n + c] = s / L[std::size_t(i) * n + i];
-    }
+// In place: the lower Cholesky factor L of an SPD matrix A [n, n] (A = L L^T); the upper triangle is
+// zeroed. Blocked (right-looking, blocks of 128) so that the O(n^3) work is BLAS's triangular solve
+// and symmetric rank-k update: a 2048-column Hessian (the records' MLP down projection) factors in
+// a fraction of a second instead of seconds.
+inline void cholesky_lower(std::vector<double>& A, int n, const char* what) {
+  constexpr int kBlock = 128;
+  ops::cpu::detail::blas_single_threaded();
+  double* a = A.data();
+  for (int j0 = 0; j0 < n; j0 += kBlock) {
+    const int b = std::min(kBlock, n - j0), m = n - j0 - b;
+    cholesky_block(a, n, j0, b, what);
+    if (m == 0) break;
+    double* l11 = a + std::size_t(j0) * n + j0;
+    double* a21 = a + std::size_t(j0 + b) * n + j0;
+    double* a22 = a + std::size_t(j0 + b) * n + j0 + b;
+    // L21 = A21 L11^-T, then A22 -= L21 L21^T (lower triangle).
+    cblas_dtrsm(CblasRowMajor, CblasRight, CblasLower, CblasTrans, CblasNonUnit, m, b, 1.0, l11, n, a21, n);
+    cblas_dsyrk(CblasRowMajor, CblasLower, CblasNoTrans, m, b, -1.0, a21, n, 1.0, a22, n);
   }
+  for (int j = 0; j < n; ++j)
+    for (int k = j + 1; k < n; ++k) A[std::size_t(j) * n + k] = 0;
+}
+
+// H^-1 from the lower Cholesky factor L of H: Y = L^-1 (a triangular solve of L Y = I), then
+// H^-1 = Y^T Y (a symmetric rank-n update), both in BLAS.
+inline std::vector<double> inverse_from_cholesky(const std::vector<double>& L, int n) {
+  ops::cpu::detail::blas_single_threaded();
+  std::vector<double> Y(std::size_t(n) * n, 0.0);
+  for (int i = 0; i < n; ++i) Y[std::size_t(i) * n + i] = 1.0;
+  cblas_dtrsm(CblasRowMajor, CblasLeft, CblasLower, CblasNoTrans, CblasNonUnit, n, n, 1.0, L.data(), n, Y.data(), n);
   std::vector<double> inv(std::size_t(n) * n, 0.0);
+  cblas_dsyrk(CblasRowMajor, CblasLower, CblasTrans, n, n, 1.0, Y.data(), n, 0.0, inv.data(), n);
   for (int i = 0; i < n; ++i)
-    for (int j = 0; j <= i; ++j) {
-      double s = 0;
-      for (int k = i; k < n; ++k) s += Y[std::size_t(k) * n + i] * Y[std::size_t(k) * n + j];
-      inv[std::size_t(i) * n + j] = inv[std::size_t(j) * n + i] = s;
-    }
+    for (int j = 0; j < i; ++j) inv[std::size_t(j) * n + i] = inv[std::size_t(i) * n + j];
   return inv;
 }
 }  // namespace detail
