@@ -250,6 +250,13 @@ TEST_CASE("EMA, SWA and late QAT resume from a periodic checkpoint bit for bit",
   // A version-2 checkpoint names the switch that differs.
   CHECK_THROWS_WITH(other.load_checkpoint(whole.checkpoint_dir().periodic_dir() / "step_00000003.bin"),
                     Catch::Contains("ema_decay is on in one and off in the other"));
+  // ... and the matrices' optimizer when that differs.
+  TrainConfig adam = c;
+  adam.optimizer = OptimizerKind::adamw;
+  adam.out_dir.clear();
+  Trainer<Model> adam_run(adam, log);
+  CHECK_THROWS_WITH(adam_run.load_checkpoint(whole.checkpoint_dir().periodic_dir() / "step_00000003.bin"),
+                    Catch::Contains("its matrices were trained with muon, this run uses adamw"));
 }
 
 namespace {
