@@ -362,8 +362,8 @@ class Trainer {
 
   void restore(const Checkpoint<T>& ck) {
     auto list = adams();
+    const CheckpointState have = checkpoint_state();  // what this trainer's own checkpoints hold
     if (ck.state) {  // version 2 says what it holds: name the first switch that differs
-      const CheckpointState have = checkpoint_state();
       const CheckpointState& got = *ck.state;
       PGOLF_CHECK(got.adam_groups == have.adam_groups, "checkpoint does not hold this trainer's state: its matrices "
                   "were trained with ", got.adam_groups == 4 ? "adamw" : "muon", ", this run uses ",
@@ -379,12 +379,10 @@ class Trainer {
                   got.swa ? "on" : "off", ", QAT ", got.qat ? "on" : "off", ", replay ", got.replay ? "on" : "off",
                   "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
     }
-    const std::size_t n = list.size(),
-                      extra = (recycler_ ? 1 : 0) + (ema_ ? 1 : 0) + (swa_ ? 1 : 0) + (replay_ ? 1 : 0);
-    const std::size_t counters = n + (swa_ ? 1 : 0) + (fq_ ? 1 : 0);
-    PGOLF_CHECK(ck.tensors.size() == 2 + 2 * n + extra && ck.counters.size() == counters,
+    const std::size_t n = list.size();
+    PGOLF_CHECK(ck.tensors.size() == have.tensor_count() && ck.counters.size() == have.counter_count(),
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
-                " counters; expected ", 2 + 2 * n + extra, " and ", counters,
+                " counters; expected ", have.tensor_count(), " and ", have.counter_count(),
                 "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
     std::size_t at = 2 + 2 * n, ctr = n;  // the recycler, EMA and SWA follow the optimizer state
     if (recycler_) {
