@@ -163,6 +163,17 @@ TEST_CASE("safetensors: each bad input is an error naming the tensor or the fiel
   auto cut = good;
   cut.resize(200);  // the header is longer than what is left of the file
   CHECK_THAT(decode_error(cut), Catch::Contains("header length field says") && Catch::Contains("(a truncated file"));
+  {
+    // A header above the format's 100 MB limit, in a file long enough to hold it: refused by the
+    // limit before anything parses it (the bytes after the length are a valid JSON start).
+    std::vector<std::uint8_t> huge(8 + kSafetensorsMaxHeader + 1, ' ');
+    for (int i = 0; i < 8; ++i) huge[std::size_t(i)] = std::uint8_t((kSafetensorsMaxHeader + 1) >> (8 * i));
+    huge[8] = '{';
+    CHECK_THAT(decode_error(huge), Catch::Contains("header length field says 100000001 bytes, above the format's limit of 100000000"));
+    // At the limit itself the length is taken and the header parsed (here: unterminated JSON).
+    for (int i = 0; i < 8; ++i) huge[std::size_t(i)] = std::uint8_t(kSafetensorsMaxHeader >> (8 * i));
+    CHECK_THAT(decode_error(huge), Catch::Contains("the header is not valid JSON"));
+  }
   CHECK_THAT(decode_error(join("[1, 2, 3]", {})), Catch::Contains("is not a JSON object"));
   CHECK_THAT(decode_error(join("{\"a.gain\": ", {})), Catch::Contains("the header is not valid JSON"));
   CHECK_THAT(decode_error(join("{\"a.gain\": {}, \"a.gain\": {}}", {})), Catch::Contains("names \"a.gain\" twice"));
