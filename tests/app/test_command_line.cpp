@@ -60,6 +60,7 @@ const std::map<std::string, Case>& cases() {
       {"--muon-momentum-warmup-steps", {"MUON_MOMENTUM_WARMUP_STEPS", "10", {"--muon-momentum-warmup-steps", "20"}}},
       {"--muon-weight-decay", {"MUON_WEIGHT_DECAY", "0.01", {"--muon-weight-decay", "0.02"}}},
       {"--muon-row-normalize", {"MUON_ROW_NORMALIZE", "1", {"--no-muon-row-normalize"}}},
+      {"--muon-shard", {"MUON_SHARD", "0", {"--muon-shard"}}},
       {"--muon-ns-bf16", {"MUON_NS_BF16", "1", {"--no-muon-ns-bf16"}}},
       {"--loop-enable-at", {"LOOP_ENABLE_AT", "0.5", {"--loop-enable-at", "0.6"}}},
       // training recipe (weight averaging, late QAT, Muon/schedule options)

@@ -5,6 +5,8 @@
 //       on 2 ranks, 2 per rank on 3); then rank 0 trains the same config as a single process and
 //       compares, in float and in double:
 //         - every rank holds bit-identical weights (the MPI all-reduce is reduce + broadcast);
+//         - Muon split over the ranks by matrix (muon_shard, the default) gives bit for bit the
+//           weights and losses of Muon run whole on every rank;
 //         - the first step's loss is equal up to double rounding (the same micro-batches, forwards
 //           bit for bit equal; only the order of the double additions of their losses differs);
 //         - later losses, the final validation loss and the final weights are equal within float
@@ -79,13 +81,17 @@ double rel(double a, double b) { return std::abs(a - b) / std::max(std::abs(b), 
 template <class T>
 int equality(const char* name, double first_tol, double loss_tol, double weight_tol) {
   auto& comm = dist::world();
-  const Run<T> d = train<T>(config());
+  const Run<T> d = train<T>(config());  // Muon split over the ranks (muon_shard, the default)
+  TrainConfig whole = config();
+  whole.muon_shard = false;
+  const Run<T> w = train<T>(whole);     // every rank runs all of Muon
 
   // Every rank holds rank 0's weights bit for bit.
   std::vector<T> root = d.params;
   comm.broadcast(std::as_writable_bytes(std::span<T>(root)), 0);
   double differ = std::equal(root.begin(), root.end(), d.params.begin()) ? 0 : 1;
   differ = comm.sum(differ);
+  const double unsplit_differ = comm.sum(d.params == w.params && d.train_loss == w.train_loss ? 0.0 : 1.0);
   if (!comm.is_root()) return 0;
 
   int failed = 0;
@@ -95,6 +101,8 @@ int equality(const char* name, double first_tol, double loss_tol, double weight_
   };
   check(differ == 0, "weights identical on all " + std::to_string(comm.size()) + " ranks (" +
                          std::to_string(int(differ)) + " differ)");
+  check(unsplit_differ == 0, "Muon split over the ranks gives bit for bit the weights and losses of Muon run whole on "
+                             "every rank (" + std::to_string(int(unsplit_differ)) + " ranks differ)");
 
   Run<T> s;
   {

@@ -132,6 +132,10 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   cmd.add_flag("--muon-row-normalize,!--no-muon-row-normalize", c.muon_row_normalize,
                "MuonEq-R: normalise each row of Muon's update before Newton-Schulz")
       ->envname("MUON_ROW_NORMALIZE")->capture_default_str();
+  cmd.add_flag("--muon-shard,!--no-muon-shard", c.muon_shard,
+               "data parallel on the CPU: each rank orthogonalises its share of Muon's matrices (the same "
+               "update bit for bit); off: every rank runs all of them")
+      ->envname("MUON_SHARD")->capture_default_str();
   cmd.add_option("--loop-enable-at", c.loop_enable_at,
                  "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
       ->envname("LOOP_ENABLE_AT")->capture_default_str();

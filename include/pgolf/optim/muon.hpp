@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <span>
 #include <vector>
 
@@ -110,6 +111,17 @@ void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16
       out[std::size_t(i) * cols + j] = transposed ? X[std::size_t(j) * k + i] : X[std::size_t(i) * k + j];
 }
 
+// Data-parallel Muon, split by matrix as the reference splits it: each of `world` ranks
+// orthogonalises only the matrices it owns, and `sum` (an all-reduce over the ranks) completes a
+// buffer each rank filled at its own matrices only. Every rank still updates the whole momentum
+// (elementwise, cheap, the same on every rank), so checkpoints need no gather, and since x + 0 + ... = x
+// exactly, every rank applies bit for bit the update one process computes.
+template <class T>
+struct MuonShard {
+  int rank = 0, world = 1;
+  std::function<void(std::span<T>)> sum;
+};
+
 // Muon over every muon_matrix row of a parameter table; momentum buffers mirror the parameters.
 template <class T>
 class Muon {
@@ -132,39 +144,96 @@ class Muon {
   std::span<T> momentum_buffer() { return buf_; }
 
   void step(std::span<T> params, std::span<const T> grads, double lr) {
-    const T mu = T(options_.momentum);
-    std::size_t at = 0;
     std::vector<T> U;
+    std::size_t at = 0;
     for (const auto& p : params_) {
-      const std::size_t n = p.numel();
-      T* W = params.data() + p.offset;
-      const T* G = grads.data() + p.offset;
-      T* buf = buf_.data() + at;
-      at += n;
-      U.resize(n);
-      for (std::size_t i = 0; i < n; ++i) {
-        buf[i] = mu * buf[i] + G[i];
-        U[i] = options_.nesterov ? G[i] + mu * buf[i] : buf[i];
-      }
-      if (options_.row_normalize)
-        for (int r = 0; r < p.rows; ++r) {
-          T* row = U.data() + std::size_t(r) * p.cols;
-          T ss = 0;
-          for (int j = 0; j < p.cols; ++j) ss += row[j] * row[j];
-          const T s = T(1) / std::max(std::sqrt(ss), T(1e-7));
-          for (int j = 0; j < p.cols; ++j) row[j] *= s;
-        }
-      newton_schulz5(U.data(), p.rows, p.cols, options_.ns_steps, U.data(), options_.ns_bf16, options_.polar_express);
-      const T shape = T(std::sqrt(std::max(1.0, double(p.rows) / double(p.cols))));
-      const T decay = T(1.0 - lr * options_.weight_decay);
-      for (std::size_t i = 0; i < n; ++i) W[i] = W[i] * decay - T(lr) * shape * U[i];
+      U.resize(p.numel());
+      orthogonalised_update(p, grads, at, U.data());
+      apply(p, params, lr, U.data());
+      at += p.numel();
     }
   }
 
+  // The same step split over the ranks of `shard` (see MuonShard): bit for bit step()'s result.
+  void step(std::span<T> params, std::span<const T> grads, double lr, const MuonShard<T>& shard) {
+    PGOLF_CHECK(shard.world >= 1 && shard.rank >= 0 && shard.rank < shard.world && shard.sum,
+                "Muon: shard rank ", shard.rank, " of world ", shard.world);
+    if (shard.world == 1) return step(params, grads, lr);
+    const std::vector<int>& own = owners(shard.world);
+    std::vector<T> U(buf_.size());
+    std::size_t at = 0;
+    for (std::size_t k = 0; k < params_.size(); ++k) {
+      if (own[k] == shard.rank) orthogonalised_update(params_[k], grads, at, U.data() + at);
+      else momentum_only(params_[k], grads, at);
+      at += params_[k].numel();
+    }
+    shard.sum(std::span<T>(U));
+    at = 0;
+    for (const auto& p : params_) {
+      apply(p, params, lr, U.data() + at);
+      at += p.numel();
+    }
+  }
+
+  // Which rank orthogonalises matrix k on `world` ranks: largest Newton-Schulz cost first
+  // (rows * cols * min(rows, cols)), each to the least-loaded rank, so ranks finish together.
+  const std::vector<int>& owners(int world) {
+    if (owners_world_ == world) return owners_;
+    std::vector<std::size_t> order(params_.size());
+    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+    auto cost = [&](std::size_t k) { return double(params_[k].numel()) * std::min(params_[k].rows, params_[k].cols); };
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost(a) > cost(b); });
+    std::vector<double> load(std::size_t(world), 0.0);
+    owners_.assign(params_.size(), 0);
+    for (const std::size_t k : order) {
+      const auto r = std::size_t(std::min_element(load.begin(), load.end()) - load.begin());
+      owners_[k] = int(r);
+      load[r] += cost(k);
+    }
+    owners_world_ = world;
+    return owners_;
+  }
+
  private:
+  // The momentum of matrix p (at offset `at` of the buffer) advanced by its gradient.
+  void momentum_only(const ParamInfo& p, std::span<const T> grads, std::size_t at) {
+    const T mu = T(options_.momentum);
+    const T* G = grads.data() + p.offset;
+    T* buf = buf_.data() + at;
+    for (std::size_t i = 0; i < p.numel(); ++i) buf[i] = mu * buf[i] + G[i];
+  }
+  // The momentum advanced, then U := the orthogonalised (Nesterov) update of matrix p.
+  void orthogonalised_update(const ParamInfo& p, std::span<const T> grads, std::size_t at, T* U) {
+    const T mu = T(options_.momentum);
+    const std::size_t n = p.numel();
+    const T* G = grads.data() + p.offset;
+    T* buf = buf_.data() + at;
+    for (std::size_t i = 0; i < n; ++i) {
+      buf[i] = mu * buf[i] + G[i];
+      U[i] = options_.nesterov ? G[i] + mu * buf[i] : buf[i];
+    }
+    if (options_.row_normalize)
+      for (int r = 0; r < p.rows; ++r) {
+        T* row = U + std::size_t(r) * p.cols;
+        T ss = 0;
+        for (int j = 0; j < p.cols; ++j) ss += row[j] * row[j];
+        const T s = T(1) / std::max(std::sqrt(ss), T(1e-7));
+        for (int j = 0; j < p.cols; ++j) row[j] *= s;
+      }
+    newton_schulz5(U, p.rows, p.cols, options_.ns_steps, U, options_.ns_bf16, options_.polar_express);
+  }
+  void apply(const ParamInfo& p, std::span<T> params, double lr, const T* U) const {
+    T* W = params.data() + p.offset;
+    const T shape = T(std::sqrt(std::max(1.0, double(p.rows) / double(p.cols))));
+    const T decay = T(1.0 - lr * options_.weight_decay);
+    for (std::size_t i = 0; i < p.numel(); ++i) W[i] = W[i] * decay - T(lr) * shape * U[i];
+  }
+
   MuonOptions options_;
   std::vector<ParamInfo> params_;
   std::vector<T> buf_;
+  std::vector<int> owners_;
+  int owners_world_ = 0;
 };
 
 }  // namespace pgolf
