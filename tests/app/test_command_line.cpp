@@ -93,6 +93,7 @@ const std::map<std::string, Case>& cases() {
       {"--tokenizer-path", {"TOKENIZER_PATH", "/a.model", {"--tokenizer-path", "/b.model"}}},
       {"--val-tokens", {"VAL_TOKENS", "5000", {"--val-tokens", "6000"}}},
       {"--eval-stride", {"EVAL_STRIDE", "64", {"--eval-stride", "128"}}},
+      {"--eval-seq-len", {"EVAL_SEQ_LEN", "2048", {"--eval-seq-len", "4096"}}},
       {"--seed", {"SEED", "7", {"--seed", "9"}}},
       {"--out-dir", {"OUT_DIR", "/runs/a", {"--out-dir", "/runs/b"}}},
       {"--checkpoint-every", {"CHECKPOINT_EVERY", "10", {"--checkpoint-every", "20"}}},

@@ -36,3 +36,18 @@ if(NOT CMAKE_MATCH_1 STREQUAL train_loss OR NOT CMAKE_MATCH_2 STREQUAL train_bpb
                       "printed val_loss:${train_loss} val_bpb:${train_bpb}")
 endif()
 message(STATUS "sliding window: val_loss:${train_loss} val_bpb:${train_bpb} in train and eval")
+
+# A longer window than training (--eval-seq-len): the same artifact scored with 512-token windows, all
+# 4096 tokens once; every window past the first sees more context, so the score is another number.
+execute_process(COMMAND ${TINY} eval ${DIR}/model.pgolf --val-tokens 4097 --eval-stride 128 --eval-seq-len 512
+                RESULT_VARIABLE rc OUTPUT_VARIABLE long_out ERROR_VARIABLE err)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "eval --eval-seq-len 512 failed (exit ${rc}):\n${long_out}${err}")
+endif()
+if(NOT long_out MATCHES "eval_mode:sliding_window stride:128 seq_len:512\n.*val_loss:(${num}) val_bpb:(${num}) tokens:4096 ")
+  message(FATAL_ERROR "eval --eval-seq-len 512 lacks the 512-token sliding-window score of all 4096 tokens:\n${long_out}")
+endif()
+if(CMAKE_MATCH_1 STREQUAL train_loss)
+  message(FATAL_ERROR "eval --eval-seq-len 512 gives the 256-token window's loss ${train_loss}: the window was not used")
+endif()
+message(STATUS "window 512: val_loss:${CMAKE_MATCH_1} val_bpb:${CMAKE_MATCH_2}")

@@ -181,6 +181,50 @@ TEST_CASE("bad strides are clear errors", "[forward][train][bad_input]") {
   CHECK_THROWS_WITH(c.validate(), Catch::Contains("eval_stride must be in 1..train_seq_len (64)"));
   c.eval_stride = 64;
   CHECK_NOTHROW(c.validate());
+  c.eval_seq_len = 128;  // a longer window allows a longer stride
+  c.eval_stride = 128;
+  CHECK_NOTHROW(c.validate());
+  c.eval_stride = 129;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("eval_stride must be in 1..eval_seq_len (128)"));
+  c.eval_stride = 0;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("eval_seq_len (128) is the sliding window's length, but eval_stride is 0"));
+  c.eval_stride = 16;
+  c.eval_seq_len = -1;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("eval_seq_len must be in 1..131072"));
+  c.eval_seq_len = TrainConfig::kMaxEvalSeqLen + 1;
+  CHECK_THROWS_WITH(c.validate(), Catch::Contains("eval_seq_len must be in 1..131072"));
+}
+
+TEST_CASE("eval_seq_len scores the final weights with windows of that length, on a second model", "[forward][train]") {
+  const fs::path dir = fs::temp_directory_path() / "pgolf_test_sliding_eval_window";
+  fs::remove_all(dir);
+  TrainConfig c = small_config();  // train_seq_len 64
+  c.iterations = 2;
+  c.eval_stride = 32;
+  c.eval_seq_len = 128;
+  {
+    RunLog log({.out_dir = dir, .console = false, .progress = false});
+    Trainer<Gpt<kTrainSpec, double>> tr(c, log);
+    tr.run();
+    const BpbMeter final_scores = tr.validate_final();
+    // The same weights in a model built for 128 positions (another batch size: the windows' scores do
+    // not depend on it), evaluated directly.
+    Gpt<kTrainSpec, double> wide(2, 128);
+    wide.set_params(tr.model().params_host());
+    const BpbMeter direct = evaluate_sliding(wide, tr.data().val_tokens(), tr.data().tables(), 32);
+    CHECK(final_scores.tokens == 4096);
+    CHECK(final_scores.tokens == direct.tokens);
+    CHECK(close(final_scores.loss_sum, direct.loss_sum));
+    // Not the training length's windows: the window is what changed.
+    const BpbMeter at_64 = evaluate_sliding(tr.model(), tr.data().val_tokens(), tr.data().tables(), 32);
+    CHECK(!close(final_scores.loss_sum, at_64.loss_sum, 1e-6));
+    CHECK(tr.model().seq_len() == 64);  // the training model is untouched
+  }
+  std::ifstream in(dir / "train.log");
+  std::stringstream text;
+  text << in.rdbuf();
+  CHECK_THAT(text.str(), Catch::Contains("stride:32 seq_len:128 eval_time:"));
+  fs::remove_all(dir);
 }
 
 TEST_CASE("a run with eval_stride scores its final weights by sliding window, and says so", "[forward][train]") {

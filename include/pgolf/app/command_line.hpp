@@ -204,8 +204,12 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   // sliding-window evaluation
   cmd.add_option("--eval-stride", c.eval_stride,
                  "sliding-window evaluation of the final scores (and of `eval`) with this stride, window "
-                 "train_seq_len; 0: standard non-overlapping evaluation")
+                 "--eval-seq-len; 0: standard non-overlapping evaluation")
       ->envname("EVAL_STRIDE")->check(nonneg)->capture_default_str();
+  cmd.add_option("--eval-seq-len", c.eval_seq_len,
+                 "the sliding window's length (a longer context than training; the spec's RoPE scaling "
+                 "applies); 0: train_seq_len")
+      ->envname("EVAL_SEQ_LEN")->check(nonneg)->capture_default_str();
   cmd.add_option("--seed", c.seed, "initialisation seed, a whole number >= 0")
       ->envname("SEED")->check(whole_number)->capture_default_str();
   cmd.add_option("--run-id", c.run_id, "run name")->envname("RUN_ID");

@@ -192,11 +192,12 @@ int export_and_score(Trainer<Model>& tr, RunLog& log, const std::filesystem::pat
     const BpbMeter sw = tr.validate_final();
     const double sw_ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t1).count();
     log.print(format("final_%s_%s_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
-                     quant.c_str(), codec.c_str(), sw.val_loss(), sw.val_bpb(), c.eval_stride, tr.model().seq_len(),
+                     quant.c_str(), codec.c_str(), sw.val_loss(), sw.val_bpb(), c.eval_stride, c.eval_window(),
                      sw_ms));
     log.print(format("final_%s_%s_sliding_window_exact val_loss:%.8f val_bpb:%.8f", quant.c_str(), codec.c_str(),
                      sw.val_loss(), sw.val_bpb()));
     metric.add("eval_stride", c.eval_stride)
+        .add("eval_seq_len", c.eval_window())
         .add("roundtrip_sliding_val_loss", sw.val_loss())
         .add("roundtrip_sliding_val_bpb", sw.val_bpb());
   }
@@ -313,7 +314,8 @@ int run(const Variant& variant, const Command& cmd) {
     log.print(format("seed:%llu", (unsigned long long)cfg.seed));
     if (cfg.eval_stride > 0)
       log.print(format("final_eval_mode:sliding_window stride:%d seq_len:%d batch_seqs:%d (validation during training: "
-                       "standard)", cfg.eval_stride, tr.model().seq_len(), tr.model().batch()));
+                       "standard)", cfg.eval_stride, cfg.eval_window(),
+                       int(std::max<long long>(1, (long long)tr.model().batch() * tr.model().seq_len() / cfg.eval_window()))));
     if (dist::world().size() > 1) log.print(format("world_size:%d communicator:%s", dist::world().size(), dist::world().kind()));
     if (!resume.empty()) {
       tr.load_checkpoint(resume);
@@ -388,7 +390,7 @@ int run(const Variant& variant, const Command& cmd) {
                        std::string(to_string(info.codec)).c_str(), info.file_bytes, info.raw_bytes));
     }
     if (tr.sliding_eval())
-      log.print(format("eval_mode:sliding_window stride:%d seq_len:%d", cfg.eval_stride, tr.model().seq_len()));
+      log.print(format("eval_mode:sliding_window stride:%d seq_len:%d", cfg.eval_stride, cfg.eval_window()));
     const BpbMeter m = tr.validate_final();
     log.print(format("val_loss:%.8f val_bpb:%.8f tokens:%lld bytes:%lld", m.val_loss(), m.val_bpb(),
                      (long long)m.tokens, (long long)m.bytes));

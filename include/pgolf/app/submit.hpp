@@ -171,6 +171,10 @@ inline nlohmann::json eval_flags(const nlohmann::json& config) {
   if (config.contains("eval_stride") && config["eval_stride"].get<long long>() > 0) {
     flags.push_back("--eval-stride");
     flags.push_back(std::to_string(config["eval_stride"].get<long long>()));
+    if (config.contains("eval_seq_len") && config["eval_seq_len"].get<long long>() > 0) {
+      flags.push_back("--eval-seq-len");
+      flags.push_back(std::to_string(config["eval_seq_len"].get<long long>()));
+    }
   }
   return flags;
 }
@@ -286,7 +290,11 @@ inline int submit(const std::string& variant, long long model_params, const char
   s["val_bpb"] = field<double>(*exp, sliding ? "roundtrip_sliding_val_bpb" : "roundtrip_val_bpb", m);
   s["roundtrip_val_loss"] = field<double>(*exp, "roundtrip_val_loss", m);
   s["roundtrip_val_bpb"] = field<double>(*exp, "roundtrip_val_bpb", m);
-  s["eval_mode"] = sliding ? format("sliding_window stride:%lld", field<long long>(*exp, "eval_stride", m)) : "standard";
+  s["eval_mode"] = !sliding ? std::string("standard")
+                  : exp->contains("eval_seq_len")  // older runs logged no window: it was train_seq_len
+                      ? format("sliding_window stride:%lld seq_len:%lld", field<long long>(*exp, "eval_stride", m),
+                               field<long long>(*exp, "eval_seq_len", m))
+                      : format("sliding_window stride:%lld", field<long long>(*exp, "eval_stride", m));
   s["pre_quant_val_loss"] = field<double>(*val, "val_loss", m);
   s["pre_quant_val_bpb"] = field<double>(*val, "val_bpb", m);
   s["bytes_model"] = model_bytes;

@@ -112,8 +112,13 @@ struct TrainConfig {
   std::string tokenizer_path;              // TOKENIZER_PATH: SentencePiece .model
   long long val_tokens = 0;                // score only the first N validation tokens; 0: all
   // EVAL_STRIDE: sliding-window evaluation (train/sliding_eval.hpp) of the final scores with window
-  // train_seq_len and this stride; validations during training stay standard (their cost). 0: off.
+  // eval_window() and this stride; validations during training stay standard (their cost). 0: off.
   int eval_stride = 0;
+  // EVAL_SEQ_LEN: the sliding window's length when it differs from train_seq_len (the records'
+  // eval_seq_len; a longer context than training, with the spec's RoPE scaling); 0: train_seq_len.
+  int eval_seq_len = 0;
+  static constexpr int kMaxEvalSeqLen = 1 << 17;
+  int eval_window() const { return eval_seq_len > 0 ? eval_seq_len : train_seq_len; }
   // run
   std::uint64_t seed = 1337;               // SEED
   std::string run_id;              // RUN_ID
@@ -186,8 +191,13 @@ struct TrainConfig {
     PGOLF_CHECK(val_tokens >= 0, "val_tokens must be >= 0, got ", val_tokens);
     PGOLF_CHECK(val_tokens == 0 || val_tokens > train_seq_len, "val_tokens (", val_tokens,
                 ") must exceed train_seq_len (", train_seq_len, ") to score one sequence");
-    PGOLF_CHECK(eval_stride >= 0 && eval_stride <= train_seq_len, "eval_stride must be in 1..train_seq_len (",
-                train_seq_len, ") for sliding-window evaluation, or 0 for the standard one; got ", eval_stride);
+    PGOLF_CHECK(eval_seq_len >= 0 && eval_seq_len <= kMaxEvalSeqLen, "eval_seq_len must be in 1..", kMaxEvalSeqLen,
+                " (the sliding window), or 0 for train_seq_len; got ", eval_seq_len);
+    PGOLF_CHECK(eval_seq_len == 0 || eval_stride > 0, "eval_seq_len (", eval_seq_len,
+                ") is the sliding window's length, but eval_stride is 0 (standard evaluation): set eval_stride too");
+    PGOLF_CHECK(eval_stride >= 0 && eval_stride <= eval_window(), "eval_stride must be in 1..",
+                eval_seq_len > 0 ? "eval_seq_len (" : "train_seq_len (", eval_window(),
+                ") for sliding-window evaluation, or 0 for the standard one; got ", eval_stride);
     codec_level_checked();
     PGOLF_CHECK(quant_min_numel >= 0, "quant_min_numel must be >= 0, got ", quant_min_numel);
     PGOLF_CHECK(gptq_calib_batches >= 1, "gptq_calib_batches must be >= 1, got ", gptq_calib_batches);
@@ -370,6 +380,7 @@ struct TrainConfig {
         .add("tokenizer_path", tokenizer_path)
         .add("val_tokens", val_tokens)
         .add("eval_stride", eval_stride)
+        .add("eval_seq_len", eval_seq_len)
         .add("seed", seed)
         .add("run_id", run_id)
         .add("out_dir", out_dir)

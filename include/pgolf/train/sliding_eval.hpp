@@ -9,9 +9,9 @@
 // is not implemented. Stride L is the standard evaluation (evaluate.hpp) on a stream of whole
 // windows. Cost: about n / S forwards of L positions, L / S times the standard evaluation.
 //
-// L is the model's seq_len: the model is built for one shape (train_seq_len). A longer evaluation
-// context (the records' eval_seq_len 2048 after training at 1024) needs a second model of that
-// length holding the same weights; the caller would build it and pass it here.
+// L is the model's seq_len: the model is built for one shape. A window other than train_seq_len
+// (--eval-seq-len, the records' eval_seq_len) is a second model of that length holding the same
+// weights, which Trainer::validate_final builds and passes here.
 //
 // Windows are batched by the model's batch size; a short batch is padded with copies of its last
 // window whose scores are not counted. A tail window shorter than L is padded after its end (inputs

@@ -194,9 +194,18 @@ class Trainer {
   // evaluation with window seq_len and stride eval_stride when it is > 0, else the standard one.
   // Validations during training stay standard: sliding costs seq_len / eval_stride times as much.
   bool sliding_eval() const { return cfg_.eval_stride > 0; }
+  // A window other than train_seq_len needs a model of that length: a second one holding the same
+  // weights, as many tokens per batch as the training micro-batch, alive for this evaluation only.
   Metrics validate_final() {
     if constexpr (kSliding)
-      if (cfg_.eval_stride > 0) return data_.evaluate_sliding(model_, cfg_.eval_stride);
+      if (cfg_.eval_stride > 0) {
+        const int L = cfg_.eval_window();
+        if (L == model_.seq_len()) return data_.evaluate_sliding(model_, cfg_.eval_stride);
+        const long long tokens = (long long)model_.batch() * model_.seq_len();
+        Model wide(int(std::max<long long>(1, tokens / L)), L);
+        Policy::params_from_host(wide, std::span<const T>(Policy::params_to_host(model_)));
+        return data_.evaluate_sliding(wide, cfg_.eval_stride);
+      }
     return validate();
   }
 
@@ -667,10 +676,10 @@ class Trainer {
     const Metrics m = validate_final();
     const double ms = ms_since(t);
     log_.print(format("final_prequant_sliding_window val_loss:%.4f val_bpb:%.4f stride:%d seq_len:%d eval_time:%.0fms",
-                      m.val_loss(), m.val_bpb(), cfg_.eval_stride, model_.seq_len(), ms));
+                      m.val_loss(), m.val_bpb(), cfg_.eval_stride, cfg_.eval_window(), ms));
     log_.print(format("final_prequant_sliding_window_exact val_loss:%.8f val_bpb:%.8f", m.val_loss(), m.val_bpb()));
     JsonLine line;
-    line.add("event", "val_sliding").add("step", step_).add("eval_stride", cfg_.eval_stride).add("seq_len", model_.seq_len());
+    line.add("event", "val_sliding").add("step", step_).add("eval_stride", cfg_.eval_stride).add("seq_len", cfg_.eval_window());
     data_.add_metrics(line, m);
     log_.metric(line.add("eval_time_ms", ms).str());
   }
