@@ -117,7 +117,8 @@ FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::v
   in.dy.upload(dyb);
   in.gain = DeviceBuffer<float>(gain.size());
   in.gain.upload(gain);
+  if (Hd == 32) return run_all<32>(in, with_gemm);
   if (Hd == 64) return run_all<64>(in, with_gemm);
   if (Hd == 128) return run_all<128>(in, with_gemm);
-  PGOLF_FAIL("gpu_flash_attention: head dim ", Hd, " is not instantiated (64 or 128)");
+  PGOLF_FAIL("gpu_flash_attention: head dim ", Hd, " is not instantiated (32, 64 or 128)");
 }

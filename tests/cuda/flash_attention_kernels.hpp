@@ -3,7 +3,7 @@
 #include <vector>
 
 // Flash attention (ops/cuda/flash_attention.cuh) on inputs in the CPU reference's layouts: q, dy
-// [B,T,H,Hd], k, v [B,T,G,Hd], gain [H], Hd 64 or 128. q, k, v and dy are replaced by their bf16
+// [B,T,H,Hd], k, v [B,T,G,Hd], gain [H], Hd 32, 64 or 128. q, k, v and dy are replaced by their bf16
 // roundings (what the GPU sees), so the CPU reference can run on exactly the same values. Outputs
 // in the CPU layouts: y [B,T,H,Hd], lse [B,H,T], dq [B,T,H,Hd], dk, dv [B,T,G,Hd], dgain [H]
 // (accumulated from 0). Every output buffer is filled with NaN before each call that writes it.

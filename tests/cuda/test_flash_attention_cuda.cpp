@@ -1,7 +1,8 @@
 // Flash attention (ops/cuda/flash_attention.cuh) against the CPU reference (double) on the same
 // bf16-representable inputs, so only the GPU's own roundings differ (P and c*dZ in bf16 for the
 // products, y in bf16). Head dims 64 and 128, query heads per KV head 1, 2 and 4, sequence
-// lengths 1, 37, 64, 200, 1000 (multiples of the 64-row tile and not) and one T = 4096 case.
+// lengths 1, 37, 64, 200, 1000 (multiples of the 64-row tile and not) and one T = 4096 case; head
+// dim 32 (the small test models', which test_cuda.flash_path runs on this path) at T 37 and 200.
 // Bounds: y, dq, dk, dv relative L2 < 1e-2; lse within 1e-3 absolute; the gain gradient (fp32
 // path) within 2e-3 relative L2, as for the cuBLASLt path (test_attention_cuda.cpp). Outputs are
 // NaN before every run, so an element left unwritten fails. The backward is run twice: dq, dk
@@ -103,3 +104,8 @@ TEST_CASE("CUDA flash attention matches the CPU reference (GQA, causal, gain)", 
 }
 
 TEST_CASE("CUDA flash attention at seq 4096", "[cuda][attention][flash]") { check_case(64, 1, 4096, 2, 1); }
+
+TEST_CASE("CUDA flash attention at head dim 32 (the test models')", "[cuda][attention][flash]") {
+  for (const int R : {1, 2, 4})
+    for (const int T : {37, 200}) check_case(32, 2, T, 2 * R, 2);
+}

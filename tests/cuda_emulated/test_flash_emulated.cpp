@@ -1,11 +1,11 @@
 // Flash attention's CUDA kernels (the text of namespace flash in ops/cuda/flash_attention.cuh,
 // extracted at configure time) run on the CPU under emulate_cuda.hpp, against the CPU reference in
 // double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
-// Head dims 64 and 128, 1, 2 and 4 query heads per KV head, T = 1, 37 (one partial tile), 64 (one
-// full tile) and 130 (three key tiles, the last of 2 rows). Outputs are NaN beforehand, so an element
-// left unwritten fails. The kernels are launched here with FlashAttention's grids. This checks the
-// kernels' logic without a GPU; it does not replace tests/cuda (see emulate_cuda.hpp for what the
-// emulation cannot see).
+// Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
+// T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
+// Outputs are NaN beforehand, so an element left unwritten fails. The kernels are launched here with
+// FlashAttention's grids. This checks the kernels' logic without a GPU; it does not replace
+// tests/cuda (see emulate_cuda.hpp for what the emulation cannot see).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -112,6 +112,7 @@ void check(int B, int T, int G) {
 
 TEST_CASE("flash attention's CUDA kernels, emulated on the CPU, match the CPU reference", "[flash_emulated]") {
   for (const int T : {1, 37, 64, 130}) {
+    check<32, 2>(2, T, 2);
     check<64, 1>(2, T, 2);
     check<64, 2>(2, T, 2);
     check<64, 4>(1, T, 2);

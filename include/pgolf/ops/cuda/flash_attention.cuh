@@ -50,6 +50,9 @@ inline constexpr int kKeys = 64;  // keys (forward, dq) or queries (dk/dv) per i
 inline constexpr int kWarps = 4;
 inline constexpr int kThreads = 32 * kWarps;
 inline constexpr int kChunk = 16;  // rows per warp; also the granularity of the gain's partial sums
+// Head dims with kernels: a multiple of 16 (the wmma tile); 32 is what the small test models use.
+template <int Hd>
+inline constexpr bool supports_head_dim = Hd == 32 || Hd == 64 || Hd == 128;
 
 // Padded leading dimensions (elements): rows shift banks; wmma needs 16-byte multiples.
 template <int Hd>
@@ -444,14 +447,14 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
 
 }  // namespace flash
 
-// Same forward/backward calls as Attention<Hd>; no score workspace. Head dims 64 and 128, query
+// Same forward/backward calls as Attention<Hd>; no score workspace. Head dims 32, 64 and 128, query
 // heads per KV head 1, 2 or 4 (chosen at run time from the dims), any T >= 1.
 template <int Hd>
 class FlashAttention {
  public:
   explicit FlashAttention(AttentionDims d) : d_(d) {
     PGOLF_CHECK(d.Hd == Hd, "FlashAttention: head dim ", d.Hd, " but the kernels were built for ", Hd);
-    PGOLF_CHECK(Hd == 64 || Hd == 128, "FlashAttention: head dim ", Hd, " is not supported (64 or 128)");
+    PGOLF_CHECK(flash::supports_head_dim<Hd>, "FlashAttention: head dim ", Hd, " is not supported (32, 64 or 128)");
     PGOLF_CHECK(d.B >= 1 && d.T >= 1, "FlashAttention: batch ", d.B, " and sequence length ", d.T,
                 " must be positive");
     PGOLF_CHECK(d.G > 0 && d.H % d.G == 0, "FlashAttention: ", d.H, " query heads do not divide into ", d.G,
@@ -463,7 +466,7 @@ class FlashAttention {
     int dev = 0, optin = 0;
     PGOLF_CUDA_CHECK(cudaGetDevice(&dev));
     PGOLF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    if constexpr (Hd == 64 || Hd == 128) {
+    if constexpr (flash::supports_head_dim<Hd>) {
       for (const std::size_t bytes : {flash::ForwardSmem<Hd>::bytes, flash::DqSmem<Hd>::bytes, flash::DkvSmem<Hd>::bytes})
         PGOLF_CHECK(bytes <= std::size_t(optin), "FlashAttention: a block needs ", bytes,
                     " bytes of shared memory, the device allows ", optin);
@@ -482,7 +485,7 @@ class FlashAttention {
   // gain [H] -> y_tokens [B*T, H*Hd], lse [B,H,T].
   void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
                cudaStream_t st = nullptr) {
-    if constexpr (Hd == 64 || Hd == 128) {
+    if constexpr (flash::supports_head_dim<Hd>) {
       const flash::Params p = params(q, k, v, gain);
       with_group([&]<int R>() {
         flash::forward_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::ForwardSmem<Hd>::bytes, st>>>(
@@ -497,7 +500,7 @@ class FlashAttention {
   void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
                 const float* lse, float* dq, float* dk, float* dv, float* dgain, cudaStream_t st = nullptr,
                 bool accumulate_dv = false) {
-    if constexpr (Hd == 64 || Hd == 128) {
+    if constexpr (flash::supports_head_dim<Hd>) {
       const flash::Params p = params(q, k, v, gain);
       with_group([&]<int R>() {
         flash::dq_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::DqSmem<Hd>::bytes, st>>>(
