@@ -8,7 +8,10 @@
 // past it (online softmax), skipping the key tiles beyond the causal diagonal. Products use
 // nvcuda::wmma (bf16 16x16x16, fp32 accumulate); the score tile is staged in shared memory for the
 // row-wise softmax. This first version favours being checkable over speed (no mma.sync/wgmma, no
-// pipelining of the tile loads).
+// pipelining of the tile loads). Status: compiled for sm_90 and checked on the CPU under an
+// emulation (tests/cuda_emulated); NOT YET RUN on a GPU (tests/cuda/test_flash_attention_cuda.cpp).
+// tests/cuda_emulated copies the text of `namespace flash` below: keep the kernels inside it, using
+// only what emulate_cuda.hpp provides.
 //
 // Tiles: a block has 4 warps and 64 query rows. In the forward and the dQ kernel these are the R
 // query heads of one KV head at 64/R consecutive positions each (so the R heads share every K/V
