@@ -193,7 +193,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   });
   for (int i = threadIdx.x; i < kRows * ldo<Hd>; i += kThreads) Os[i] = 0.f;
 
-  // This lane's row (two lanes per row, each with half of its columns).
+  // This lane's row: two lanes per row, one with the even columns and one with the odd (interleaved, so
+  // that the lanes of a warp spread over more shared-memory banks than with contiguous halves).
   const int row = warp * kChunk + lane / 2, half = lane % 2;
   const int t = qr.pos(row), h = qr.head(row, p);
   const float c = p.gain[h] * p.inv_sqrt_d;
@@ -214,7 +215,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
     // Online softmax of this lane's 32 columns; masked entries (j > t, or j past T) are -inf.
     float mx = -INFINITY;
     for (int e = 0; e < 32; ++e) {
-      const int col = half * 32 + e, j = j0 + col;
+      const int col = 2 * e + half, j = j0 + col;
       const float s = (j <= t && j < T) ? srow[col] * c : -INFINITY;
       srow[col] = s;
       mx = fmaxf(mx, s);
@@ -226,7 +227,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
     const float alpha = m == -INFINITY ? 0.f : __expf(m - m_new);
     float sum = 0.f;
     for (int e = 0; e < 32; ++e) {
-      const int col = half * 32 + e;
+      const int col = 2 * e + half;
       const float s = srow[col];
       const float pv = s == -INFINITY ? 0.f : __expf(s - m_new);
       sum += pv;
@@ -235,7 +236,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
     sum += __shfl_xor_sync(0xffffffffu, sum, 1);
     l = l * alpha + sum;
     m = m_new;
-    for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); ++e) orow[e] *= alpha;
+    for (int e = half; e < Hd; e += 2) orow[e] *= alpha;
     __syncwarp();
     // O += P V for this warp's 16 rows, the accumulator round-tripping through shared memory (its
     // per-row rescale above needs the element layout, which wmma fragments do not expose).
@@ -314,7 +315,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
     const int j0 = kt * kKeys;
     scores(j0);
     for (int e = 0; e < 32; ++e) {
-      const int col = half * 32 + e;
+      const int col = 2 * e + half;
       D += prob(j0, col) * dprow[col];
     }
   }
@@ -329,7 +330,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
     const int j0 = kt * kKeys;
     scores(j0);
     for (int e = 0; e < 32; ++e) {
-      const int col = half * 32 + e;
+      const int col = 2 * e + half;
       const float z = prob(j0, col) * (dprow[col] - D);
       g += z * srow[col];
       dsrow[col] = __float2bfloat16_rn(z * c);
@@ -413,7 +414,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
       product_abt<Hd>(Vs + warp * kChunk * ldb<Hd>, dYs, dPs + warp * kChunk * lds);  // dP^T = V dY^T
       __syncwarp();
       for (int e = 0; e < 32; ++e) {
-        const int col = half * 32 + e, t = t0 + col;
+        const int col = 2 * e + half, t = t0 + col;
         const float pv = (t >= j && t < T && j < T) ? __expf(srow[col] * c - lses[col]) : 0.f;
         const float z = pv * (dprow[col] - Ds[col]);
         prow[col] = __float2bfloat16_rn(pv);
