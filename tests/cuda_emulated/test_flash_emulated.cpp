@@ -3,7 +3,8 @@
 // double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
 // Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
 // T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
-// Outputs are NaN beforehand, so an element left unwritten fails. The kernels are launched here with
+// Outputs are NaN beforehand, so an element left unwritten fails; dv accumulated by a second dk/dv
+// pass is exactly doubled. The kernels are launched here with
 // FlashAttention's grids. This checks the kernels' logic without a GPU; it does not replace
 // tests/cuda (see emulate_cuda.hpp for what the emulation cannot see).
 #include <catch2/catch.hpp>
@@ -72,6 +73,13 @@ void check(int B, int T, int G) {
               [&] { fl::dq_kernel<Hd, R>(p, dyt.data(), lse.data(), dq.data(), D.data(), part.data()); });
   emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
               [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk.data(), dv.data(), false); });
+  // accumulate_dv: a second dk/dv pass adds its dv onto the first's (exactly twice) and overwrites dk.
+  std::vector<float> dk2(nk, NAN), dv2 = dv;
+  emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
+              [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk2.data(), dv2.data(), true); });
+  bool doubled = true;
+  for (std::size_t i = 0; i < nk; ++i) doubled = doubled && dk2[i] == dk[i] && dv2[i] == dv[i] + dv[i];
+  CHECK(doubled);
   for (int h = 0; h < H; ++h)  // head_sum_kernel's sum (its order does not matter here)
     for (int b = 0; b < B; ++b)
       for (int c = 0; c < chunks; ++c) dgain[h] += part[(std::size_t(b) * H + h) * chunks + c];
