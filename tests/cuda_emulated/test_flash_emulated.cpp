@@ -4,9 +4,9 @@
 // Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
 // T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
 // Outputs are NaN beforehand, so an element left unwritten fails; dv accumulated by a second dk/dv
-// pass is exactly doubled. The kernels are launched here with
-// FlashAttention's grids. This checks the kernels' logic without a GPU; it does not replace
-// tests/cuda (see emulate_cuda.hpp for what the emulation cannot see).
+// pass is exactly doubled. The kernels are launched here with FlashAttention's grids. This checks
+// the kernels' logic without a GPU; it does not replace tests/cuda (see emulate_cuda.hpp for what
+// the emulation cannot see).
 #include <catch2/catch.hpp>
 
 #include <algorithm>
