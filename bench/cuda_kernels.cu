@@ -1,5 +1,6 @@
 // Per-component CUDA benchmark at the baseline's shapes (one micro-batch: 64 x 1024 tokens, dim
-// 512, 8 heads / 4 KV heads, head dim 64, MLP 1024, vocab 1024), plus attention at seq 2048.
+// 512, 8 heads / 4 KV heads, head dim 64, MLP 1024, vocab 1024), plus attention at seq 2048; both
+// attention paths (cuBLASLt "gemm" and the fused "flash") on the same inputs.
 // Each row: median time over repeated runs (device events, after warm-up), the achieved rate, and
 // the floor: flops over the measured bf16 matrix rate or bytes over the measured copy bandwidth,
 // whichever is larger. Fresh random inputs, never zeros.
@@ -11,6 +12,7 @@
 
 #include <pgolf/core/rng.hpp>
 #include <pgolf/model/gpt_cuda.cuh>
+#include <pgolf/ops/cuda/flash_attention.cuh>
 #include <pgolf/optim/cuda/adam.cuh>
 #include <pgolf/optim/cuda/muon.cuh>
 
@@ -148,31 +150,46 @@ int main() {
       });
       row("qk_norm_rope_forward", ms, 0, N * QKV * 4.0);
     }
-    auto attention = [&](int b, int t, const char* fname, const char* bname, int tiles) {
+    // Both attention paths on the same inputs: "gemm" (cuBLASLt, scores through a workspace) and
+    // "flash" (fused, scores on chip). Causal flops: forward 2*2*B*H*T*T*Hd/2, backward 2.5x that.
+    auto attention = [&](int b, int t, int tiles, bool with_flash) {
       const std::size_t n = std::size_t(b) * t;
       auto q = random_buf<bf16>(n * D, 10), k = random_buf<bf16>(n * G * Hd, 11), v = random_buf<bf16>(n * G * Hd, 12);
       auto gain = random_buf<float>(H, 13);
       Buf<bf16> yt(n * D);
       Buf<float> lse(n * H), dq(n * D), dk(n * G * Hd), dv(n * G * Hd), dg(H);
       auto dy = random_buf<bf16>(n * D, 14);
-      ops::cuda::Attention<64> attn(gemm, {b, t, H, G, Hd}, std::size_t(4) << 30, tiles);
-      const double msf =
-          time_ms([&] { attn.forward(q.data(), k.data(), v.data(), gain.data(), yt.data(), lse.data()); }, 10, 2);
-      const double msb = time_ms([&] {
-        attn.backward(dy.data(), q.data(), k.data(), v.data(), gain.data(), lse.data(), dq.data(), dk.data(), dv.data(),
-                      dg.data());
-      }, 10, 2);
       const double fwd_flops = 4.0 * b * H * double(t) * t * Hd / 2;  // causal
-      row(fname, msf, fwd_flops, 0);
-      row(bname, msb, 2.5 * fwd_flops, 0);
-      std::printf("    -> attention forward+backward at seq %d, %d query tiles: %.1f TFLOP/s (causal flops, 3.5x "
-                  "forward)\n", t, tiles, 3.5 * fwd_flops / ((msf + msb) / 1e3) / 1e12);
+      auto measure = [&](auto& attn, const char* path) {
+        const double msf =
+            time_ms([&] { attn.forward(q.data(), k.data(), v.data(), gain.data(), yt.data(), lse.data()); }, 10, 2);
+        const double msb = time_ms([&] {
+          attn.backward(dy.data(), q.data(), k.data(), v.data(), gain.data(), lse.data(), dq.data(), dk.data(),
+                        dv.data(), dg.data());
+        }, 10, 2);
+        char name[96];
+        std::snprintf(name, sizeof name, "attention %-5s fwd  (B%d T%d H%d/%d d%d)", path, b, t, H, G, Hd);
+        row(name, msf, fwd_flops, 0);
+        std::snprintf(name, sizeof name, "attention %-5s bwd  (B%d T%d H%d/%d d%d)", path, b, t, H, G, Hd);
+        row(name, msb, 2.5 * fwd_flops, 0);
+        std::snprintf(name, sizeof name, "attention %-5s both (B%d T%d H%d/%d d%d)", path, b, t, H, G, Hd);
+        row(name, msf + msb, 3.5 * fwd_flops, 0);
+      };
+      {
+        ops::cuda::Attention<64> attn(gemm, {b, t, H, G, Hd}, std::size_t(4) << 30, tiles);
+        std::printf("    gemm path, %d query tiles:\n", tiles);
+        measure(attn, "gemm");
+      }
+      if (with_flash) {
+        ops::cuda::FlashAttention<64> attn({b, t, H, G, Hd});
+        measure(attn, "flash");
+      }
     };
     const int tiles = ops::cuda::Attention<64>::kDefaultQueryTiles;
-    attention(B, T, "attention forward  (B64 T1024 H8/4 d64)", "attention backward (B64 T1024 H8/4 d64)", tiles);
-    attention(32, 2048, "attention forward  (B32 T2048 H8/4 d64)", "attention backward (B32 T2048 H8/4 d64)", tiles);
-    for (const int n : {1, 2, 8, 16})  // the tiling's trade-off: skipped scores against launches
-      attention(B, T, "  attention forward  (T1024, other tiling)", "  attention backward (T1024, other tiling)", n);
+    attention(B, T, tiles, true);
+    attention(32, 2048, tiles, true);
+    for (const int n : {1, 2, 8, 16})  // the gemm tiling's trade-off: skipped scores against launches
+      attention(B, T, n, false);
     {
       auto logits = random_buf<bf16>(N * V, 15, 3.f);
       std::vector<std::int32_t> tg(N);

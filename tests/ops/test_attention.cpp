@@ -1,5 +1,6 @@
 #include <catch2/catch.hpp>
 
+#include "pgolf/ops/attention_path.hpp"
 #include "pgolf/ops/cpu/attention.hpp"
 #include "../test_util.hpp"
 
@@ -71,4 +72,12 @@ TEST_CASE("attention backward matches finite differences for q, k, v and gain", 
     REQUIRE(fd_max_error(loss, v.data(), dv.data(), v.size()) < 1e-6);
     REQUIRE(fd_max_error(loss, gain.data(), dgain.data(), gain.size()) < 1e-6);
   }
+}
+
+TEST_CASE("PGOLF_ATTENTION names the CUDA attention path; anything else is refused", "[attention][config]") {
+  CHECK(pgolf::parse_attention_path("") == pgolf::AttentionPath::gemm);
+  CHECK(pgolf::parse_attention_path("gemm") == pgolf::AttentionPath::gemm);
+  CHECK(pgolf::parse_attention_path("flash") == pgolf::AttentionPath::flash);
+  CHECK_THROWS_WITH(pgolf::parse_attention_path("Flash"), Catch::Contains("PGOLF_ATTENTION") && Catch::Contains("'Flash'"));
+  CHECK_THROWS_AS(pgolf::parse_attention_path("cudnn"), pgolf::Error);
 }

@@ -82,23 +82,38 @@ struct Impl<Cpu<T>, CausalAttention<Gain>> {
 }  // namespace pgolf
 
 #ifdef __CUDACC__
+#include <optional>
+
 #include "pgolf/backend/cuda/backend.cuh"
+#include "pgolf/ops/attention_path.hpp"
 #include "pgolf/ops/cuda/attention.cuh"
+#include "pgolf/ops/cuda/flash_attention.cuh"
 
 namespace pgolf {
 
-// Strided-batched cuBLASLt products over (batch, KV head) pairs with masked softmax kernels; the
-// gain gradient from fp32 scores (ops/cuda/attention.cuh). The learned gain only: a unit-gain
-// attention has no CUDA implementation.
+// Two implementations with the same calls, chosen at run time by PGOLF_ATTENTION
+// (ops/attention_path.hpp): "gemm" (default), strided-batched cuBLASLt products over (batch, KV head)
+// pairs with masked softmax kernels (ops/cuda/attention.cuh); "flash", the fused kernel that keeps
+// scores on chip (ops/cuda/flash_attention.cuh; not yet run on a GPU). Both take the gain gradient
+// from fp32 scores. The learned gain only: a unit-gain attention has no CUDA implementation.
 template <>
 struct Impl<Cuda, CausalAttention<LearnedGain>> {
   using C = CausalAttention<LearnedGain>;
   using bf16 = Cuda::bf16;
   template <class A>
   struct Resources {
-    ops::cuda::Attention<A::head_dim> attn;
-    Resources(const Shape& sh, Cuda::Runtime& rt)
-        : attn(rt.gemm, ops::cuda::AttentionDims{sh.batch, sh.seq, A::heads, A::kv_heads, A::head_dim}) {}
+    std::optional<ops::cuda::Attention<A::head_dim>> gemm;  // exactly one of the two is set
+    std::optional<ops::cuda::FlashAttention<A::head_dim>> flash;
+    Resources(const Shape& sh, Cuda::Runtime& rt) {
+      const ops::cuda::AttentionDims d{sh.batch, sh.seq, A::heads, A::kv_heads, A::head_dim};
+      if (attention_path_from_env() == AttentionPath::flash) flash.emplace(d);
+      else gemm.emplace(rt.gemm, d);  // only this path allocates the score workspace
+    }
+    template <class F>
+    void with(F&& f) {
+      if (flash) f(*flash);
+      else f(*gemm);
+    }
   };
   struct Saved {
     const bf16 *q = nullptr, *k = nullptr, *v = nullptr;
@@ -111,14 +126,15 @@ struct Impl<Cuda, CausalAttention<LearnedGain>> {
   }
   static void forward(auto& c, Saved& s, Flow<Cuda>& f) {
     s.q = value<Reg::q>(f), s.k = value<Reg::k>(f), s.v = value<Reg::v>(f);
-    resources<Impl>(c).attn.forward(s.q, s.k, s.v, param<C>(c), s.y, s.lse);
+    resources<Impl>(c).with([&](auto& attn) { attn.forward(s.q, s.k, s.v, param<C>(c), s.y, s.lse); });
     set_value<Reg::h>(f, s.y);
   }
   static void backward(auto& c, Saved& s, auto& io) {
     static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)>, "CausalAttention overwrites d q, d k");
-    resources<Impl>(c).attn.backward(dout<Reg::h>(io), s.q, s.k, s.v, param<C>(c), s.lse, din<Reg::q>(io),
-                                     din<Reg::k>(io), din<Reg::v>(io), grad<C>(c), nullptr,
-                                     adds<Reg::v, decltype(io)>);
+    resources<Impl>(c).with([&](auto& attn) {
+      attn.backward(dout<Reg::h>(io), s.q, s.k, s.v, param<C>(c), s.lse, din<Reg::q>(io), din<Reg::k>(io),
+                    din<Reg::v>(io), grad<C>(c), nullptr, adds<Reg::v, decltype(io)>);
+    });
   }
 };
 

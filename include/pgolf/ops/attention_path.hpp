@@ -1,0 +1,33 @@
+// Which CUDA attention implementation the CausalAttention component runs (nn/causal_attention.hpp):
+//   gemm:  Attention<Hd> (ops/cuda/attention.cuh), cuBLASLt products with scores in a workspace;
+//          has run on an H100 and matched the CPU reference. The default.
+//   flash: FlashAttention<Hd> (ops/cuda/flash_attention.cuh), the fused kernel; compiled but not
+//          yet run on a GPU, so not the default until it has passed tests/cuda there.
+// Chosen by the environment variable PGOLF_ATTENTION (gemm | flash; unset or empty: gemm), read once
+// per process. Kept free of CUDA so the parser is tested on the CPU.
+#pragma once
+
+#include <cstdlib>
+#include <string_view>
+
+#include "pgolf/core/error.hpp"
+
+namespace pgolf {
+
+enum class AttentionPath { gemm, flash };
+
+inline AttentionPath parse_attention_path(std::string_view s) {
+  if (s.empty() || s == "gemm") return AttentionPath::gemm;
+  if (s == "flash") return AttentionPath::flash;
+  PGOLF_FAIL("PGOLF_ATTENTION: '", s, "' is not an attention path (gemm or flash)");
+}
+
+inline AttentionPath attention_path_from_env() {
+  static const AttentionPath path = [] {
+    const char* v = std::getenv("PGOLF_ATTENTION");
+    return parse_attention_path(v ? v : "");
+  }();
+  return path;
+}
+
+}  // namespace pgolf

@@ -1,0 +1,557 @@
+// Fused causal GQA attention on bf16 tensor cores (flash attention), forward and deterministic
+// backward, with the same layouts and results as Attention<Hd> (ops/cuda/attention.cuh):
+//   q [B, H, T, Hd], k, v [B, G, T, Hd] (bf16), gain [H] (fp32), c_h = gain_h / sqrt(Hd);
+//   forward:  y_tokens [B*T, H*Hd] (bf16), lse [B, H, T] (fp32)
+//   backward: dq [B, H, T, Hd], dk, dv [B, G, T, Hd] (fp32; dq, dk overwritten, dv overwritten or
+//             added to), dgain [H] accumulated.
+// Scores never reach global memory: a block keeps its tile of queries on chip and streams key tiles
+// past it (online softmax), skipping the key tiles beyond the causal diagonal. Products use
+// nvcuda::wmma (bf16 16x16x16, fp32 accumulate); the score tile is staged in shared memory for the
+// row-wise softmax. This first version favours being checkable over speed (no mma.sync/wgmma, no
+// pipelining of the tile loads). Status: compiled for sm_90 and checked on the CPU under an
+// emulation (tests/cuda_emulated); NOT YET RUN on a GPU (tests/cuda/test_flash_attention_cuda.cpp).
+// tests/cuda_emulated copies the text of `namespace flash` below: keep the kernels inside it, using
+// only what emulate_cuda.hpp provides.
+//
+// Tiles: a block has 4 warps and 64 query rows. In the forward and the dQ kernel these are the R
+// query heads of one KV head at 64/R consecutive positions each (so the R heads share every K/V
+// tile they load); warp w owns rows 16w..16w+15, which are always one head at 16 consecutive
+// positions. Key tiles are 64 wide. Rows past T are zero-filled and never written.
+//
+// Backward, deterministic (no atomics on data), scores recomputed from q, k and lse:
+//   1. dq kernel, one block per query tile: pass 1 over the key tiles gives the row term
+//      D = rowsum(P * dP) from fp32 P and dP (as Attention does: the gain's gradient is a sum with
+//      heavy cancellation, and D taken from the same fp32 P and dP as dZ keeps both sides of it
+//      consistent, which D = rowsum(dY * y) from the bf16 output would not); pass 2 forms
+//      dZ = P * (dP - D) in fp32, its share of d gain (sum dZ * S, fp32) per warp into a buffer, and
+//      dQ = (c_h dZ) K with c_h dZ rounded to bf16. D is written for the second kernel.
+//   2. dk/dv kernel, one block per key tile of one (batch, KV head): loops over the group's heads
+//      and the query tiles from the diagonal on, dV += P^T dY, dK += (c_h dZ)^T Q.
+//   3. d gain_h += the per-warp partial sums of head h in a fixed order.
+// Pass 1 costs one more QK^T and dY V^T per tile than a backward that reads D from the output
+// (4.5x the forward's products in all, against 3.5x): the price of the consistent D above.
+#pragma once
+
+#include <mma.h>
+
+#include <cmath>
+#include <cstddef>
+
+#include "pgolf/backend/cuda/buffer.hpp"
+#include "pgolf/core/error.hpp"
+#include "pgolf/ops/cuda/attention.cuh"
+#include "pgolf/ops/cuda/common.cuh"
+
+namespace pgolf::ops::cuda {
+
+namespace flash {
+
+namespace wmma = nvcuda::wmma;
+
+inline constexpr int kRows = 64;  // query rows (forward, dq) or keys (dk/dv) per block
+inline constexpr int kKeys = 64;  // keys (forward, dq) or queries (dk/dv) per inner tile
+inline constexpr int kWarps = 4;
+inline constexpr int kThreads = 32 * kWarps;
+inline constexpr int kChunk = 16;  // rows per warp; also the granularity of the gain's partial sums
+// Head dims with kernels: a multiple of 16 (the wmma tile); 32 is what the small test models use.
+template <int Hd>
+inline constexpr bool supports_head_dim = Hd == 32 || Hd == 64 || Hd == 128;
+
+// Padded leading dimensions (elements): rows shift banks; wmma needs 16-byte multiples.
+template <int Hd>
+inline constexpr int ldb = Hd + 8;  // bf16 [rows, Hd] tiles
+inline constexpr int lds = kKeys + 4;  // fp32 score tiles
+inline constexpr int ldp = kKeys + 8;  // bf16 probability tiles
+template <int Hd>
+inline constexpr int ldo = Hd + 4;  // fp32 [rows, Hd] accumulators / scratch
+
+__host__ __device__ constexpr std::size_t align128(std::size_t n) { return (n + 127) / 128 * 128; }
+
+struct Params {
+  const bf16 *q, *k, *v;
+  const float* gain;
+  int B, T, H, G;
+  float inv_sqrt_d;
+};
+
+// Shared memory carving: regions in order, each 128-byte aligned.
+struct Carve {
+  char* p;
+  template <class T>
+  __device__ T* take(std::size_t n) {
+    T* r = reinterpret_cast<T*>(p);
+    p += align128(n * sizeof(T));
+    return r;
+  }
+};
+
+template <int Hd>
+struct ForwardSmem {
+  static constexpr std::size_t bytes = 3 * align128(std::size_t(kRows) * ldb<Hd> * 2) +
+                                       align128(std::size_t(kRows) * lds * 4) + align128(std::size_t(kRows) * ldp * 2) +
+                                       align128(std::size_t(kRows) * ldo<Hd> * 4);
+};
+template <int Hd>
+struct DqSmem {  // Q, dY, K, V; S, dP (reused as the [64, Hd] fp32 scratch at the end); dS
+  static constexpr std::size_t bytes = 4 * align128(std::size_t(kRows) * ldb<Hd> * 2) +
+                                       2 * align128(std::size_t(kRows) * lds * 4) +
+                                       align128(std::size_t(kRows) * ldp * 2);
+  static_assert(std::size_t(kRows) * ldo<Hd> * 4 <= 2 * align128(std::size_t(kRows) * lds * 4),
+                "the dq scratch must fit in the S and dP tiles");
+};
+template <int Hd>
+struct DkvSmem {  // K, V, Q, dY; S^T, dP^T (then the scratch); P^T, dS^T; lse, D
+  static constexpr std::size_t bytes = 4 * align128(std::size_t(kRows) * ldb<Hd> * 2) +
+                                       2 * align128(std::size_t(kRows) * lds * 4) +
+                                       2 * align128(std::size_t(kRows) * ldp * 2) + 2 * align128(kKeys * 4);
+  static_assert(std::size_t(kRows) * ldo<Hd> * 4 <= 2 * align128(std::size_t(kRows) * lds * 4),
+                "the dk/dv scratch must fit in the S and dP tiles");
+};
+
+// Copies `rows` rows of Hd bf16 into a [rows, ldb] tile with 16-byte loads; src(r) == nullptr
+// (a row past T) is filled with zeros.
+template <int Hd, class Src>
+__device__ void load_tile(bf16* dst, Src src) {
+  constexpr int per_row = Hd / 8;
+  for (int i = threadIdx.x; i < kRows * per_row; i += kThreads) {
+    const int r = i / per_row, c = (i % per_row) * 8;
+    const bf16* s = src(r);
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (s) val = *reinterpret_cast<const uint4*>(s + c);
+    *reinterpret_cast<uint4*>(dst + r * ldb<Hd> + c) = val;
+  }
+}
+
+// C[16 x 64] (fp32, into smem) = A[16 x Hd] B^T where B is [64 x Hd]: both tiles row-major in smem.
+template <int Hd>
+__device__ void product_abt(const bf16* a, const bf16* b, float* c) {
+  for (int n = 0; n < kKeys / 16; ++n) {
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+    wmma::fill_fragment(acc, 0.f);
+    for (int kk = 0; kk < Hd / 16; ++kk) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_major> fb;  // B^T: element (k, n) at b[n][k]
+      wmma::load_matrix_sync(fa, a + kk * 16, ldb<Hd>);
+      wmma::load_matrix_sync(fb, b + n * 16 * ldb<Hd> + kk * 16, ldb<Hd>);
+      wmma::mma_sync(acc, fa, fb, acc);
+    }
+    wmma::store_matrix_sync(c + n * 16, acc, lds, wmma::mem_row_major);
+  }
+}
+
+// acc[n] += A[16 x 64] (bf16, ld ldp) B[64 x Hd] (bf16 row-major, ld ldb), n over Hd/16 column blocks.
+template <int Hd>
+__device__ void product_ab(const bf16* a, const bf16* b,
+                           wmma::fragment<wmma::accumulator, 16, 16, 16, float> (&acc)[Hd / 16]) {
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major> fa;
+    wmma::load_matrix_sync(fa, a + kk * 16, ldp);
+    for (int n = 0; n < Hd / 16; ++n) {
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+      wmma::load_matrix_sync(fb, b + kk * 16 * ldb<Hd> + n * 16, ldb<Hd>);
+      wmma::mma_sync(acc[n], fa, fb, acc[n]);
+    }
+  }
+}
+
+// Row i of a forward / dq block: head g*R + i / (64/R) at position t0 + i % (64/R).
+template <int R>
+struct QueryRows {
+  static constexpr int per_head = kRows / R;
+  static_assert(kRows % R == 0 && per_head % kChunk == 0, "R must be 1, 2 or 4");
+  int b, g, t0;
+  __device__ QueryRows(const Params& p) {
+    b = int(blockIdx.y) / p.G, g = int(blockIdx.y) % p.G;
+    t0 = int(gridDim.x - 1 - blockIdx.x) * per_head;  // the longest rows first
+  }
+  __device__ int head(int i, const Params&) const { return g * R + i / per_head; }
+  __device__ int pos(int i) const { return t0 + i % per_head; }
+  // Last key any row of the block sees, and so the number of key tiles.
+  __device__ int key_tiles(const Params& p) const { return (min(t0 + per_head, p.T) - 1) / kKeys + 1; }
+};
+
+// ---------------------------------------------------------------------------------------------
+// Forward.
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __restrict__ y_tokens,
+                                                           float* __restrict__ lse) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Qs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+  float* Ss = cv.take<float>(kRows * lds);
+  bf16* Ps = cv.take<bf16>(kRows * ldp);
+  float* Os = cv.take<float>(kRows * ldo<Hd>);
+
+  const QueryRows<R> qr(p);
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;  // row of (b, g, t = 0) in k, v
+  load_tile<Hd>(Qs, [&](int i) -> const bf16* {
+    const int t = qr.pos(i);
+    return t < T ? p.q + ((std::size_t(qr.b) * p.H + qr.head(i, p)) * T + t) * Hd : nullptr;
+  });
+  for (int i = threadIdx.x; i < kRows * ldo<Hd>; i += kThreads) Os[i] = 0.f;
+
+  // This lane's row: two lanes per row, one with the even columns and one with the odd (interleaved, so
+  // that the lanes of a warp spread over more shared-memory banks than with contiguous halves).
+  const int row = warp * kChunk + lane / 2, half = lane % 2;
+  const int t = qr.pos(row), h = qr.head(row, p);
+  const float c = p.gain[h] * p.inv_sqrt_d;
+  float m = -INFINITY, l = 0.f;
+  float* srow = Ss + row * lds;
+  bf16* prow = Ps + row * ldp;
+  float* orow = Os + row * ldo<Hd>;
+
+  const int tiles = qr.key_tiles(p);
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    __syncthreads();  // every warp is done with the previous K, V tiles
+    load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
+    load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+    __syncthreads();
+    product_abt<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, Ss + warp * kChunk * lds);
+    __syncwarp();
+    // Online softmax of this lane's 32 columns; masked entries (j > t, or j past T) are -inf.
+    float mx = -INFINITY;
+    for (int e = 0; e < 32; ++e) {
+      const int col = 2 * e + half, j = j0 + col;
+      const float s = (j <= t && j < T) ? srow[col] * c : -INFINITY;
+      srow[col] = s;
+      mx = fmaxf(mx, s);
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    const float m_new = fmaxf(m, mx);
+    // Every processed tile holds key j0 <= t for rows t < T, so m_new is finite; the guards keep a
+    // fully masked row at zero rather than NaN regardless.
+    const float alpha = m == -INFINITY ? 0.f : __expf(m - m_new);
+    float sum = 0.f;
+    for (int e = 0; e < 32; ++e) {
+      const int col = 2 * e + half;
+      const float s = srow[col];
+      const float pv = s == -INFINITY ? 0.f : __expf(s - m_new);
+      sum += pv;
+      prow[col] = __float2bfloat16_rn(pv);
+    }
+    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+    l = l * alpha + sum;
+    m = m_new;
+    for (int e = half; e < Hd; e += 2) orow[e] *= alpha;
+    __syncwarp();
+    // O += P V for this warp's 16 rows, the accumulator round-tripping through shared memory (its
+    // per-row rescale above needs the element layout, which wmma fragments do not expose).
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Hd / 16];
+    for (int n = 0; n < Hd / 16; ++n)
+      wmma::load_matrix_sync(acc[n], Os + warp * kChunk * ldo<Hd> + n * 16, ldo<Hd>, wmma::mem_row_major);
+    product_ab<Hd>(Ps + warp * kChunk * ldp, Vs, acc);
+    for (int n = 0; n < Hd / 16; ++n)
+      wmma::store_matrix_sync(Os + warp * kChunk * ldo<Hd> + n * 16, acc[n], ldo<Hd>, wmma::mem_row_major);
+    __syncwarp();
+  }
+  if (t >= T) return;
+  const float inv = 1.f / l;
+  bf16* out = y_tokens + ((std::size_t(qr.b) * T + t) * p.H + h) * Hd;
+  for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 2)
+    *reinterpret_cast<__nv_bfloat162*>(out + e) = __floats2bfloat162_rn(orow[e] * inv, orow[e + 1] * inv);
+  if (half == 0) lse[(std::size_t(qr.b) * p.H + h) * T + t] = m + __logf(l);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward 1: dq, D and the gain's partial sums, one block per query tile.
+// part: [B, H, ceil(T/16)], one slot per 16 positions of a head (a warp's rows).
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __restrict__ dy_tokens,
+                                                      const float* __restrict__ lse, float* __restrict__ dq,
+                                                      float* __restrict__ Dout, float* __restrict__ part) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Qs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* dYs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+  float* Ss = cv.take<float>(kRows * lds);
+  float* dPs = cv.take<float>(kRows * lds);
+  bf16* dSs = cv.take<bf16>(kRows * ldp);
+  float* scratch = Ss;  // [64, ldo] fp32 over S and dP once the loops are done
+
+  const QueryRows<R> qr(p);
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;
+  load_tile<Hd>(Qs, [&](int i) -> const bf16* {
+    const int t = qr.pos(i);
+    return t < T ? p.q + ((std::size_t(qr.b) * p.H + qr.head(i, p)) * T + t) * Hd : nullptr;
+  });
+  load_tile<Hd>(dYs, [&](int i) -> const bf16* {
+    const int t = qr.pos(i);
+    return t < T ? dy_tokens + ((std::size_t(qr.b) * T + t) * p.H + qr.head(i, p)) * Hd : nullptr;
+  });
+
+  const int row = warp * kChunk + lane / 2, half = lane % 2;
+  const int t = qr.pos(row), h = qr.head(row, p);
+  const float c = p.gain[h] * p.inv_sqrt_d;
+  const float l = t < T ? lse[(std::size_t(qr.b) * p.H + h) * T + t] : INFINITY;  // rows past T: P = 0
+  const float* srow = Ss + row * lds;
+  const float* dprow = dPs + row * lds;
+  bf16* dsrow = dSs + row * ldp;
+  const int tiles = qr.key_tiles(p);
+
+  const auto scores = [&](int j0) {  // S and dP of this warp's rows against key tile j0
+    __syncthreads();
+    load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
+    load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+    __syncthreads();
+    product_abt<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, Ss + warp * kChunk * lds);
+    product_abt<Hd>(dYs + warp * kChunk * ldb<Hd>, Vs, dPs + warp * kChunk * lds);
+    __syncwarp();
+  };
+  const auto prob = [&](int j0, int col) {
+    const int j = j0 + col;
+    return (j <= t && j < T) ? __expf(srow[col] * c - l) : 0.f;
+  };
+
+  // Pass 1: D = rowsum(P * dP) in fp32.
+  float D = 0.f;
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    scores(j0);
+    for (int e = 0; e < 32; ++e) {
+      const int col = 2 * e + half;
+      D += prob(j0, col) * dprow[col];
+    }
+  }
+  D += __shfl_xor_sync(0xffffffffu, D, 1);  // a + b == b + a: both lanes of the row hold the same bits
+  if (t < T && half == 0) Dout[(std::size_t(qr.b) * p.H + h) * T + t] = D;
+
+  // Pass 2: dZ = P (dP - D); d gain's share sum dZ S; dQ += (c dZ) K.
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Hd / 16];
+  for (int n = 0; n < Hd / 16; ++n) wmma::fill_fragment(acc[n], 0.f);
+  float g = 0.f;
+  for (int kt = 0; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    scores(j0);
+    for (int e = 0; e < 32; ++e) {
+      const int col = 2 * e + half;
+      const float z = prob(j0, col) * (dprow[col] - D);
+      g += z * srow[col];
+      dsrow[col] = __float2bfloat16_rn(z * c);
+    }
+    __syncwarp();
+    product_ab<Hd>(dSs + warp * kChunk * ldp, Ks, acc);
+  }
+  g = warp_sum(g);  // the warp's 16 rows: one head, 16 consecutive positions
+  const int t_first = qr.pos(warp * kChunk);
+  const int chunks = (T + kChunk - 1) / kChunk;
+  if (lane == 0 && t_first < T)
+    part[(std::size_t(qr.b) * p.H + qr.head(warp * kChunk, p)) * chunks + t_first / kChunk] = g * p.inv_sqrt_d;
+
+  __syncthreads();  // the scratch overlays every warp's S and dP
+  for (int n = 0; n < Hd / 16; ++n)
+    wmma::store_matrix_sync(scratch + warp * kChunk * ldo<Hd> + n * 16, acc[n], ldo<Hd>, wmma::mem_row_major);
+  __syncwarp();
+  if (t >= T) return;
+  float* out = dq + ((std::size_t(qr.b) * p.H + h) * T + t) * Hd;
+  const float* src = scratch + row * ldo<Hd>;
+  for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 4)
+    *reinterpret_cast<float4*>(out + e) = make_float4(src[e], src[e + 1], src[e + 2], src[e + 3]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward 2: dk, dv for one key tile of one (batch, KV head), over the group's heads and the query
+// tiles at and after the diagonal. Works on transposed scores: rows are keys, columns queries.
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __restrict__ dy_tokens,
+                                                       const float* __restrict__ lse, const float* __restrict__ Din,
+                                                       float* __restrict__ dk, float* __restrict__ dv,
+                                                       bool accumulate_dv) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Qs = cv.take<bf16>(kKeys * ldb<Hd>);
+  bf16* dYs = cv.take<bf16>(kKeys * ldb<Hd>);
+  float* Ss = cv.take<float>(kRows * lds);
+  float* dPs = cv.take<float>(kRows * lds);
+  bf16* Ps = cv.take<bf16>(kRows * ldp);
+  bf16* dSs = cv.take<bf16>(kRows * ldp);
+  float* lses = cv.take<float>(kKeys);
+  float* Ds = cv.take<float>(kKeys);
+  float* scratch = Ss;
+
+  const int b = int(blockIdx.y) / p.G, g = int(blockIdx.y) % p.G;
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int j0 = int(blockIdx.x) * kRows;
+  const std::size_t kv0 = (std::size_t(b) * p.G + g) * T;
+  load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
+  load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+
+  const int row = warp * kChunk + lane / 2, half = lane % 2;
+  const int j = j0 + row;
+  const float* srow = Ss + row * lds;
+  const float* dprow = dPs + row * lds;
+  bf16* prow = Ps + row * ldp;
+  bf16* dsrow = dSs + row * ldp;
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> dK[Hd / 16], dV[Hd / 16];
+  for (int n = 0; n < Hd / 16; ++n) wmma::fill_fragment(dK[n], 0.f), wmma::fill_fragment(dV[n], 0.f);
+
+  for (int r = 0; r < R; ++r) {
+    const int h = g * R + r;
+    const float c = p.gain[h] * p.inv_sqrt_d;
+    const std::size_t bh = std::size_t(b) * p.H + h;
+    for (int t0 = j0; t0 < T; t0 += kKeys) {  // query tiles from the diagonal on
+      __syncthreads();
+      load_tile<Hd>(Qs, [&](int i) { return t0 + i < T ? p.q + (bh * T + t0 + i) * Hd : nullptr; });
+      load_tile<Hd>(dYs, [&](int i) {
+        return t0 + i < T ? dy_tokens + ((std::size_t(b) * T + t0 + i) * p.H + h) * Hd : nullptr;
+      });
+      for (int i = threadIdx.x; i < kKeys; i += kThreads) {
+        const bool in = t0 + i < T;
+        lses[i] = in ? lse[bh * T + t0 + i] : INFINITY;
+        Ds[i] = in ? Din[bh * T + t0 + i] : 0.f;
+      }
+      __syncthreads();
+      product_abt<Hd>(Ks + warp * kChunk * ldb<Hd>, Qs, Ss + warp * kChunk * lds);   // S^T = K Q^T
+      product_abt<Hd>(Vs + warp * kChunk * ldb<Hd>, dYs, dPs + warp * kChunk * lds);  // dP^T = V dY^T
+      __syncwarp();
+      for (int e = 0; e < 32; ++e) {
+        const int col = 2 * e + half, t = t0 + col;
+        const float pv = (t >= j && t < T && j < T) ? __expf(srow[col] * c - lses[col]) : 0.f;
+        const float z = pv * (dprow[col] - Ds[col]);
+        prow[col] = __float2bfloat16_rn(pv);
+        dsrow[col] = __float2bfloat16_rn(z * c);
+      }
+      __syncwarp();
+      product_ab<Hd>(Ps + warp * kChunk * ldp, dYs, dV);  // dV += P^T dY
+      product_ab<Hd>(dSs + warp * kChunk * ldp, Qs, dK);  // dK += (c dZ)^T Q
+    }
+  }
+
+  __syncthreads();
+  float* mine = scratch + warp * kChunk * ldo<Hd>;
+  const float* src = scratch + row * ldo<Hd>;
+  const std::size_t o = (kv0 + j) * Hd;
+  for (int n = 0; n < Hd / 16; ++n) wmma::store_matrix_sync(mine + n * 16, dK[n], ldo<Hd>, wmma::mem_row_major);
+  __syncwarp();
+  if (j < T)
+    for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 4)
+      *reinterpret_cast<float4*>(dk + o + e) = make_float4(src[e], src[e + 1], src[e + 2], src[e + 3]);
+  __syncwarp();
+  for (int n = 0; n < Hd / 16; ++n) wmma::store_matrix_sync(mine + n * 16, dV[n], ldo<Hd>, wmma::mem_row_major);
+  __syncwarp();
+  if (j < T)
+    for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 4) {
+      float4 x = make_float4(src[e], src[e + 1], src[e + 2], src[e + 3]);
+      if (accumulate_dv) {
+        const float4 a = *reinterpret_cast<const float4*>(dv + o + e);
+        x.x += a.x, x.y += a.y, x.z += a.z, x.w += a.w;
+      }
+      *reinterpret_cast<float4*>(dv + o + e) = x;
+    }
+}
+
+}  // namespace flash
+
+// Same forward/backward calls as Attention<Hd>; no score workspace. Head dims 32, 64 and 128, query
+// heads per KV head 1, 2 or 4 (chosen at run time from the dims), any T >= 1.
+template <int Hd>
+class FlashAttention {
+ public:
+  explicit FlashAttention(AttentionDims d) : d_(d) {
+    PGOLF_CHECK(d.Hd == Hd, "FlashAttention: head dim ", d.Hd, " but the kernels were built for ", Hd);
+    PGOLF_CHECK(flash::supports_head_dim<Hd>, "FlashAttention: head dim ", Hd, " is not supported (32, 64 or 128)");
+    PGOLF_CHECK(d.B >= 1 && d.T >= 1, "FlashAttention: batch ", d.B, " and sequence length ", d.T,
+                " must be positive");
+    PGOLF_CHECK(d.G > 0 && d.H % d.G == 0, "FlashAttention: ", d.H, " query heads do not divide into ", d.G,
+                " KV heads");
+    const int r = d.group();
+    PGOLF_CHECK(r == 1 || r == 2 || r == 4, "FlashAttention: query heads per KV head (H / G = ", d.H, " / ", d.G,
+                " = ", r, ") must be 1, 2 or 4");
+    PGOLF_CHECK(d.pairs() <= 65535, "FlashAttention: batch * KV heads = ", d.pairs(), " exceeds the grid's 65535");
+    int dev = 0, optin = 0;
+    PGOLF_CUDA_CHECK(cudaGetDevice(&dev));
+    PGOLF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    if constexpr (flash::supports_head_dim<Hd>) {
+      for (const std::size_t bytes : {flash::ForwardSmem<Hd>::bytes, flash::DqSmem<Hd>::bytes, flash::DkvSmem<Hd>::bytes})
+        PGOLF_CHECK(bytes <= std::size_t(optin), "FlashAttention: a block needs ", bytes,
+                    " bytes of shared memory, the device allows ", optin);
+      with_group([&]<int R>() {
+        raise_smem(flash::forward_kernel<Hd, R>, flash::ForwardSmem<Hd>::bytes);
+        raise_smem(flash::dq_kernel<Hd, R>, flash::DqSmem<Hd>::bytes);
+        raise_smem(flash::dkv_kernel<Hd, R>, flash::DkvSmem<Hd>::bytes);
+      });
+    }
+    D_ = pgolf::cuda::DeviceBuffer<float>(d.tokens() * d.H);
+    part_ = pgolf::cuda::DeviceBuffer<float>(std::size_t(d.B) * d.H * chunks());
+  }
+
+  const AttentionDims& dims() const { return d_; }
+
+  // gain [H] -> y_tokens [B*T, H*Hd], lse [B,H,T].
+  void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
+               cudaStream_t st = nullptr) {
+    if constexpr (flash::supports_head_dim<Hd>) {
+      const flash::Params p = params(q, k, v, gain);
+      with_group([&]<int R>() {
+        flash::forward_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::ForwardSmem<Hd>::bytes, st>>>(
+            p, y_tokens, lse);
+      });
+      PGOLF_CUDA_CHECK_LAUNCH("flash_attention_forward");
+    }
+  }
+
+  // dy_tokens [B*T, H*Hd] -> dq [B,H,T,Hd], dk, dv [B,G,T,Hd] (fp32, overwritten; dv added to when
+  // accumulate_dv); dgain [H] accumulates. Bitwise the same on every run.
+  void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
+                const float* lse, float* dq, float* dk, float* dv, float* dgain, cudaStream_t st = nullptr,
+                bool accumulate_dv = false) {
+    if constexpr (flash::supports_head_dim<Hd>) {
+      const flash::Params p = params(q, k, v, gain);
+      with_group([&]<int R>() {
+        flash::dq_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::DqSmem<Hd>::bytes, st>>>(
+            p, dy_tokens, lse, dq, D_.data(), part_.data());
+        PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dq");
+        const dim3 grid(unsigned((d_.T + flash::kRows - 1) / flash::kRows), unsigned(d_.pairs()));
+        flash::dkv_kernel<Hd, R><<<grid, flash::kThreads, flash::DkvSmem<Hd>::bytes, st>>>(
+            p, dy_tokens, lse, D_.data(), dk, dv, accumulate_dv);
+        PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dkv");
+      });
+      detail::head_sum_kernel<<<d_.H, 256, 0, st>>>(part_.data(), d_.B, d_.H, chunks(), dgain);
+      PGOLF_CUDA_CHECK_LAUNCH("flash_attention_gain_sum");
+    }
+  }
+
+  // Shared memory per block of each kernel (bytes), for reports.
+  static constexpr std::size_t forward_smem() { return flash::ForwardSmem<Hd>::bytes; }
+  static constexpr std::size_t dq_smem() { return flash::DqSmem<Hd>::bytes; }
+  static constexpr std::size_t dkv_smem() { return flash::DkvSmem<Hd>::bytes; }
+
+ private:
+  int chunks() const { return (d_.T + flash::kChunk - 1) / flash::kChunk; }
+  dim3 query_grid(int r) const {
+    const int per_head = flash::kRows / r;
+    return dim3(unsigned((d_.T + per_head - 1) / per_head), unsigned(d_.pairs()));
+  }
+  flash::Params params(const bf16* q, const bf16* k, const bf16* v, const float* gain) const {
+    return {q, k, v, gain, d_.B, d_.T, d_.H, d_.G, 1.f / std::sqrt(float(Hd))};
+  }
+  // Calls f.template operator()<R>() for this group size (checked in the constructor).
+  template <class F>
+  void with_group(F&& f) const {
+    switch (d_.group()) {
+      case 1: f.template operator()<1>(); break;
+      case 2: f.template operator()<2>(); break;
+      case 4: f.template operator()<4>(); break;
+      default: PGOLF_FAIL("FlashAttention: unsupported query heads per KV head ", d_.group());
+    }
+  }
+  template <class K>
+  static void raise_smem(K* kernel, std::size_t bytes) {
+    if (bytes > 48 * 1024)
+      PGOLF_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(bytes)));
+  }
+
+  AttentionDims d_;
+  pgolf::cuda::DeviceBuffer<float> D_, part_;
+};
+
+}  // namespace pgolf::ops::cuda

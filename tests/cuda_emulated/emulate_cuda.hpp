@@ -1,0 +1,172 @@
+// A host emulation of exactly the CUDA features that ops/cuda/flash_attention.cuh's kernels use, so
+// their index arithmetic, masks, tails, online softmax and the placement of their barriers can be
+// checked on a machine without a GPU. Not CUDA's semantics in general:
+//   - blocks run one after another; a block's 128 threads are std::threads; __syncthreads and
+//     __syncwarp are std::barriers (so a barrier missing from the kernel shows as a data race or a
+//     wrong result here, as it would on the device);
+//   - __shfl_xor_sync exchanges through a per-block array between two warp barriers;
+//   - a wmma fragment is the whole 16x16 tile, held by every lane; load_matrix_sync reads it without
+//     a barrier (the kernel must __syncwarp after lanes write what a fragment loads, as on the
+//     device), store_matrix_sync is written by lane 0 between two warp barriers; mma_sync sums in
+//     fp32 in k order (the tensor cores' internal order differs: results agree to rounding only);
+//   - bf16 conversions round to nearest even, __expf/__logf are std::exp/std::log;
+//   - dynamic shared memory is one static array (one block at a time).
+// What it cannot check: the real fragment layouts, alignment, the shared-memory limit, occupancy,
+// the launch configuration in FlashAttention (the test launches the kernels itself) and speed.
+#pragma once
+
+#include <barrier>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <type_traits>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __launch_bounds__(x)
+#define __restrict__ __restrict
+#define __shared__
+#define __align__(n) __attribute__((aligned(n)))
+
+struct EmuDim {
+  unsigned x = 0, y = 0, z = 0;
+};
+inline thread_local EmuDim threadIdx, blockIdx;
+inline EmuDim gridDim;
+inline int min(int a, int b) { return a < b ? a : b; }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+
+struct alignas(16) uint4 {
+  unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+struct alignas(16) float4 {
+  float x, y, z, w;
+};
+inline float4 make_float4(float a, float b, float c, float d) { return {a, b, c, d}; }
+
+struct __nv_bfloat16 {
+  std::uint16_t bits;
+};
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+  if (std::isnan(f)) return {std::uint16_t(0x7fc0)};
+  std::uint32_t u;
+  std::memcpy(&u, &f, 4);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return {std::uint16_t(u >> 16)};
+}
+inline float __bfloat162float(__nv_bfloat16 b) {
+  const std::uint32_t u = std::uint32_t(b.bits) << 16;
+  float f;
+  std::memcpy(&f, &u, 4);
+  return f;
+}
+struct alignas(4) __nv_bfloat162 {
+  __nv_bfloat16 x, y;
+};
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+
+namespace emu {
+struct BlockSync {
+  std::barrier<>* block;
+  std::barrier<>* warp[4];
+  float* exchange;  // one value per thread
+};
+inline BlockSync sync;
+}  // namespace emu
+
+inline void __syncthreads() { emu::sync.block->arrive_and_wait(); }
+inline void __syncwarp() { emu::sync.warp[threadIdx.x / 32]->arrive_and_wait(); }
+inline float __shfl_xor_sync(unsigned, float v, int o) {
+  const int t = int(threadIdx.x), w = t / 32, l = t % 32;
+  __syncwarp();
+  emu::sync.exchange[t] = v;
+  __syncwarp();
+  const float r = emu::sync.exchange[w * 32 + (l ^ o)];
+  __syncwarp();
+  return r;
+}
+
+namespace nvcuda::wmma {
+struct matrix_a {};
+struct matrix_b {};
+struct accumulator {};
+struct row_major {};
+struct col_major {};
+enum layout_t { mem_row_major, mem_col_major };
+template <class Use, int M, int N, int K, class T, class Layout = void>
+struct fragment {
+  float v[256];  // element (r, c) at v[16 r + c]
+};
+template <class F>
+void fill_fragment(F& f, float x) {
+  for (float& e : f.v) e = x;
+}
+inline float value(const __nv_bfloat16& b) { return __bfloat162float(b); }
+inline float value(const float& b) { return b; }
+template <class Use, class T, class Layout, class P>
+void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const P* p, unsigned ldm) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c)
+      f.v[r * 16 + c] = std::is_same_v<Layout, col_major> ? value(p[c * ldm + r]) : value(p[r * ldm + c]);
+}
+template <class T>
+void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, unsigned ldm, layout_t) {
+  for (int r = 0; r < 16; ++r)
+    for (int c = 0; c < 16; ++c) f.v[r * 16 + c] = p[r * ldm + c];
+}
+template <class T>
+void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t) {
+  __syncwarp();  // no lane still reads the old tile (on the device each lane stores only its own part)
+  if (threadIdx.x % 32 == 0)
+    for (int r = 0; r < 16; ++r)
+      for (int c = 0; c < 16; ++c) p[r * ldm + c] = f.v[r * 16 + c];
+  __syncwarp();
+}
+template <class A, class B, class C>
+void mma_sync(C& d, const A& a, const B& b, const C& c) {
+  float out[256];
+  for (int i = 0; i < 16; ++i)
+    for (int j = 0; j < 16; ++j) {
+      float s = c.v[i * 16 + j];
+      for (int k = 0; k < 16; ++k) s += a.v[i * 16 + k] * b.v[k * 16 + j];
+      out[i * 16 + j] = s;
+    }
+  std::memcpy(d.v, out, sizeof out);
+}
+}  // namespace nvcuda::wmma
+
+namespace pgolf::ops::cuda {
+using bf16 = __nv_bfloat16;
+inline float warp_sum(float v) {  // as in ops/cuda/common.cuh
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+}  // namespace pgolf::ops::cuda
+
+namespace emu {
+// Runs body() as every thread of every block of a (gx, gy) grid of 128-thread blocks.
+template <class F>
+void launch(unsigned gx, unsigned gy, F&& body) {
+  gridDim = {gx, gy, 1};
+  std::barrier<> block(128), w0(32), w1(32), w2(32), w3(32);
+  float exchange[128];
+  sync = {&block, {&w0, &w1, &w2, &w3}, exchange};
+  for (unsigned by = 0; by < gy; ++by)
+    for (unsigned bx = 0; bx < gx; ++bx) {
+      std::vector<std::thread> threads;
+      for (unsigned t = 0; t < 128; ++t)
+        threads.emplace_back([&, t] {
+          threadIdx = {t, 0, 0};
+          blockIdx = {bx, by, 0};
+          body();
+        });
+      for (auto& th : threads) th.join();
+    }
+}
+}  // namespace emu

@@ -1,0 +1,131 @@
+// Flash attention's CUDA kernels (the text of namespace flash in ops/cuda/flash_attention.cuh,
+// extracted at configure time) run on the CPU under emulate_cuda.hpp, against the CPU reference in
+// double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
+// Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
+// T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
+// Outputs are NaN beforehand, so an element left unwritten fails; dv accumulated by a second dk/dv
+// pass is exactly doubled. The kernels are launched here with FlashAttention's grids. This checks
+// the kernels' logic without a GPU; it does not replace tests/cuda (see emulate_cuda.hpp for what
+// the emulation cannot see).
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+
+#include "flash_kernels_emulated.hpp"
+#include "pgolf/core/rng.hpp"
+#include "pgolf/ops/cpu/attention.hpp"
+
+namespace {
+namespace fl = pgolf::ops::cuda::flash;
+using bf16 = __nv_bfloat16;
+
+double rel_l2(const std::vector<float>& a, const std::vector<double>& b) {
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);  // T = 1: dq, dk and dgain are exactly 0
+}
+
+template <int Hd, int R>
+void check(int B, int T, int G) {
+  const int H = G * R;
+  CAPTURE(Hd, R, B, T, G);
+  const std::size_t nq = std::size_t(B) * T * H * Hd, nk = std::size_t(B) * T * G * Hd;
+  // CPU layouts (q, dy [B,T,H,Hd], k, v [B,T,G,Hd]) in double; the kernels' (q [B,H,T,Hd], k, v
+  // [B,G,T,Hd], dy tokens [B*T, H*Hd]) in bf16, the same values.
+  std::vector<double> q(nq), k(nk), v(nk), dy(nq), gain(H);
+  std::vector<bf16> qh(nq), kh(nk), vh(nk), dyt(nq);
+  const auto draw = [](std::uint32_t stream, std::size_t i) {
+    return __float2bfloat16_rn(float(pgolf::normal01(77, stream, i)));
+  };
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < H; ++h)
+        for (int e = 0; e < Hd; ++e) {
+          const std::size_t c = ((std::size_t(b) * T + t) * H + h) * Hd + e, d = ((std::size_t(b) * H + h) * T + t) * Hd + e;
+          qh[d] = draw(1, c), q[c] = __bfloat162float(qh[d]);
+          dyt[c] = draw(4, c), dy[c] = __bfloat162float(dyt[c]);
+        }
+      for (int g = 0; g < G; ++g)
+        for (int e = 0; e < Hd; ++e) {
+          const std::size_t c = ((std::size_t(b) * T + t) * G + g) * Hd + e, d = ((std::size_t(b) * G + g) * T + t) * Hd + e;
+          kh[d] = draw(2, c), k[c] = __bfloat162float(kh[d]);
+          vh[d] = draw(3, c), v[c] = __bfloat162float(vh[d]);
+        }
+    }
+  std::vector<float> gf(H);
+  for (int h = 0; h < H; ++h) gain[h] = gf[h] = float(0.5 + 0.3 * h);
+
+  const int chunks = (T + fl::kChunk - 1) / fl::kChunk;
+  std::vector<bf16> y(nq, __float2bfloat16_rn(NAN));
+  std::vector<float> lse(std::size_t(B) * H * T, NAN), D(lse.size(), NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN),
+      part(std::size_t(B) * H * chunks, NAN), dgain(H, 0.f);
+  const fl::Params p{qh.data(), kh.data(), vh.data(), gf.data(), B, T, H, G, 1.f / std::sqrt(float(Hd))};
+  const unsigned query_tiles = unsigned((T + fl::kRows / R - 1) / (fl::kRows / R)), pairs = unsigned(B * G);
+  emu::launch(query_tiles, pairs, [&] { fl::forward_kernel<Hd, R>(p, y.data(), lse.data()); });
+  emu::launch(query_tiles, pairs,
+              [&] { fl::dq_kernel<Hd, R>(p, dyt.data(), lse.data(), dq.data(), D.data(), part.data()); });
+  emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
+              [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk.data(), dv.data(), false); });
+  // accumulate_dv: a second dk/dv pass adds its dv onto the first's (exactly twice) and overwrites dk.
+  std::vector<float> dk2(nk, NAN), dv2 = dv;
+  emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
+              [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk2.data(), dv2.data(), true); });
+  bool doubled = true;
+  for (std::size_t i = 0; i < nk; ++i) doubled = doubled && dk2[i] == dk[i] && dv2[i] == dv[i] + dv[i];
+  CHECK(doubled);
+  for (int h = 0; h < H; ++h)  // head_sum_kernel's sum (its order does not matter here)
+    for (int b = 0; b < B; ++b)
+      for (int c = 0; c < chunks; ++c) dgain[h] += part[(std::size_t(b) * H + h) * chunks + c];
+
+  const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd};
+  std::vector<double> ry(nq), rl(lse.size()), rdq(nq), rdk(nk), rdv(nk), rdg(H, 0.0);
+  pgolf::ops::cpu::attention_forward(q.data(), k.data(), v.data(), gain.data(), s, ry.data(), rl.data());
+  pgolf::ops::cpu::attention_backward(dy.data(), q.data(), k.data(), v.data(), gain.data(), ry.data(), rl.data(), s,
+                                      rdq.data(), rdk.data(), rdv.data(), rdg.data());
+  std::vector<float> yc(nq), dqc(nq), dkc(nk), dvc(nk);
+  for (std::size_t i = 0; i < nq; ++i) yc[i] = __bfloat162float(y[i]);
+  for (int b = 0; b < B; ++b)
+    for (int t = 0; t < T; ++t) {
+      for (int h = 0; h < H; ++h)
+        for (int e = 0; e < Hd; ++e)
+          dqc[((std::size_t(b) * T + t) * H + h) * Hd + e] = dq[((std::size_t(b) * H + h) * T + t) * Hd + e];
+      for (int g = 0; g < G; ++g)
+        for (int e = 0; e < Hd; ++e) {
+          dkc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dk[((std::size_t(b) * G + g) * T + t) * Hd + e];
+          dvc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dv[((std::size_t(b) * G + g) * T + t) * Hd + e];
+        }
+    }
+  double lse_err = 0;
+  for (std::size_t i = 0; i < lse.size(); ++i)
+    lse_err = std::max(lse_err, std::isfinite(lse[i]) ? std::abs(double(lse[i]) - rl[i]) : INFINITY);
+  const double ey = rel_l2(yc, ry), eq = rel_l2(dqc, rdq), ek = rel_l2(dkc, rdk), ev = rel_l2(dvc, rdv),
+               eg = rel_l2(dgain, rdg);
+  std::printf("  emulated flash Hd %3d R %d T %4d: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, R, T,
+              ey, lse_err, eq, ek, ev, eg);
+  CHECK(ey < 1e-2);
+  CHECK(lse_err < 1e-3);
+  CHECK(eq < 1e-2);
+  CHECK(ek < 1e-2);
+  CHECK(ev < 1e-2);
+  CHECK(eg < 2e-3);
+}
+}  // namespace
+
+TEST_CASE("flash attention's CUDA kernels, emulated on the CPU, match the CPU reference", "[flash_emulated]") {
+  for (const int T : {1, 37, 64, 130}) {
+    check<32, 2>(2, T, 2);
+    check<64, 1>(2, T, 2);
+    check<64, 2>(2, T, 2);
+    check<64, 4>(1, T, 2);
+    check<128, 1>(1, T, 2);
+    check<128, 2>(1, T, 1);
+    check<128, 4>(1, T, 1);
+  }
+}
