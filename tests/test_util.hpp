@@ -14,6 +14,21 @@
 
 namespace pgolf::test {
 
+// ||a - b|| / ||b|| (||a - b|| where b is all zero, e.g. gradients of a one-position sequence);
+// infinite where a holds a NaN or an infinity, or the sizes differ, so a bound on it cannot pass them.
+template <class A, class B>
+double rel_l2(const std::vector<A>& a, const std::vector<B>& b) {
+  if (a.size() != b.size()) return INFINITY;
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(double(a[i]))) return INFINITY;
+    const double d = double(a[i]) - double(b[i]);
+    num += d * d;
+    den += double(b[i]) * double(b[i]);
+  }
+  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+}
+
 // The message of the pgolf::Error f throws, or "no error".
 inline std::string error_of(const std::function<void()>& f) {
   try {

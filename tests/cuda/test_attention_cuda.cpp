@@ -6,6 +6,8 @@
 // tile is short), so every path is covered. Outputs are poisoned with NaN beforehand.
 #include <catch2/catch.hpp>
 
+#include "../test_util.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <vector>
@@ -15,15 +17,7 @@
 #include "pgolf/ops/cpu/attention.hpp"
 
 namespace {
-double rel_l2(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
-}
+using pgolf::test::rel_l2;
 }  // namespace
 
 TEST_CASE("CUDA attention matches the CPU reference (GQA, causal, gain)", "[cuda][attention]") {

@@ -10,6 +10,8 @@
 // runs on the same inputs and the two agree within the bf16 bound.
 #include <catch2/catch.hpp>
 
+#include "../test_util.hpp"
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -20,18 +22,7 @@
 #include "pgolf/ops/cpu/attention.hpp"
 
 namespace {
-template <class Ref>
-double rel_l2(const std::vector<float>& a, const std::vector<Ref>& b) {
-  REQUIRE(a.size() == b.size());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    const double d = double(a[i]) - double(b[i]);
-    num += d * d;
-    den += double(b[i]) * double(b[i]);
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-}
+using pgolf::test::rel_l2;
 bool bitwise_equal(const std::vector<float>& a, const std::vector<float>& b) {
   return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
 }

@@ -9,6 +9,8 @@
 // the emulation cannot see).
 #include <catch2/catch.hpp>
 
+#include "../test_util.hpp"
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -19,18 +21,9 @@
 #include "pgolf/ops/cpu/attention.hpp"
 
 namespace {
+using pgolf::test::rel_l2;
 namespace fl = pgolf::ops::cuda::flash;
 using bf16 = __nv_bfloat16;
-
-double rel_l2(const std::vector<float>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return den > 0 ? std::sqrt(num / den) : std::sqrt(num);  // T = 1: dq, dk and dgain are exactly 0
-}
 
 template <int Hd, int R>
 void check(int B, int T, int G) {

@@ -23,11 +23,6 @@ std::vector<std::size_t> spread(std::size_t n, std::size_t samples) {
   return idx;
 }
 
-double rel_l2(const std::vector<double>& a, const std::vector<double>& b) {
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < a.size(); ++i) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-  return std::sqrt(num / std::max(den, 1e-300));
-}
 
 template <class C>
 void gradcheck_case() {
