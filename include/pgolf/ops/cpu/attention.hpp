@@ -3,11 +3,15 @@
 // Query head h reads KV head h / (H / Hkv). The forward saves only the log-sum-exp of each row;
 // the backward recomputes the probabilities (the flash-attention scheme: saved memory is O(T), not
 // O(T^2), and the CUDA kernels can be checked against exactly this computation).
+// Document masking (optional): with doc_start set, query t of row b sees only keys
+// j in [doc_start[b*T + t], t], so attention never crosses into an earlier document of a packed row
+// (the records' varlen attention); document_starts() derives the starts from the token ids.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 #include <limits>
 #include <vector>
 
@@ -17,10 +21,26 @@ namespace pgolf::ops::cpu {
 
 struct AttentionShape {
   int B, T, H, Hkv, D;
+  const std::int32_t* doc_start = nullptr;  // [B*T], or nullptr: plain causal
+  int first_key(int b, int t) const { return doc_start ? doc_start[std::size_t(b) * T + t] : 0; }
   std::size_t q_index(int b, int t, int h) const { return ((std::size_t(b) * T + t) * H + h) * D; }
   std::size_t kv_index(int b, int t, int g) const { return ((std::size_t(b) * T + t) * Hkv + g) * D; }
   std::size_t lse_index(int b, int h, int t) const { return (std::size_t(b) * H + h) * T + t; }
 };
+
+// starts[b*T + t] := the last position s <= t of row b whose token is bos (0 if none): a document
+// begins at its BOS, and the tokens before a row's first BOS (a document cut by the row start) form
+// one more. ids: [B*T].
+inline void document_starts(const std::int32_t* ids, int B, int T, std::int32_t bos, std::int32_t* starts) {
+  for (int b = 0; b < B; ++b) {
+    std::int32_t start = 0;
+    for (int t = 0; t < T; ++t) {
+      const std::size_t n = std::size_t(b) * T + t;
+      if (ids[n] == bos) start = t;
+      starts[n] = start;
+    }
+  }
+}
 
 template <class T>
 T dot(const T* a, const T* b, int n) {
@@ -54,13 +74,15 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
           gemm_serial(false, true, rows, r1, s.D, c, q + s.q_index(b, r0, h), ldq, K, ldk, T(0), P.data(), r1);
           for (int i = 0; i < rows; ++i) {
             const int t = r0 + i;
+            const int lo = s.first_key(b, t);
             T* p = P.data() + std::size_t(i) * r1;
             T m = -std::numeric_limits<T>::infinity();
-            for (int j = 0; j <= t; ++j) m = p[j] > m ? p[j] : m;
+            for (int j = lo; j <= t; ++j) m = p[j] > m ? p[j] : m;
             T l = 0;
-            for (int j = 0; j <= t; ++j) l += (p[j] = std::exp(p[j] - m));
+            for (int j = lo; j <= t; ++j) l += (p[j] = std::exp(p[j] - m));
             const T inv = T(1) / l;
-            for (int j = 0; j <= t; ++j) p[j] *= inv;
+            for (int j = lo; j <= t; ++j) p[j] *= inv;
+            for (int j = 0; j < lo; ++j) p[j] = 0;
             for (int j = t + 1; j < r1; ++j) p[j] = 0;
             lse[s.lse_index(b, h, t)] = m + std::log(l);
           }
@@ -111,7 +133,9 @@ void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T
               const std::size_t row = std::size_t(i) * r1;
               const T Dt = dot(dY + std::size_t(i) * ldq, y + s.q_index(b, t, h), s.D);
               const T l = lse[s.lse_index(b, h, t)];
-              for (int j = 0; j <= t; ++j) {
+              const int lo = s.first_key(b, t);
+              for (int j = 0; j < lo; ++j) P[row + j] = dP[row + j] = 0;
+              for (int j = lo; j <= t; ++j) {
                 const T p = std::exp(c * QK[row + j] - l);
                 const T ds = p * (dP[row + j] - Dt);
                 P[row + j] = p;
