@@ -1,5 +1,7 @@
 #include "attention_kernels.hpp"
 
+#include <algorithm>
+
 #include "pgolf/backend/cuda/buffer.hpp"
 #include "pgolf/ops/cuda/attention.cuh"
 
@@ -38,7 +40,7 @@ std::vector<float> from_heads(const DeviceBuffer<float>& d, int B, int T, int X)
 
 GpuAttention gpu_attention_64(int B, int T, int H, int G, std::vector<float>& q, std::vector<float>& k,
                               std::vector<float>& v, const std::vector<float>& gain, std::vector<float>& dy,
-                              std::size_t workspace_bytes, int query_tiles) {
+                              std::size_t workspace_bytes, int query_tiles, const std::vector<std::int32_t>& ids) {
   pgolf::cuda::Gemm gemm;
   pgolf::ops::cuda::Attention<kD> attn(gemm, {B, T, H, G, kD}, workspace_bytes, query_tiles);
   auto dq_in = to_heads(q, B, T, H), dk_in = to_heads(k, B, T, G), dv_in = to_heads(v, B, T, G);
@@ -52,6 +54,13 @@ GpuAttention gpu_attention_64(int B, int T, int H, int G, std::vector<float>& q,
   DeviceBuffer<float> d_gain(gain.size()), lse(std::size_t(B) * H * T), dq(q.size()), dk(k.size()), dv(v.size()),
       dgain(gain.size());
   d_gain.upload(gain);
+  DeviceBuffer<std::int32_t> d_ids(std::max<std::size_t>(ids.size(), 1)), d_starts(d_ids.size());
+  if (!ids.empty()) {
+    d_ids.upload(ids);
+    d_starts.fill_bytes(0xff);
+    pgolf::ops::cuda::document_starts(d_ids.data(), B, T, 1, d_starts.data());
+    attn.set_doc_starts(d_starts.data());
+  }
   for (auto* b : {&lse, &dq, &dk, &dv}) b->fill_bytes(0xff);  // NaN: unwritten elements show
   d_y.fill_bytes(0xff);
   dgain.fill_bytes(0);
@@ -70,5 +79,9 @@ GpuAttention gpu_attention_64(int B, int T, int H, int G, std::vector<float>& q,
   r.dv = from_heads(dv, B, T, G);
   r.dgain.resize(gain.size());
   dgain.download(r.dgain);
+  if (!ids.empty()) {
+    r.starts.resize(ids.size());
+    d_starts.download(r.starts);
+  }
   return r;
 }

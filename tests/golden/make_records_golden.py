@@ -7,16 +7,19 @@
       x = g x + (1 - g) w_j skip,  g = sigmoid(gamma_j)
   serial block b:  x = m0 x + m1 x0;  n = RMSNorm(x)/sqrt(b+1);  x += attn_scale * Attn(n);
                    x += mlp_scale * MLP(RMSNorm(x)/sqrt(b+1))
-  Attn: q, k RMS-normed per head, partial RoPE, q_gain, causal GQA; XSA (y_h -= (y_h . v^) v^);
+  Attn: q, k RMS-normed per head, partial RoPE, q_gain, causal GQA (doc_mask: and never across a BOS:
+        the records' varlen attention, a document = a BOS and the tokens up to the next one);
+        XSA (y_h -= (y_h . v^) v^);
         y_h *= sigmoid(scale * W_h . n[:c]); output projection
   from the first layer of block P on, two lanes (split before that layer's skip, which lane 0 gets):
       A = attn_scale * Attn(RMSNorm(m0 l0 + m1 x0)/sqrt(b+1));  M = mlp_scale * MLP(RMSNorm(l1)/sqrt(b+1))
       l0 = r0 l0 + P00 A + P10 M;  l1 = r1 l1 + P01 A + P11 M;  at the end x = (l0 + l1) / 2
   logits z = RMSNorm(x) E^T;  AsymLogit: where(z >= 0, sp tanh(z/sp), sn tanh(z/sn));  mean CE
 
-The case runs the loop-on schedule with the lanes starting inside the decoder and BOS tokens inside
-rows. Files as make_golden.py writes them, parameters in pgolf's table order.
-Usage: /usr/bin/python3 make_records_golden.py [output_dir]
+The cases run the loop-on schedule with the lanes starting inside the decoder and BOS tokens inside
+rows; tiny_records_stack_docs adds document masking, on longer rows with more BOS tokens (adjacent ones
+make documents of one token). Files as make_golden.py writes them, parameters in pgolf's table order.
+Usage: /usr/bin/python3 make_records_golden.py [output_dir [case ...]]
 """
 import math
 import os
@@ -88,7 +91,10 @@ class RecordsStack(nn.Module):
         kk = k.repeat_interleave(rep, dim=1)
         vv = v.transpose(1, 2).repeat_interleave(rep, dim=1)
         scores = (q @ kk.transpose(-2, -1)) / math.sqrt(hd)
-        scores = scores.masked_fill(~torch.ones(seqlen, seqlen, dtype=torch.bool).tril(), float("-inf"))
+        allowed = torch.ones(seqlen, seqlen, dtype=torch.bool).tril()
+        if s.get("doc_mask"):  # [B, 1, T, T]: same document (count of BOS tokens so far) and causal
+            allowed = allowed & (self.doc[:, None, :, None] == self.doc[:, None, None, :])
+        scores = scores.masked_fill(~allowed, float("-inf"))
         y = (scores.softmax(dim=-1) @ vv).transpose(1, 2)  # [B, T, H, D]
         nv = F.normalize(v, dim=-1)
         yg = y.reshape(bsz, seqlen, kv_heads, rep, hd)
@@ -115,6 +121,7 @@ class RecordsStack(nn.Module):
 
     def forward(self, u, targets):
         s = self.s
+        self.doc = torch.cumsum((u == s["bos_id"]).long(), dim=1)
         e = self.tok_emb(u)
         c = s["smear_channels"]
         g = self.smear_lambda * torch.sigmoid(e[:, 1:, :c] @ self.smear_w.t())  # [B, T-1, 1]
@@ -166,6 +173,11 @@ CASES = {
                                qk_gain_init=5.0, mult=4, softcap=30.0, eps=FLT_EPSILON, blocks=5,
                                schedule=[0, 1, 2, 1, 2, 1, 2, 3, 4], parallel_from=3, gate_channels=12,
                                gate_scale=0.5, smear_channels=12, bos_id=1, batch=2, seq=8, seed=6),
+    "tiny_records_stack_docs": dict(vocab=32, dim=16, heads=2, kv_heads=1, rope_dims=4, rope_base=10000.0,
+                                    qk_gain_init=5.0, mult=4, softcap=30.0, eps=FLT_EPSILON, blocks=5,
+                                    schedule=[0, 1, 2, 1, 2, 1, 2, 3, 4], parallel_from=3, gate_channels=12,
+                                    gate_scale=0.5, smear_channels=12, bos_id=1, doc_mask=True, batch=2, seq=16,
+                                    seed=7, bos_at=[0, 5, 6, 7, 11, 16 + 9, 16 + 15]),
 }
 
 
@@ -178,13 +190,15 @@ def make_case(name, s, out_dir):
         model.softcap_pos.fill_(2.5)
         model.softcap_neg.fill_(3.5)
     tokens = torch.randint(0, s["vocab"], (s["batch"] * s["seq"] + 1,))
-    tokens[0] = s["bos_id"]
-    tokens[4] = s["bos_id"]
-    tokens[s["seq"] + 2] = s["bos_id"]
+    bos_at = s.get("bos_at", [0, 4, s["seq"] + 2])
+    others = torch.tensor([i for i in range(tokens.numel()) if i not in bos_at])
+    if "bos_at" in s:  # only the listed BOS tokens, so the documents are the ones the case names
+        tokens[others] = torch.where(tokens[others] == s["bos_id"], tokens[others] + 1, tokens[others])
+    tokens[bos_at] = s["bos_id"]
     x, y = tokens[:-1].reshape(s["batch"], s["seq"]), tokens[1:].reshape(s["batch"], s["seq"])
     loss = model(x, y)
     loss.backward()
-    fields = " ".join(f"{k}={v}" for k, v in s.items() if k not in ("batch", "seq", "seed"))
+    fields = " ".join(f"{k}={v}" for k, v in s.items() if k not in ("batch", "seq", "seed", "bos_at"))
     header = ["spec records_stack " + fields.replace("[", "").replace("]", "").replace(", ", ","),
               f"batch {s['batch']}", f"seq {s['seq']}", f"loss {loss.item()!r}"]
     write_case(out_dir, name, "make_records_golden.py", header, x, y, ordered)
@@ -193,8 +207,9 @@ def make_case(name, s, out_dir):
 
 def main():
     out_dir = sys.argv[1] if len(sys.argv) > 1 else os.path.dirname(os.path.abspath(__file__))
-    for name, s in CASES.items():
-        make_case(name, s, out_dir)
+    names = sys.argv[2:] or list(CASES)
+    for name in names:
+        make_case(name, CASES[name], out_dir)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,14 @@ constexpr GptSpec kTinyRecords{
     .norm = {.ln_scale = LnScaleIndex::block},
     .residual = {.parallel_from = 3}};
 
+// The same with document masking (attention never crosses a BOS), on rows of 16 with documents of one
+// token among them.
+constexpr GptSpec kTinyRecordsDocs = [] {
+  GptSpec s = kTinyRecords;
+  s.attention.doc_mask = true;
+  return s;
+}();
+
 TEST_CASE("matches PyTorch: the Frugendorff's block techniques together", "[golden]") {
   check_golden<kTinyFrugendorff>(
       "tiny_frugendorff",
@@ -156,6 +164,15 @@ TEST_CASE("matches PyTorch: the records' block techniques with parallel lanes on
       "records_stack vocab=32 dim=16 heads=2 kv_heads=1 rope_dims=4 rope_base=10000.0 qk_gain_init=5.0 mult=4 "
       "softcap=30.0 eps=1.1920928955078125e-07 blocks=5 schedule=0,1,2,1,2,1,2,3,4 parallel_from=3 gate_channels=12 "
       "gate_scale=0.5 smear_channels=12 bos_id=1",
+      1);
+}
+
+TEST_CASE("matches PyTorch: the records' stack with document-masked attention", "[golden][documents]") {
+  check_golden<kTinyRecordsDocs>(
+      "tiny_records_stack_docs",
+      "records_stack vocab=32 dim=16 heads=2 kv_heads=1 rope_dims=4 rope_base=10000.0 qk_gain_init=5.0 mult=4 "
+      "softcap=30.0 eps=1.1920928955078125e-07 blocks=5 schedule=0,1,2,1,2,1,2,3,4 parallel_from=3 gate_channels=12 "
+      "gate_scale=0.5 smear_channels=12 bos_id=1 doc_mask=True",
       1);
 }
 

@@ -128,6 +128,7 @@ using Cases = Program<
     Case<"qkv_product+qk_norm_rope (full RoPE)", SharedArch, Program<QkvProduct, QkNormRope>>,
     Case<"causal_attention", CaseArch, Program<CausalAttention<>>>,
     Case<"causal_attention (per-layer gain)", SharedArch, Program<CausalAttention<>>>,
+    Case<"causal_attention (documents)", EmbedArch, Program<CausalAttention<LearnedGain, 1>>>,  // BOS = 1 of 8 ids
     Case<"attn.proj", CaseArch, Program<Product<GptAttnOut>>, 128>,
     Case<"mlp.fc", CaseArch, Program<Product<GptMlpUp>>>,
     Case<"mlp.proj", CaseArch, Program<Product<GptMlpDown>>, 384>,

@@ -104,6 +104,9 @@ struct GptSpec {
     BlockSet ve_blocks{};
     double ve_init_std = 0.01;
     double ve_scale_init = 0.1;
+    // Document masking (nn/causal_attention.hpp): a token embedding.bos_id begins a document and no
+    // query attends across a document boundary of a packed row (the records' varlen attention).
+    bool doc_mask = false;
   } attention{};
 
   struct Mlp {
@@ -316,7 +319,8 @@ struct GptArch {
   using Loop = when<S.depth.loop_embedding != LoopEmbedding::off, LoopPositions>;
   using Ve = when<(S.attention.ve_dim > 0), ValueEmbedding>;
   // The attention branch from its normalised input n to h: shared by the serial and the parallel block.
-  using AttnBranch = cat_t<Ln, Program<QkvProduct, QkNormRope>, Ve, Program<CausalAttention<>>,
+  using Attn = CausalAttention<LearnedGain, S.attention.doc_mask ? S.embedding.bos_id : -1>;
+  using AttnBranch = cat_t<Ln, Program<QkvProduct, QkNormRope>, Ve, Program<Attn>,
                            when<!S.attention.xsa.empty(), Xsa>, when<(S.attention.gate_channels > 0), SparseAttnGate>,
                            Program<Product<GptAttnOut>>>;
   // The MLP branch from n to h.
@@ -344,7 +348,7 @@ struct GptArch {
                              Cap, CrossEntropy>>;
   using Skip = UNetSkip;
   // The reference's state-dict order within a block.
-  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, CausalAttention<>, SparseAttnGate, Product<GptMlpUp>,
+  using RowOrder = Program<QkvProduct, Product<GptAttnOut>, Attn, SparseAttnGate, Product<GptMlpUp>,
                            Product<GptMlpDown>,
                            ScaledResidual<AttnScale>, ScaledResidual<MlpScale>, ResidMix>;
 };

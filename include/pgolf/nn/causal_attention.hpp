@@ -3,8 +3,12 @@
 // qk_gain_init, control tensor, scalar Adam); otherwise the gain is 1 and there is no tensor. The
 // log-sum-exp of each score row is saved and the probabilities are recomputed in the backward.
 // d q and d k are overwritten; d v is added to when a later component (XSA) also read v.
+// DocBos >= 0: document masking; a token whose id is DocBos begins a new document and no query
+// attends to a key before its own document's start (ops/cpu/attention.hpp), so packed documents
+// never see each other. The starts are derived from the ids in the forward and saved ([tokens] int32).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 #include "pgolf/backend/cpu.hpp"
@@ -20,8 +24,9 @@ struct UnitGain {
   static constexpr bool learned = false;
 };
 
-template <class Gain = LearnedGain>
+template <class Gain = LearnedGain, int DocBos = -1>
 struct CausalAttention {
+  static constexpr bool documents = DocBos >= 0;
   static constexpr Regs reads = regs<Reg::q, Reg::k, Reg::v>, writes = regs<Reg::h>;
   template <class A>
   static constexpr RowList rows() {
@@ -36,9 +41,9 @@ struct CausalAttention {
   static constexpr int width(Reg) { return A::dim; }
 };
 
-template <class T, class Gain>
-struct Impl<Cpu<T>, CausalAttention<Gain>> {
-  using C = CausalAttention<Gain>;
+template <class T, class Gain, int DocBos>
+struct Impl<Cpu<T>, CausalAttention<Gain, DocBos>> {
+  using C = CausalAttention<Gain, DocBos>;
   template <class A>
   struct Resources {
     std::vector<T> ones, dgain;  // the unit gain and its (unused) gradient
@@ -47,14 +52,16 @@ struct Impl<Cpu<T>, CausalAttention<Gain>> {
   struct Saved {
     const T *q = nullptr, *k = nullptr, *v = nullptr;
     T *y = nullptr, *lse = nullptr;
+    std::int32_t* starts = nullptr;  // document starts (DocBos >= 0 only)
   };
   template <class A>
   static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
     p.take(s.y, sh.tokens() * A::dim), p.take(s.lse, sh.tokens() * A::heads);
+    if constexpr (C::documents) p.take(s.starts, sh.tokens());
   }
   template <class A>
-  static ops::cpu::AttentionShape shape(const auto& c) {
-    return {c.batch(), c.seq(), A::heads, A::kv_heads, A::head_dim};
+  static ops::cpu::AttentionShape shape(const auto& c, const Saved& s) {
+    return {c.batch(), c.seq(), A::heads, A::kv_heads, A::head_dim, s.starts};
   }
   static const T* gain(auto& c) {
     if constexpr (Gain::learned) return param<C>(c);
@@ -67,13 +74,14 @@ struct Impl<Cpu<T>, CausalAttention<Gain>> {
   static void forward(auto& c, Saved& s, Flow<Cpu<T>>& f) {
     using A = arch_of<decltype(c)>;
     s.q = value<Reg::q>(f), s.k = value<Reg::k>(f), s.v = value<Reg::v>(f);
-    ops::cpu::attention_forward(s.q, s.k, s.v, gain(c), shape<A>(c), s.y, s.lse);
+    if constexpr (C::documents) ops::cpu::document_starts(c.ids(), c.batch(), c.seq(), DocBos, s.starts);
+    ops::cpu::attention_forward(s.q, s.k, s.v, gain(c), shape<A>(c, s), s.y, s.lse);
     set_value<Reg::h>(f, s.y);
   }
   static void backward(auto& c, Saved& s, auto& io) {
     using A = arch_of<decltype(c)>;
     static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)>, "CausalAttention overwrites d q, d k");
-    ops::cpu::attention_backward(dout<Reg::h>(io), s.q, s.k, s.v, gain(c), s.y, s.lse, shape<A>(c),
+    ops::cpu::attention_backward(dout<Reg::h>(io), s.q, s.k, s.v, gain(c), s.y, s.lse, shape<A>(c, s),
                                  din<Reg::q>(io), din<Reg::k>(io), din<Reg::v>(io), gain_grad(c),
                                  adds<Reg::v, decltype(io)>);
   }
@@ -96,9 +104,9 @@ namespace pgolf {
 // pairs with masked softmax kernels (ops/cuda/attention.cuh); "flash", the fused kernel that keeps
 // scores on chip (ops/cuda/flash_attention.cuh; not yet run on a GPU). Both take the gain gradient
 // from fp32 scores. The learned gain only: a unit-gain attention has no CUDA implementation.
-template <>
-struct Impl<Cuda, CausalAttention<LearnedGain>> {
-  using C = CausalAttention<LearnedGain>;
+template <int DocBos>
+struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
+  using C = CausalAttention<LearnedGain, DocBos>;
   using bf16 = Cuda::bf16;
   template <class A>
   struct Resources {
@@ -119,19 +127,26 @@ struct Impl<Cuda, CausalAttention<LearnedGain>> {
     const bf16 *q = nullptr, *k = nullptr, *v = nullptr;
     bf16* y = nullptr;
     float* lse = nullptr;
+    std::int32_t* starts = nullptr;  // document starts (DocBos >= 0 only), else stays null
   };
   template <class A>
   static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
     p.take(s.y, sh.tokens() * A::dim), p.take(s.lse, sh.tokens() * A::heads);
+    if constexpr (C::documents) p.take(s.starts, sh.tokens());
   }
   static void forward(auto& c, Saved& s, Flow<Cuda>& f) {
     s.q = value<Reg::q>(f), s.k = value<Reg::k>(f), s.v = value<Reg::v>(f);
-    resources<Impl>(c).with([&](auto& attn) { attn.forward(s.q, s.k, s.v, param<C>(c), s.y, s.lse); });
+    if constexpr (C::documents) ops::cuda::document_starts(c.ids(), c.batch(), c.seq(), DocBos, s.starts);
+    resources<Impl>(c).with([&](auto& attn) {
+      attn.set_doc_starts(s.starts);
+      attn.forward(s.q, s.k, s.v, param<C>(c), s.y, s.lse);
+    });
     set_value<Reg::h>(f, s.y);
   }
   static void backward(auto& c, Saved& s, auto& io) {
     static_assert(!adds<Reg::q, decltype(io)> && !adds<Reg::k, decltype(io)>, "CausalAttention overwrites d q, d k");
     resources<Impl>(c).with([&](auto& attn) {
+      attn.set_doc_starts(s.starts);  // this layer's starts: a later layer's forward may have set its own
       attn.backward(dout<Reg::h>(io), s.q, s.k, s.v, param<C>(c), s.lse, din<Reg::q>(io), din<Reg::k>(io),
                     din<Reg::v>(io), grad<C>(c), nullptr, adds<Reg::v, decltype(io)>);
     });

@@ -7,6 +7,7 @@
 //   XSA on every block, partial RoPE 16/64 (base 10000, no NTK scaling), q_gain 5.0, LN scale by block
 //   SmearGate on the raw embedding through its first 12 channels, SparseAttnGate on 12 channels
 //   U-Net skips with sigmoid gates, AsymLogit (two learned caps, init 30), orthogonal init
+//   document-masked attention (the record's FlashAttention-3 varlen call: no query sees past its BOS)
 //
 // 35,945,673 parameters (the run's log; tests/model/test_presets.cpp checks it). Where pgolf departs
 // from the record's code, deliberately: its SmearGate BOS fix was switched off by the run's command
@@ -29,7 +30,8 @@ inline constexpr GptSpec records_stack{
                   .qk_gain_init = 5.0,
                   .xsa = all_blocks(),
                   .gate_channels = 12,
-                  .gate_scale = 0.5},
+                  .gate_scale = 0.5,
+                  .doc_mask = true},
     .mlp = {.mult = 4, .activation = Activation::leaky_relu2},
     .embedding = {.tied = true, .init_std = 0.005, .smear = true, .smear_channels = 12},
     .head = {.softcap = 30.0, .asym_softcap = true},
@@ -45,7 +47,7 @@ inline constexpr GptSpec records_stack_tiny{
     .dim = 128,
     .depth = {.layers = 6, .looped = repeat_span(6, 2, 3, 3), .skip_gates = true},
     .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 8, .qk_gain_init = 5.0, .xsa = all_blocks(),
-                  .gate_channels = 12, .gate_scale = 0.5},
+                  .gate_channels = 12, .gate_scale = 0.5, .doc_mask = true},
     .mlp = {.mult = 4, .activation = Activation::leaky_relu2},
     .embedding = {.smear = true, .smear_channels = 12},
     .head = {.asym_softcap = true},

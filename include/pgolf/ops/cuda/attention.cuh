@@ -18,10 +18,13 @@
 // through memory, which is what bounds this version (bench/results). A fused tensor-core kernel
 // that keeps scores on chip is the next step. Its floor is the causal flops
 // (2 * 2*B*H*T*T*Hd / 2 forward) over the bf16 tensor rate.
+// Document masking (set_doc_starts): the kernels also mask keys before the row's document start
+// (ops/cpu/attention.hpp has the semantics); the products still cover the whole causal triangle.
 #pragma once
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 
 #include "pgolf/backend/cuda/buffer.hpp"
 #include "pgolf/backend/cuda/gemm.hpp"
@@ -46,10 +49,11 @@ struct ScoreRows {
   int T, tile, r, G;
   const float* gain;
   float inv_sqrt_d;
+  const std::int32_t* doc_start;  // [B*T] or nullptr
 
   struct Row {
     std::size_t row;
-    int lane, t, end;
+    int lane, t, end, lo;  // keys [lo, t] are visible
     float scale;  // gain_h / sqrt(Hd)
   };
   __device__ bool of_this_warp(Row& w) const {
@@ -60,8 +64,10 @@ struct ScoreRows {
     w.t = int(w.row % T);
     w.end = min(T, (w.t / tile + 1) * tile);
     w.scale = gain[int((p0 + w.row / rT) % G) * r + int((w.row % rT) / T)] * inv_sqrt_d;
+    w.lo = doc_start ? doc_start[(p0 + w.row / rT) / G * T + w.t] : 0;
     return true;
   }
+  __device__ static bool visible(const Row& w, int j) { return j >= w.lo && j <= w.t; }
 };
 
 __global__ inline void causal_softmax_kernel(const float* __restrict__ S, ScoreRows sr, bf16* __restrict__ P,
@@ -70,15 +76,16 @@ __global__ inline void causal_softmax_kernel(const float* __restrict__ S, ScoreR
   if (!sr.of_this_warp(w)) return;
   const float* s = S + w.row * sr.T;
   float m = -INFINITY;
-  for (int j = w.lane; j <= w.t; j += 32) m = fmaxf(m, s[j] * w.scale);
+  for (int j = w.lo + w.lane; j <= w.t; j += 32) m = fmaxf(m, s[j] * w.scale);
   m = warp_max(m);
   float sum = 0.f;
-  for (int j = w.lane; j <= w.t; j += 32) sum += __expf(s[j] * w.scale - m);
+  for (int j = w.lo + w.lane; j <= w.t; j += 32) sum += __expf(s[j] * w.scale - m);
   sum = warp_sum(sum);
   const float l = m + __logf(sum);
   if (w.lane == 0) lse[w.row] = l;
   bf16* p = P + w.row * sr.T;
-  for (int j = w.lane; j < w.end; j += 32) p[j] = __float2bfloat16_rn(j <= w.t ? __expf(s[j] * w.scale - l) : 0.f);
+  for (int j = w.lane; j < w.end; j += 32)
+    p[j] = __float2bfloat16_rn(ScoreRows::visible(w, j) ? __expf(s[j] * w.scale - l) : 0.f);
 }
 
 __global__ inline void causal_probs_kernel(const float* __restrict__ S, ScoreRows sr, const float* __restrict__ lse,
@@ -88,7 +95,7 @@ __global__ inline void causal_probs_kernel(const float* __restrict__ S, ScoreRow
   const float l = lse[w.row];
   for (int j = w.lane; j < w.end; j += 32) {
     const std::size_t e = w.row * sr.T + j;
-    P[e] = __float2bfloat16_rn(j <= w.t ? __expf(S[e] * w.scale - l) : 0.f);
+    P[e] = __float2bfloat16_rn(ScoreRows::visible(w, j) ? __expf(S[e] * w.scale - l) : 0.f);
   }
 }
 
@@ -102,13 +109,13 @@ __global__ inline void softmax_backward_kernel(const float* __restrict__ S, cons
   const std::size_t base = w.row * sr.T;
   const float l = lse[w.row];
   float d = 0.f;
-  for (int j = w.lane; j <= w.t; j += 32) d += __expf(S[base + j] * w.scale - l) * dP[base + j];
+  for (int j = w.lo + w.lane; j <= w.t; j += 32) d += __expf(S[base + j] * w.scale - l) * dP[base + j];
   d = warp_sum(d);
   float acc = 0.f;
   for (int j = w.lane; j < w.end; j += 32) {
     const std::size_t e = base + j;
     float z = 0.f;
-    if (j <= w.t) {
+    if (ScoreRows::visible(w, j)) {
       const float p = __expf(S[e] * w.scale - l);
       z = p * (dP[e] - d);
       acc += z * S[e];
@@ -145,7 +152,39 @@ __global__ void relayout_kernel(const bf16* __restrict__ in, AttentionDims d, bf
   else out[i] = in[tok];
 }
 
+// One warp per row: each lane finds the last BOS in its chunk of positions, a warp max-scan carries
+// the last BOS before the chunk in, and a second pass writes the starts.
+__global__ inline void document_starts_kernel(const std::int32_t* __restrict__ ids, int B, int T, std::int32_t bos,
+                                              std::int32_t* __restrict__ starts) {
+  const int b = int(blockIdx.x) * kWarpsPerBlock + int(threadIdx.x) / 32, lane = int(threadIdx.x) % 32;
+  if (b >= B) return;
+  const int chunk = (T + 31) / 32, t0 = min(T, lane * chunk), t1 = min(T, t0 + chunk);
+  const std::int32_t* row = ids + std::size_t(b) * T;
+  int last = 0;  // 0: no BOS yet (a row's first document starts at 0 either way)
+  for (int t = t0; t < t1; ++t)
+    if (row[t] == bos) last = t;
+  for (int off = 1; off < 32; off <<= 1) {  // inclusive max-scan over lanes
+    const int o = __shfl_up_sync(0xffffffffu, last, off);
+    if (lane >= off) last = max(last, o);
+  }
+  int start = __shfl_up_sync(0xffffffffu, last, 1);
+  if (lane == 0) start = 0;
+  for (int t = t0; t < t1; ++t) {
+    if (row[t] == bos) start = t;
+    starts[std::size_t(b) * T + t] = start;
+  }
+}
+
 }  // namespace detail
+
+// starts[b*T + t] := the last position s <= t of row b whose token is bos, 0 if none (the CPU's
+// ops::cpu::document_starts); ids and starts on the device.
+inline void document_starts(const std::int32_t* ids, int B, int T, std::int32_t bos, std::int32_t* starts,
+                            cudaStream_t st = nullptr) {
+  if (B <= 0 || T <= 0) return;
+  detail::document_starts_kernel<<<row_blocks(std::size_t(B)), 32 * kWarpsPerBlock, 0, st>>>(ids, B, T, bos, starts);
+  PGOLF_CUDA_CHECK_LAUNCH("document_starts");
+}
 
 template <int Hd>
 class Attention {
@@ -175,6 +214,9 @@ class Attention {
 
   const AttentionDims& dims() const { return d_; }
   int chunk() const { return chunk_; }
+  // Document starts [B*T] on the device (the CPU reference's semantics) for the next forward and
+  // backward; nullptr: plain causal.
+  void set_doc_starts(const std::int32_t* starts) { doc_start_ = starts; }
 
   // gain [H] -> y_tokens [B*T, H*Hd], lse [B,H,T] (all the backward needs besides q, k, v).
   void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
@@ -271,7 +313,7 @@ class Attention {
   }
 
   detail::ScoreRows score_rows(std::size_t rows, std::size_t p0, const float* gain) const {
-    return {rows, p0, d_.T, tile_, d_.group(), d_.G, gain, 1.f / std::sqrt(float(Hd))};
+    return {rows, p0, d_.T, tile_, d_.group(), d_.G, gain, 1.f / std::sqrt(float(Hd)), doc_start_};
   }
   std::size_t rT() const { return std::size_t(d_.group()) * d_.T; }
   std::size_t q_stride() const { return rT() * Hd; }
@@ -292,6 +334,7 @@ class Attention {
   pgolf::cuda::DeviceBuffer<float> S_, dP_, gain_part_;
   pgolf::cuda::DeviceBuffer<bf16> P_, heads_;
   int tile_ = 64;
+  const std::int32_t* doc_start_ = nullptr;
 };
 
 }  // namespace pgolf::ops::cuda
