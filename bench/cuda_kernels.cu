@@ -218,7 +218,7 @@ int main() {
       dt.fill_bytes(0);
       ops::cuda::EmbeddingBackward eb(N, V);
       const double ms = time_ms([&] { eb.run<512>(d_ids.data(), N, dy.data(), dt.data()); });
-      row("embedding backward (sort + segment sum)", ms, 0, N * D * 4.0);
+      row("embedding backward (sort + chunked segment sums)", ms, 0, N * D * 4.0);
     }
     {
       using M = GptCuda<kBaseline>;

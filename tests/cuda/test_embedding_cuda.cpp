@@ -49,3 +49,36 @@ TEST_CASE("CUDA embedding forward and deterministic backward match the CPU refer
   }
   CHECK(std::sqrt(num / den) < 1e-6);
 }
+
+// The backward's chunking (64 rows per chunk, chunks summed per token in order): one token for every
+// position (a single run of many chunks, the last one short), runs of exactly 64 and 65 rows, and a
+// single position.
+TEST_CASE("CUDA embedding backward: runs of one chunk, of many, and a last chunk cut short", "[cuda][embedding]") {
+  const int vocab = 1024, dim = 512;
+  std::vector<std::vector<std::int32_t>> cases;
+  cases.push_back(std::vector<std::int32_t>(4133, 17));
+  std::vector<std::int32_t> two(129);
+  for (std::size_t i = 0; i < two.size(); ++i) two[i] = i % 2 ? 3 : 1000;  // 65 of token 1000, 64 of token 3
+  cases.push_back(two);
+  cases.push_back({vocab - 1});
+  for (const auto& ids : cases) {
+    INFO(ids.size() << " positions");
+    const std::size_t n = ids.size();
+    std::vector<float> dy(n * dim), g0(std::size_t(vocab) * dim);
+    for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = float(pgolf::normal01(8, 1, i));
+    for (std::size_t i = 0; i < g0.size(); ++i) g0[i] = float(pgolf::normal01(8, 2, i));
+    std::vector<float> g1 = g0, g2 = g0;
+    cuda_embedding_backward_512(ids, dy, g1);
+    cuda_embedding_backward_512(ids, dy, g2);
+    CHECK(g1 == g2);
+    std::vector<double> dyd(dy.begin(), dy.end()), gd(g0.begin(), g0.end());
+    pgolf::ops::cpu::embedding_backward(ids.data(), n, dyd.data(), dim, gd.data());
+    double num = 0, den = 0;
+    for (std::size_t i = 0; i < gd.size(); ++i) {
+      REQUIRE(std::isfinite(g1[i]));
+      num += (g1[i] - gd[i]) * (g1[i] - gd[i]);
+      den += gd[i] * gd[i];
+    }
+    CHECK(std::sqrt(num / den) < 1e-6);
+  }
+}
