@@ -1,15 +1,17 @@
 #!/usr/bin/env python3
-"""pgolf vs PyTorch on one GPU: the baseline GPT (9x512, seq 1024, 524,288 tokens per step), same run.
+"""pgolf vs PyTorch on one GPU: the baseline GPT (9x512, 524,288 tokens per step) at seq 1024 and 2048, same run.
 
 PyTorch side: a faithful port of the reference trainer's model (CastedLinear weights in fp32, bf16
 autocast, RMSNorm, half-split RoPE, QK-norm, q_gain, GQA through scaled_dot_product_attention with
 is_causal, relu^2 MLP, resid_mix, attn/mlp scales, U-Net skips, tied head, softcap 30) compiled
 with torch.compile, Muon (Nesterov 0.95, 5 Newton-Schulz steps in bf16) for block matrices and
-fused Adam (0.9, 0.95) for the embedding and scalars; 8 micro-batches of 64 x 1024 tokens per step.
+fused Adam (0.9, 0.95) for the embedding and scalars; 8 micro-batches of 64 x 1024 tokens per step
+(config baseline) or of 32 x 2048 (config seq2048: the records' sequence length, where attention is a
+larger share of the step).
 Both sides draw skewed random tokens and time whole steps with the device synchronised, after
 warm-up steps (which include torch.compile's compilation).
 
-    python3 bench/compare_torch_cuda.py --pgolf build/bench/pgolf-bench-cuda-step
+    python3 bench/compare_torch_cuda.py --pgolf build/bench/pgolf-bench-cuda-step [--configs baseline,seq2048]
 """
 import argparse
 import re
@@ -186,17 +188,25 @@ def main():
     ap.add_argument("--pgolf", required=True, help="path of the pgolf-bench-cuda-step binary")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--configs", default="baseline,seq2048", help="comma-separated: baseline (seq 1024), seq2048")
     args = ap.parse_args()
-    batch_tokens, seq, micro = 524288, 1024, 64
-    out = subprocess.run([args.pgolf, "--batch-tokens", str(batch_tokens), "--seq", str(seq), "--micro-seqs", str(micro),
-                          "--steps", str(args.steps), "--warmup", str(args.warmup)],
-                         check=True, capture_output=True, text=True).stdout
-    print(out.strip())
-    pg = float(re.search(r"tokens/s: ([0-9.]+)", out).group(1))
-    ms, lo, hi, tt = torch_tokens_per_s(batch_tokens, seq, micro, args.steps, args.warmup)
-    print(f"\ntorch {torch.__version__} ({torch.cuda.get_device_name()}) train step: median {ms:.1f} ms "
-          f"(min {lo:.1f}, max {hi:.1f}) over {args.steps} steps, {tt:.0f} tokens/s")
-    print(f"ratio pgolf/torch tokens/s: {pg / tt:.2f}x")
+    configs = {"baseline": (524288, 1024, 64), "seq2048": (524288, 2048, 32)}
+    names = [c for c in args.configs.split(",") if c]
+    for name in names:
+        if name not in configs:
+            ap.error(f"unknown config '{name}' (baseline, seq2048)")
+    for name in names:
+        batch_tokens, seq, micro = configs[name]
+        print(f"== {name}: {batch_tokens} tokens/step, seq {seq}, micro-batches of {micro} sequences", flush=True)
+        out = subprocess.run([args.pgolf, "--batch-tokens", str(batch_tokens), "--seq", str(seq), "--micro-seqs",
+                              str(micro), "--steps", str(args.steps), "--warmup", str(args.warmup)],
+                             check=True, capture_output=True, text=True).stdout
+        print(out.strip())
+        pg = float(re.search(r"tokens/s: ([0-9.]+)", out).group(1))
+        ms, lo, hi, tt = torch_tokens_per_s(batch_tokens, seq, micro, args.steps, args.warmup)
+        print(f"\ntorch {torch.__version__} ({torch.cuda.get_device_name()}) train step: median {ms:.1f} ms "
+              f"(min {lo:.1f}, max {hi:.1f}) over {args.steps} steps, {tt:.0f} tokens/s")
+        print(f"ratio pgolf/torch tokens/s ({name}): {pg / tt:.2f}x\n", flush=True)
 
 
 if __name__ == "__main__":
