@@ -12,6 +12,26 @@
 #include "pgolf/core/rng.hpp"
 #include "pgolf/ops/cpu/embedding.hpp"
 
+namespace {
+// The CUDA backward run twice (bitwise equal) against the double-precision CPU reference.
+void check_backward(const std::vector<std::int32_t>& ids, const std::vector<float>& dy, const std::vector<float>& g0,
+                    int dim) {
+  std::vector<float> g1 = g0, g2 = g0;
+  cuda_embedding_backward_512(ids, dy, g1);
+  cuda_embedding_backward_512(ids, dy, g2);
+  CHECK(g1 == g2);
+  std::vector<double> dyd(dy.begin(), dy.end()), gd(g0.begin(), g0.end());
+  pgolf::ops::cpu::embedding_backward(ids.data(), ids.size(), dyd.data(), dim, gd.data());
+  double num = 0, den = 0;
+  for (std::size_t i = 0; i < gd.size(); ++i) {
+    REQUIRE(std::isfinite(g1[i]));
+    num += (g1[i] - gd[i]) * (g1[i] - gd[i]);
+    den += gd[i] * gd[i];
+  }
+  CHECK(std::sqrt(num / den) < 1e-6);
+}
+}  // namespace
+
 TEST_CASE("CUDA embedding forward and deterministic backward match the CPU reference", "[cuda][embedding]") {
   const int vocab = 1024, dim = 512;
   const std::size_t n = 8192;
@@ -35,19 +55,7 @@ TEST_CASE("CUDA embedding forward and deterministic backward match the CPU refer
     REQUIRE(std::abs(out_bf[i] - ref[i]) <= std::ldexp(std::abs(ref[i]), -8));
   }
 
-  std::vector<float> g1 = dtable0, g2 = dtable0;
-  cuda_embedding_backward_512(ids, dy, g1);
-  cuda_embedding_backward_512(ids, dy, g2);
-  CHECK(g1 == g2);
-  std::vector<double> dyd(dy.begin(), dy.end()), gd(dtable0.begin(), dtable0.end());
-  pgolf::ops::cpu::embedding_backward(ids.data(), n, dyd.data(), dim, gd.data());
-  double num = 0, den = 0;
-  for (std::size_t i = 0; i < gd.size(); ++i) {
-    REQUIRE(std::isfinite(g1[i]));
-    num += (g1[i] - gd[i]) * (g1[i] - gd[i]);
-    den += gd[i] * gd[i];
-  }
-  CHECK(std::sqrt(num / den) < 1e-6);
+  check_backward(ids, dy, dtable0, dim);
 }
 
 // The backward's chunking (64 rows per chunk, chunks summed per token in order): one token for every
@@ -67,18 +75,6 @@ TEST_CASE("CUDA embedding backward: runs of one chunk, of many, and a last chunk
     std::vector<float> dy(n * dim), g0(std::size_t(vocab) * dim);
     for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = float(pgolf::normal01(8, 1, i));
     for (std::size_t i = 0; i < g0.size(); ++i) g0[i] = float(pgolf::normal01(8, 2, i));
-    std::vector<float> g1 = g0, g2 = g0;
-    cuda_embedding_backward_512(ids, dy, g1);
-    cuda_embedding_backward_512(ids, dy, g2);
-    CHECK(g1 == g2);
-    std::vector<double> dyd(dy.begin(), dy.end()), gd(g0.begin(), g0.end());
-    pgolf::ops::cpu::embedding_backward(ids.data(), n, dyd.data(), dim, gd.data());
-    double num = 0, den = 0;
-    for (std::size_t i = 0; i < gd.size(); ++i) {
-      REQUIRE(std::isfinite(g1[i]));
-      num += (g1[i] - gd[i]) * (g1[i] - gd[i]);
-      den += gd[i] * gd[i];
-    }
-    CHECK(std::sqrt(num / den) < 1e-6);
+    check_backward(ids, dy, g0, dim);
   }
 }
