@@ -152,14 +152,30 @@ int main() {
     }
     // Both attention paths on the same inputs: "gemm" (cuBLASLt, scores through a workspace) and
     // "flash" (fused, scores on chip). Causal flops: forward 2*2*B*H*T*T*Hd/2, backward 2.5x that.
-    auto attention = [&](int b, int t, int tiles, bool with_flash) {
+    // doc_len > 0: flash only, with document masking (documents of doc_len tokens), flops counted
+    // over the visible (query, key) pairs only (sum over t of t - start + 1, not T*T/2): the work
+    // that is needed, so the rate is comparable with the plain rows'.
+    auto attention = [&](int b, int t, int tiles, bool with_flash, int doc_len = 0) {
       const std::size_t n = std::size_t(b) * t;
       auto q = random_buf<bf16>(n * D, 10), k = random_buf<bf16>(n * G * Hd, 11), v = random_buf<bf16>(n * G * Hd, 12);
       auto gain = random_buf<float>(H, 13);
       Buf<bf16> yt(n * D);
       Buf<float> lse(n * H), dq(n * D), dk(n * G * Hd), dv(n * G * Hd), dg(H);
       auto dy = random_buf<bf16>(n * D, 14);
-      const double fwd_flops = 4.0 * b * H * double(t) * t * Hd / 2;  // causal
+      double fwd_flops = 4.0 * b * H * double(t) * t * Hd / 2;  // causal
+      Buf<std::int32_t> starts;
+      if (doc_len > 0) {
+        std::vector<std::int32_t> h(n);
+        double pairs = 0;
+        for (std::size_t i = 0; i < n; ++i) {
+          const int pos = int(i % std::size_t(t));
+          h[i] = pos / doc_len * doc_len;
+          pairs += pos - h[i] + 1;
+        }
+        starts = Buf<std::int32_t>(n);
+        starts.upload(h);
+        fwd_flops = 4.0 * H * Hd * pairs;
+      }
       auto measure = [&](auto& attn, const char* path) {
         const double msf =
             time_ms([&] { attn.forward(q.data(), k.data(), v.data(), gain.data(), yt.data(), lse.data()); }, 10, 2);
@@ -175,6 +191,13 @@ int main() {
         std::snprintf(name, sizeof name, "attention %-5s both (B%d T%d H%d/%d d%d)", path, b, t, H, G, Hd);
         row(name, msf + msb, 3.5 * fwd_flops, 0);
       };
+      if (doc_len > 0) {
+        ops::cuda::FlashAttention<64> attn({b, t, H, G, Hd});
+        attn.set_doc_starts(starts.data());
+        std::printf("    flash path, documents of %d tokens (\"fl/dc\"; flops: visible pairs only):\n", doc_len);
+        measure(attn, "fl/dc");
+        return;
+      }
       {
         ops::cuda::Attention<64> attn(gemm, {b, t, H, G, Hd}, std::size_t(4) << 30, tiles);
         std::printf("    gemm path, %d query tiles:\n", tiles);
@@ -188,6 +211,7 @@ int main() {
     const int tiles = ops::cuda::Attention<64>::kDefaultQueryTiles;
     attention(B, T, tiles, true);
     attention(32, 2048, tiles, true);
+    attention(32, 2048, tiles, true, 256);
     for (const int n : {1, 2, 8, 16})  // the gemm tiling's trade-off: skipped scores against launches
       attention(B, T, n, false);
     {

@@ -46,6 +46,7 @@ struct Inputs {
   int B, T, H, G, D;
   DeviceBuffer<bf16> q, k, v, dy;
   DeviceBuffer<float> gain;
+  DeviceBuffer<std::int32_t> doc_start;  // empty: plain causal
 };
 
 // Device outputs, poisoned (NaN; dgain 0, it accumulates).
@@ -87,6 +88,7 @@ FlashAttentionRun run_all(const Inputs& in, bool with_gemm) {
   FlashAttentionRun r;
   const pgolf::ops::cuda::AttentionDims dims{in.B, in.T, in.H, in.G, Hd};
   pgolf::ops::cuda::FlashAttention<Hd> flash(dims);
+  if (in.doc_start.size() > 0) flash.set_doc_starts(in.doc_start.data());
   Outputs o(in);
   run(flash, in, o);
   r.flash = o.host(in);
@@ -106,8 +108,16 @@ FlashAttentionRun run_all(const Inputs& in, bool with_gemm) {
 
 FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::vector<float>& q,
                                       std::vector<float>& k, std::vector<float>& v, const std::vector<float>& gain,
-                                      std::vector<float>& dy, bool with_gemm) {
-  Inputs in{B, T, H, G, Hd, to_heads(q, B, T, H, Hd), to_heads(k, B, T, G, Hd), to_heads(v, B, T, G, Hd), {}, {}};
+                                      std::vector<float>& dy, bool with_gemm,
+                                      const std::vector<std::int32_t>& doc_start) {
+  Inputs in{B, T, H, G, Hd, to_heads(q, B, T, H, Hd), to_heads(k, B, T, G, Hd), to_heads(v, B, T, G, Hd), {}, {}, {}};
+  PGOLF_CHECK(doc_start.empty() || doc_start.size() == std::size_t(B) * T, "gpu_flash_attention: ",
+              doc_start.size(), " document starts for ", B, " x ", T, " tokens");
+  PGOLF_CHECK(doc_start.empty() || !with_gemm, "gpu_flash_attention: the cuBLASLt path has no document mask");
+  if (!doc_start.empty()) {
+    in.doc_start = DeviceBuffer<std::int32_t>(doc_start.size());
+    in.doc_start.upload(doc_start);
+  }
   std::vector<bf16> dyb(dy.size());
   for (std::size_t i = 0; i < dy.size(); ++i) {
     dyb[i] = __float2bfloat16(dy[i]);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 // Flash attention (ops/cuda/flash_attention.cuh) on inputs in the CPU reference's layouts: q, dy
@@ -19,6 +20,9 @@ struct FlashAttentionRun {
   // The cuBLASLt path (Attention<Hd>) on the same inputs, when asked for (it needs T % 8 == 0).
   AttentionOutputs gemm;
 };
+// doc_start: document starts [B*T] (ops::cpu::AttentionShape::doc_start), uploaded and set with
+// FlashAttention::set_doc_starts; empty: plain causal.
 FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::vector<float>& q,
                                       std::vector<float>& k, std::vector<float>& v, const std::vector<float>& gain,
-                                      std::vector<float>& dy, bool with_gemm);
+                                      std::vector<float>& dy, bool with_gemm,
+                                      const std::vector<std::int32_t>& doc_start = {});

@@ -7,12 +7,17 @@
 // path) within 2e-3 relative L2, as for the cuBLASLt path (test_attention_cuda.cpp). Outputs are
 // NaN before every run, so an element left unwritten fails. The backward is run twice: dq, dk
 // bitwise equal, dv and dgain (accumulating) exactly doubled. Where T % 8 == 0 the cuBLASLt path
-// runs on the same inputs and the two agree within the bf16 bound.
+// runs on the same inputs and the two agree within the bf16 bound. Document masking
+// (FlashAttention::set_doc_starts) against the CPU reference with the same starts, with the same
+// bounds and the same determinism checks: documents of one token, BOS at 0, rows without a BOS,
+// boundaries on and off the 64-row tiles, T not a multiple of the tile, and T = 4096 with many
+// documents.
 #include <catch2/catch.hpp>
 
 #include "../test_util.hpp"
 
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <vector>
@@ -35,8 +40,21 @@ bool exactly_doubled(const std::vector<float>& twice, const std::vector<float>& 
   return true;
 }
 
-void check_case(int Hd, int B, int T, int H, int G) {
-  CAPTURE(Hd, B, T, H, G);
+// BOS positions of each row (token id 1 there, 9 elsewhere); none: plain causal.
+using Bos = std::vector<std::vector<int>>;
+
+void check_case(int Hd, int B, int T, int H, int G, const Bos& bos = {}) {
+  const bool docs = !bos.empty();
+  CAPTURE(Hd, B, T, H, G, docs);
+  std::vector<std::int32_t> starts;
+  if (docs) {
+    std::vector<std::int32_t> ids(std::size_t(B) * T, 9);
+    for (int b = 0; b < B && b < int(bos.size()); ++b)
+      for (const int t : bos[std::size_t(b)])
+        if (t < T) ids[std::size_t(b) * T + t] = 1;
+    starts.resize(ids.size());
+    pgolf::ops::cpu::document_starts(ids.data(), B, T, 1, starts.data());
+  }
   std::vector<float> q(std::size_t(B) * T * H * Hd), k(std::size_t(B) * T * G * Hd), v(k.size()), dy(q.size());
   std::vector<float> gain(H);
   const std::uint64_t seed = 41 + std::uint64_t(Hd) * 1000 + std::uint64_t(T) * 10 + std::uint64_t(H / G);
@@ -45,12 +63,12 @@ void check_case(int Hd, int B, int T, int H, int G) {
   for (std::size_t i = 0; i < v.size(); ++i) v[i] = float(pgolf::normal01(seed, 3, i));
   for (std::size_t i = 0; i < dy.size(); ++i) dy[i] = float(pgolf::normal01(seed, 4, i));
   for (int h = 0; h < H; ++h) gain[h] = float(0.5 + 0.3 * h);
-  const bool with_gemm = T % 8 == 0;
-  const FlashAttentionRun g = gpu_flash_attention(Hd, B, T, H, G, q, k, v, gain, dy, with_gemm);
+  const bool with_gemm = T % 8 == 0 && !docs;  // the cuBLASLt path has no document mask
+  const FlashAttentionRun g = gpu_flash_attention(Hd, B, T, H, G, q, k, v, gain, dy, with_gemm, starts);
 
   auto d = [](const std::vector<float>& x) { return std::vector<double>(x.begin(), x.end()); };
   const auto qd = d(q), kd = d(k), vd = d(v), dyd = d(dy), gd = d(gain);
-  const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd};
+  const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd, docs ? starts.data() : nullptr};
   std::vector<double> y(q.size()), lse(std::size_t(B) * H * T), dq(q.size()), dk(k.size()), dv(v.size()),
       dgain(H, 0.0);
   pgolf::ops::cpu::attention_forward(qd.data(), kd.data(), vd.data(), gd.data(), s, y.data(), lse.data());
@@ -60,8 +78,8 @@ void check_case(int Hd, int B, int T, int H, int G) {
   double lse_err = 0;
   for (std::size_t i = 0; i < lse.size(); ++i)
     lse_err = std::max(lse_err, std::isfinite(f.lse[i]) ? std::abs(double(f.lse[i]) - lse[i]) : INFINITY);
-  std::printf("  flash Hd %3d B %d T %4d H %d G %d: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, B,
-              T, H, G, rel_l2(f.y, y), lse_err, rel_l2(f.dq, dq), rel_l2(f.dk, dk), rel_l2(f.dv, dv),
+  std::printf("  flash Hd %3d B %d T %4d H %d G %d%s: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, B,
+              T, H, G, docs ? " docs" : "", rel_l2(f.y, y), lse_err, rel_l2(f.dq, dq), rel_l2(f.dk, dk), rel_l2(f.dv, dv),
               rel_l2(f.dgain, dgain));
   CHECK(rel_l2(f.y, y) < 1e-2);
   CHECK(lse_err < 1e-3);
@@ -99,4 +117,28 @@ TEST_CASE("CUDA flash attention at seq 4096", "[cuda][attention][flash]") { chec
 TEST_CASE("CUDA flash attention at head dim 32 (the test models')", "[cuda][attention][flash]") {
   for (const int R : {1, 2, 4})
     for (const int T : {37, 200}) check_case(32, 2, T, 2 * R, 2);
+}
+
+// Row 0: BOS at 0, one-token documents (5, 6, 7; 130, 131), a boundary on a tile boundary (64) and
+// off one (100), the last token alone (149); row 1: no BOS; row 2: first BOS at 70, then 128, 129.
+TEST_CASE("CUDA flash attention with document masking matches the CPU reference", "[cuda][attention][flash]") {
+  const Bos bos = {{0, 5, 6, 7, 64, 100, 130, 131, 149}, {}, {70, 128, 129}};
+  for (const int Hd : {64, 128})
+    for (const int R : {1, 2, 4})
+      for (const int T : {150, 200}) check_case(Hd, 3, T, 2 * R, 2, bos);
+  check_case(32, 3, 150, 4, 2, bos);
+}
+
+// T 4096, many documents: row 0 cycles through lengths 1, 37, 1, 1, 256, 64, 500, 3, 129 from a BOS
+// at 0; row 1 has no BOS before 1000, then documents of exactly 64 (on the tiles) and, from 3000,
+// one-token documents for 20 positions, then one to the end.
+TEST_CASE("CUDA flash attention with many documents at seq 4096", "[cuda][attention][flash]") {
+  const int T = 4096;
+  Bos bos(2);
+  const int lengths[] = {1, 37, 1, 1, 256, 64, 500, 3, 129};
+  for (int t = 0, i = 0; t < T; t += lengths[i++ % 9]) bos[0].push_back(t);
+  for (int t = 1000; t < 3000; t += 64) bos[1].push_back(t);
+  for (int t = 3000; t <= 3020; ++t) bos[1].push_back(t);
+  check_case(64, 2, T, 4, 2, bos);
+  check_case(128, 1, T, 4, 1, bos);
 }

@@ -1,7 +1,7 @@
 // A host emulation of exactly the CUDA features that ops/cuda/flash_attention.cuh's kernels use, so
 // their index arithmetic, masks, tails, online softmax and the placement of their barriers can be
 // checked on a machine without a GPU. Not CUDA's semantics in general:
-//   - blocks run one after another; a block's 128 threads are std::threads; __syncthreads and
+//   - blocks run one after another, on the same 128 std::threads; __syncthreads and
 //     __syncwarp are std::barriers (so a barrier missing from the kernel shows as a data race or a
 //     wrong result here, as it would on the device);
 //   - __shfl_xor_sync exchanges through a per-block array between two warp barriers;
@@ -157,16 +157,19 @@ void launch(unsigned gx, unsigned gy, F&& body) {
   std::barrier<> block(128), w0(32), w1(32), w2(32), w3(32);
   float exchange[128];
   sync = {&block, {&w0, &w1, &w2, &w3}, exchange};
-  for (unsigned by = 0; by < gy; ++by)
-    for (unsigned bx = 0; bx < gx; ++bx) {
-      std::vector<std::thread> threads;
-      for (unsigned t = 0; t < 128; ++t)
-        threads.emplace_back([&, t] {
-          threadIdx = {t, 0, 0};
+  // One set of 128 threads runs the blocks in turn (starting threads per block cost most of the
+  // test's time); a block barrier after each keeps the blocks apart.
+  std::vector<std::thread> threads;
+  for (unsigned t = 0; t < 128; ++t)
+    threads.emplace_back([&, t] {
+      threadIdx = {t, 0, 0};
+      for (unsigned by = 0; by < gy; ++by)
+        for (unsigned bx = 0; bx < gx; ++bx) {
           blockIdx = {bx, by, 0};
           body();
-        });
-      for (auto& th : threads) th.join();
-    }
+          block.arrive_and_wait();
+        }
+    });
+  for (auto& th : threads) th.join();
 }
 }  // namespace emu

@@ -3,6 +3,7 @@
 // double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
 // Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
 // T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
+// Document masking (Params::doc_start) at T = 150 for every head dim and group size.
 // Outputs are NaN beforehand, so an element left unwritten fails; dv accumulated by a second dk/dv
 // pass is exactly doubled. The kernels are launched here with FlashAttention's grids. This checks
 // the kernels' logic without a GPU; it does not replace tests/cuda (see emulate_cuda.hpp for what
@@ -13,6 +14,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 
@@ -25,10 +27,23 @@ using pgolf::test::rel_l2;
 namespace fl = pgolf::ops::cuda::flash;
 using bf16 = __nv_bfloat16;
 
+// BOS positions of each row, for document masking; none: plain causal.
+using Bos = std::vector<std::vector<int>>;
+
 template <int Hd, int R>
-void check(int B, int T, int G) {
+void check(int B, int T, int G, const Bos& bos = {}) {
   const int H = G * R;
-  CAPTURE(Hd, R, B, T, G);
+  const bool docs = !bos.empty();
+  CAPTURE(Hd, R, B, T, G, docs);
+  std::vector<std::int32_t> starts;
+  if (docs) {  // token ids: 1 at the BOS positions, 9 elsewhere
+    std::vector<std::int32_t> ids(std::size_t(B) * T, 9);
+    for (int b = 0; b < B && b < int(bos.size()); ++b)
+      for (const int t : bos[std::size_t(b)])
+        if (t < T) ids[std::size_t(b) * T + t] = 1;
+    starts.resize(ids.size());
+    pgolf::ops::cpu::document_starts(ids.data(), B, T, 1, starts.data());
+  }
   const std::size_t nq = std::size_t(B) * T * H * Hd, nk = std::size_t(B) * T * G * Hd;
   // CPU layouts (q, dy [B,T,H,Hd], k, v [B,T,G,Hd]) in double; the kernels' (q [B,H,T,Hd], k, v
   // [B,G,T,Hd], dy tokens [B*T, H*Hd]) in bf16, the same values.
@@ -59,7 +74,8 @@ void check(int B, int T, int G) {
   std::vector<bf16> y(nq, __float2bfloat16_rn(NAN));
   std::vector<float> lse(std::size_t(B) * H * T, NAN), D(lse.size(), NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN),
       part(std::size_t(B) * H * chunks, NAN), dgain(H, 0.f);
-  const fl::Params p{qh.data(), kh.data(), vh.data(), gf.data(), B, T, H, G, 1.f / std::sqrt(float(Hd))};
+  const fl::Params p{qh.data(), kh.data(), vh.data(), gf.data(), B, T, H, G, 1.f / std::sqrt(float(Hd)),
+                     docs ? starts.data() : nullptr};
   const unsigned query_tiles = unsigned((T + fl::kRows / R - 1) / (fl::kRows / R)), pairs = unsigned(B * G);
   emu::launch(query_tiles, pairs, [&] { fl::forward_kernel<Hd, R>(p, y.data(), lse.data()); });
   emu::launch(query_tiles, pairs,
@@ -77,7 +93,7 @@ void check(int B, int T, int G) {
     for (int b = 0; b < B; ++b)
       for (int c = 0; c < chunks; ++c) dgain[h] += part[(std::size_t(b) * H + h) * chunks + c];
 
-  const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd};
+  const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd, docs ? starts.data() : nullptr};
   std::vector<double> ry(nq), rl(lse.size()), rdq(nq), rdk(nk), rdv(nk), rdg(H, 0.0);
   pgolf::ops::cpu::attention_forward(q.data(), k.data(), v.data(), gain.data(), s, ry.data(), rl.data());
   pgolf::ops::cpu::attention_backward(dy.data(), q.data(), k.data(), v.data(), gain.data(), ry.data(), rl.data(), s,
@@ -100,8 +116,8 @@ void check(int B, int T, int G) {
     lse_err = std::max(lse_err, std::isfinite(lse[i]) ? std::abs(double(lse[i]) - rl[i]) : INFINITY);
   const double ey = rel_l2(yc, ry), eq = rel_l2(dqc, rdq), ek = rel_l2(dkc, rdk), ev = rel_l2(dvc, rdv),
                eg = rel_l2(dgain, rdg);
-  std::printf("  emulated flash Hd %3d R %d T %4d: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, R, T,
-              ey, lse_err, eq, ek, ev, eg);
+  std::printf("  emulated flash Hd %3d R %d T %4d%s: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, R, T,
+              docs ? " docs" : "", ey, lse_err, eq, ek, ev, eg);
   CHECK(ey < 1e-2);
   CHECK(lse_err < 1e-3);
   CHECK(eq < 1e-2);
@@ -121,4 +137,23 @@ TEST_CASE("flash attention's CUDA kernels, emulated on the CPU, match the CPU re
     check<128, 2>(1, T, 1);
     check<128, 4>(1, T, 1);
   }
+}
+
+// Document masking (Params::doc_start, built by the CPU's document_starts) against the CPU reference
+// with the same starts. T = 150: three key tiles, the last of 22 rows. Row 0: BOS at 0, one-token
+// documents at 5, 6, 7 and 130, 131 (adjacent BOSes), a boundary exactly on a tile boundary (64) and
+// one on none (100), the last token alone (149); so query tiles from 64 on skip key tile 0 and those
+// from 131 on skip tiles 0 and 1, and key tile 0's dk/dv stop before query tile 64. Row 1 has no BOS
+// (plain causal); row 2's first BOS is at 70 (tokens 0..69 are one document), then 128 (a tile
+// boundary) and 129.
+TEST_CASE("flash attention's CUDA kernels with document masking, emulated, match the CPU reference",
+          "[flash_emulated][documents]") {
+  const Bos bos = {{0, 5, 6, 7, 64, 100, 130, 131, 149}, {}, {70, 128, 129}};
+  check<32, 2>(3, 150, 1, bos);
+  check<64, 1>(3, 150, 1, bos);
+  check<64, 2>(3, 150, 1, bos);
+  check<64, 4>(3, 150, 1, bos);
+  check<128, 1>(3, 150, 1, bos);
+  check<128, 2>(3, 150, 1, bos);
+  check<128, 4>(3, 150, 1, bos);
 }

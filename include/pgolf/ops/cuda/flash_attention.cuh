@@ -18,6 +18,12 @@
 // tile they load); warp w owns rows 16w..16w+15, which are always one head at 16 consecutive
 // positions. Key tiles are 64 wide. Rows past T are zero-filled and never written.
 //
+// Document masking (optional, set_doc_starts): query t of row b sees keys [doc_start[b*T + t], t],
+// as in ops/cpu/attention.hpp. Inside the kernels, not as a mask tensor: a query block starts at the
+// key tile holding its first row's document start (the block's smallest, starts being
+// non-decreasing), a key block stops at the first query tile whose first row starts after its last
+// key, and elements outside [start, t] are masked as the causal ones are.
+//
 // Backward, deterministic (no atomics on data), scores recomputed from q, k and lse:
 //   1. dq kernel, one block per query tile: pass 1 over the key tiles gives the row term
 //      D = rowsum(P * dP) from fp32 P and dP (as Attention does: the gain's gradient is a sum with
@@ -36,6 +42,7 @@
 
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
 
 #include "pgolf/backend/cuda/buffer.hpp"
 #include "pgolf/core/error.hpp"
@@ -72,7 +79,15 @@ struct Params {
   const float* gain;
   int B, T, H, G;
   float inv_sqrt_d;
+  // Document masking: [B*T], query t of row b sees keys [doc_start[b*T + t], t]; starts are
+  // non-decreasing in t and <= t. nullptr: plain causal.
+  const std::int32_t* doc_start = nullptr;
 };
+
+// First key query t (< T) of row b may see.
+__device__ inline int first_key(const Params& p, int b, int t) {
+  return p.doc_start ? p.doc_start[std::size_t(b) * p.T + t] : 0;
+}
 
 // Shared memory carving: regions in order, each 128-byte aligned.
 struct Carve {
@@ -100,10 +115,10 @@ struct DqSmem {  // Q, dY, K, V; S, dP (reused as the [64, Hd] fp32 scratch at t
                 "the dq scratch must fit in the S and dP tiles");
 };
 template <int Hd>
-struct DkvSmem {  // K, V, Q, dY; S^T, dP^T (then the scratch); P^T, dS^T; lse, D
+struct DkvSmem {  // K, V, Q, dY; S^T, dP^T (then the scratch); P^T, dS^T; lse, D, first keys
   static constexpr std::size_t bytes = 4 * align128(std::size_t(kRows) * ldb<Hd> * 2) +
                                        2 * align128(std::size_t(kRows) * lds * 4) +
-                                       2 * align128(std::size_t(kRows) * ldp * 2) + 2 * align128(kKeys * 4);
+                                       2 * align128(std::size_t(kRows) * ldp * 2) + 3 * align128(kKeys * 4);
   static_assert(std::size_t(kRows) * ldo<Hd> * 4 <= 2 * align128(std::size_t(kRows) * lds * 4),
                 "the dk/dv scratch must fit in the S and dP tiles");
 };
@@ -168,6 +183,9 @@ struct QueryRows {
   __device__ int pos(int i) const { return t0 + i % per_head; }
   // Last key any row of the block sees, and so the number of key tiles.
   __device__ int key_tiles(const Params& p) const { return (min(t0 + per_head, p.T) - 1) / kKeys + 1; }
+  // First key tile any row sees: every head's first row is at t0, whose document start is the
+  // block's smallest (starts are non-decreasing); the key tiles before it are skipped whole.
+  __device__ int first_key_tile(const Params& p) const { return first_key(p, b, t0) / kKeys; }
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -197,6 +215,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   // that the lanes of a warp spread over more shared-memory banks than with contiguous halves).
   const int row = warp * kChunk + lane / 2, half = lane % 2;
   const int t = qr.pos(row), h = qr.head(row, p);
+  const int lo = t < T ? first_key(p, qr.b, t) : 0;  // keys j in [lo, t]
   const float c = p.gain[h] * p.inv_sqrt_d;
   float m = -INFINITY, l = 0.f;
   float* srow = Ss + row * lds;
@@ -204,7 +223,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   float* orow = Os + row * ldo<Hd>;
 
   const int tiles = qr.key_tiles(p);
-  for (int kt = 0; kt < tiles; ++kt) {
+  for (int kt = qr.first_key_tile(p); kt < tiles; ++kt) {
     const int j0 = kt * kKeys;
     __syncthreads();  // every warp is done with the previous K, V tiles
     load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
@@ -212,18 +231,19 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
     __syncthreads();
     product_abt<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, Ss + warp * kChunk * lds);
     __syncwarp();
-    // Online softmax of this lane's 32 columns; masked entries (j > t, or j past T) are -inf.
+    // Online softmax of this lane's 32 columns; masked entries (j > t, j < lo, or j past T) are -inf.
     float mx = -INFINITY;
     for (int e = 0; e < 32; ++e) {
       const int col = 2 * e + half, j = j0 + col;
-      const float s = (j <= t && j < T) ? srow[col] * c : -INFINITY;
+      const float s = (j <= t && j >= lo && j < T) ? srow[col] * c : -INFINITY;
       srow[col] = s;
       mx = fmaxf(mx, s);
     }
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     const float m_new = fmaxf(m, mx);
-    // Every processed tile holds key j0 <= t for rows t < T, so m_new is finite; the guards keep a
-    // fully masked row at zero rather than NaN regardless.
+    // A row's tiles before the one holding its first key lo (other rows of the block may need them)
+    // are fully masked: m stays -inf and the guards keep l and the row at zero rather than NaN. Key
+    // lo <= t is in some processed tile, so by the end m is finite for rows t < T.
     const float alpha = m == -INFINITY ? 0.f : __expf(m - m_new);
     float sum = 0.f;
     for (int e = 0; e < 32; ++e) {
@@ -288,12 +308,13 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
 
   const int row = warp * kChunk + lane / 2, half = lane % 2;
   const int t = qr.pos(row), h = qr.head(row, p);
+  const int lo = t < T ? first_key(p, qr.b, t) : 0;
   const float c = p.gain[h] * p.inv_sqrt_d;
   const float l = t < T ? lse[(std::size_t(qr.b) * p.H + h) * T + t] : INFINITY;  // rows past T: P = 0
   const float* srow = Ss + row * lds;
   const float* dprow = dPs + row * lds;
   bf16* dsrow = dSs + row * ldp;
-  const int tiles = qr.key_tiles(p);
+  const int first = qr.first_key_tile(p), tiles = qr.key_tiles(p);
 
   const auto scores = [&](int j0) {  // S and dP of this warp's rows against key tile j0
     __syncthreads();
@@ -306,12 +327,12 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
   };
   const auto prob = [&](int j0, int col) {
     const int j = j0 + col;
-    return (j <= t && j < T) ? __expf(srow[col] * c - l) : 0.f;
+    return (j <= t && j >= lo && j < T) ? __expf(srow[col] * c - l) : 0.f;
   };
 
   // Pass 1: D = rowsum(P * dP) in fp32.
   float D = 0.f;
-  for (int kt = 0; kt < tiles; ++kt) {
+  for (int kt = first; kt < tiles; ++kt) {
     const int j0 = kt * kKeys;
     scores(j0);
     for (int e = 0; e < 32; ++e) {
@@ -326,7 +347,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
   wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Hd / 16];
   for (int n = 0; n < Hd / 16; ++n) wmma::fill_fragment(acc[n], 0.f);
   float g = 0.f;
-  for (int kt = 0; kt < tiles; ++kt) {
+  for (int kt = first; kt < tiles; ++kt) {
     const int j0 = kt * kKeys;
     scores(j0);
     for (int e = 0; e < 32; ++e) {
@@ -357,7 +378,9 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
 
 // ---------------------------------------------------------------------------------------------
 // Backward 2: dk, dv for one key tile of one (batch, KV head), over the group's heads and the query
-// tiles at and after the diagonal. Works on transposed scores: rows are keys, columns queries.
+// tiles at and after the diagonal, up to the first whose first row's document starts after the
+// tile's last key (that tile and all later ones see none of these keys: starts are non-decreasing).
+// Works on transposed scores: rows are keys, columns queries.
 template <int Hd, int R>
 __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __restrict__ dy_tokens,
                                                        const float* __restrict__ lse, const float* __restrict__ Din,
@@ -375,11 +398,13 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
   bf16* dSs = cv.take<bf16>(kRows * ldp);
   float* lses = cv.take<float>(kKeys);
   float* Ds = cv.take<float>(kKeys);
+  int* los = cv.take<int>(kKeys);  // each query's first key
   float* scratch = Ss;
 
   const int b = int(blockIdx.y) / p.G, g = int(blockIdx.y) % p.G;
   const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int j0 = int(blockIdx.x) * kRows;
+  const int j_last = min(j0 + kRows, T) - 1;
   const std::size_t kv0 = (std::size_t(b) * p.G + g) * T;
   load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
   load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
@@ -398,7 +423,8 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
     const int h = g * R + r;
     const float c = p.gain[h] * p.inv_sqrt_d;
     const std::size_t bh = std::size_t(b) * p.H + h;
-    for (int t0 = j0; t0 < T; t0 += kKeys) {  // query tiles from the diagonal on
+    // Query tiles from the diagonal on; the condition reads the same value in every thread.
+    for (int t0 = j0; t0 < T && first_key(p, b, t0) <= j_last; t0 += kKeys) {
       __syncthreads();
       load_tile<Hd>(Qs, [&](int i) { return t0 + i < T ? p.q + (bh * T + t0 + i) * Hd : nullptr; });
       load_tile<Hd>(dYs, [&](int i) {
@@ -408,6 +434,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
         const bool in = t0 + i < T;
         lses[i] = in ? lse[bh * T + t0 + i] : INFINITY;
         Ds[i] = in ? Din[bh * T + t0 + i] : 0.f;
+        los[i] = in ? first_key(p, b, t0 + i) : 0;
       }
       __syncthreads();
       product_abt<Hd>(Ks + warp * kChunk * ldb<Hd>, Qs, Ss + warp * kChunk * lds);   // S^T = K Q^T
@@ -415,7 +442,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
       __syncwarp();
       for (int e = 0; e < 32; ++e) {
         const int col = 2 * e + half, t = t0 + col;
-        const float pv = (t >= j && t < T && j < T) ? __expf(srow[col] * c - lses[col]) : 0.f;
+        const float pv = (t >= j && j >= los[col] && t < T && j < T) ? __expf(srow[col] * c - lses[col]) : 0.f;
         const float z = pv * (dprow[col] - Ds[col]);
         prow[col] = __float2bfloat16_rn(pv);
         dsrow[col] = __float2bfloat16_rn(z * c);
@@ -486,6 +513,15 @@ class FlashAttention {
 
   const AttentionDims& dims() const { return d_; }
 
+  // Document masking for the following forward and backward calls (held until changed): starts is
+  // a device array [B*T] (int32) with ops::cpu::AttentionShape::doc_start's meaning: query t of row
+  // b sees keys [starts[b*T + t], t]; starts non-decreasing within a row and starts[b*T + t] <= t
+  // (ops::cpu::document_starts builds them). nullptr (the default): plain causal. Forward and
+  // backward of one step must see the same starts. Key tiles wholly before a query tile's first
+  // document are skipped, so short documents save work.
+  void set_doc_starts(const std::int32_t* starts) { doc_start_ = starts; }
+  const std::int32_t* doc_starts() const { return doc_start_; }
+
   // gain [H] -> y_tokens [B*T, H*Hd], lse [B,H,T].
   void forward(const bf16* q, const bf16* k, const bf16* v, const float* gain, bf16* y_tokens, float* lse,
                cudaStream_t st = nullptr) {
@@ -532,7 +568,7 @@ class FlashAttention {
     return dim3(unsigned((d_.T + per_head - 1) / per_head), unsigned(d_.pairs()));
   }
   flash::Params params(const bf16* q, const bf16* k, const bf16* v, const float* gain) const {
-    return {q, k, v, gain, d_.B, d_.T, d_.H, d_.G, 1.f / std::sqrt(float(Hd))};
+    return {q, k, v, gain, d_.B, d_.T, d_.H, d_.G, 1.f / std::sqrt(float(Hd)), doc_start_};
   }
   // Calls f.template operator()<R>() for this group size (checked in the constructor).
   template <class F>
@@ -551,6 +587,7 @@ class FlashAttention {
   }
 
   AttentionDims d_;
+  const std::int32_t* doc_start_ = nullptr;
   pgolf::cuda::DeviceBuffer<float> D_, part_;
 };
 
