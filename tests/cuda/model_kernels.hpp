@@ -24,3 +24,11 @@ GpuStep gpu_step_frugendorff_tiny(const std::vector<float>& params, const std::v
 GpuStep gpu_step_records_stack_tiny(const std::vector<float>& params, const std::vector<std::int32_t>& ids,
                                     const std::vector<std::int32_t>& targets, int batch, int seq, double grad_scale,
                                     int phase);
+
+// GPTQ's Hessians collected on the GPU (CudaHessianCollector) over one forward of GptCuda<kSmall>
+// (kSmallShared with shared = true) on the given parameters (table layout) and tokens, for the table
+// rows flagged in `wanted`; per row H (in x in) or empty.
+std::vector<std::vector<double>> gpu_hessians_small(const std::vector<float>& params,
+                                                    const std::vector<std::int32_t>& ids,
+                                                    const std::vector<std::int32_t>& targets, int batch, int seq,
+                                                    const std::vector<bool>& wanted, bool shared);

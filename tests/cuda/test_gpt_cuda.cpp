@@ -18,6 +18,7 @@
 #include "cuda_specs.hpp"
 #include "model_kernels.hpp"
 #include "pgolf/core/rng.hpp"
+#include "pgolf/export/calibration.hpp"
 #include "pgolf/model/gpt.hpp"
 #include "pgolf/presets/frugendorff.hpp"
 #include "pgolf/presets/records_stack.hpp"
@@ -136,4 +137,55 @@ TEST_CASE("GptCuda matches the CPU reference on the records' stack (lanes, gated
     check_model<pgolf::presets::records_stack_tiny>(
         [phase](const auto&... a) { return gpu_step_records_stack_tiny(a..., phase); }, 2, 64, 0, phase);
   }
+}
+
+// GPTQ's Hessians on the GPU (Cuda::linear's hook, the packed q/k/v product covering three rows, the
+// tied head the embedding, a shared block summing its uses) against the CPU collector on the same
+// weights and tokens: the same rows filled, each within 5e-2 relative L2 (the GPU's activations are bf16, as
+// the gradients' bound above).
+template <pgolf::GptSpec S>
+void check_hessians(bool shared) {
+  using Cpu = pgolf::Gpt<S, double>;
+  const int batch = 2, seq = 64;
+  Cpu cpu(batch, seq);
+  cpu.init(13);
+  std::vector<double> params(cpu.params().begin(), cpu.params().end());
+  for (const auto& p : Cpu::param_table)  // random matrices: the zero-initialised projections carry input too
+    if (p.rank == 2)
+      for (std::size_t i = 0; i < p.numel(); ++i)
+        params[p.offset + i] = pgolf::normal01(6, pgolf::name_stream(p.name.view()), i) / std::sqrt(double(p.cols));
+  std::copy(params.begin(), params.end(), cpu.params().begin());
+  const std::size_t N = std::size_t(batch) * seq;
+  std::vector<std::int32_t> ids(N), targets(N);
+  for (std::size_t i = 0; i < N; ++i) {
+    ids[i] = std::int32_t(pgolf::uniform01(4, 1, i) * S.vocab);
+    targets[i] = std::int32_t(pgolf::uniform01(4, 2, i) * S.vocab);
+  }
+  std::vector<bool> wanted(Cpu::param_table.size());
+  for (std::size_t t = 0; t < wanted.size(); ++t) wanted[t] = Cpu::param_table[t].rank == 2;
+  pgolf::HessianCollector<double> hc(Cpu::param_table, std::span<const double>(cpu.params()), wanted);
+  hc.start();
+  (void)cpu.forward(ids, targets);
+  hc.end_batch();
+  hc.stop();
+  const auto ref = hc.hessians();
+  const auto gpu = gpu_hessians_small(std::vector<float>(params.begin(), params.end()), ids, targets, batch, seq,
+                                      wanted, shared);
+  REQUIRE(gpu.size() == ref.size());
+  int filled = 0;
+  for (std::size_t t = 0; t < ref.size(); ++t) {
+    INFO(Cpu::param_table[t].name.c_str());
+    REQUIRE(gpu[t].size() == ref[t].size());
+    if (ref[t].empty()) continue;
+    ++filled;
+    const Compare c = compare(gpu[t].data(), ref[t].data(), ref[t].size());
+    std::printf("  H %-28s rel_l2 %.3e\n", Cpu::param_table[t].name.c_str(), c.rel_l2);
+    CHECK(c.rel_l2 < 5e-2);
+  }
+  CHECK(filled > 0);
+}
+
+TEST_CASE("GPTQ Hessians collected on the GPU match the CPU collector", "[cuda][model][gptq]") {
+  check_hessians<cuda_test::kSmall>(false);
+  check_hessians<cuda_test::kSmallShared>(true);
 }

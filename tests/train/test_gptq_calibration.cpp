@@ -91,3 +91,39 @@ TEST_CASE("GPTQ calibration on training batches; GPTQ int6 round trip no worse t
   CHECK(loss_gptq <= loss_rowmax);
   CHECK(std::abs(loss_gptq - fp) < 0.1);
 }
+
+// The GPU collector's bookkeeping (CudaHessianCollector, compiled only where nvcc is): which table rows
+// a product's weight span covers, in a layout with padding between tensors like the device's, and the
+// finishing of a sum. The fused q/k/v product covers three rows, the tied head the embedding, a span
+// cut short or a row not wanted gets nothing.
+TEST_CASE("GPTQ on the GPU: a product's weight span maps to the table rows it covers", "[forward][train]") {
+  const auto& table = Model::param_table;
+  auto padded = table;  // every tensor at a multiple of 64 elements, as the device layout
+  std::size_t at = 0;
+  for (auto& p : padded) {
+    p.offset = at;
+    at += (p.numel() + 63) / 64 * 64;
+  }
+  const auto index = [&](const char* name) {
+    const ParamInfo* p = find_param(table, name);
+    REQUIRE(p != nullptr);
+    return int(p - table.data());
+  };
+  std::vector<bool> want(table.size(), true);
+  const int q = index("blocks.0.attn.c_q.weight"), k = index("blocks.0.attn.c_k.weight"),
+            v = index("blocks.0.attn.c_v.weight"), proj = index("blocks.0.attn.proj.weight"),
+            emb = index("tok_emb.weight");
+  const int dim = table[std::size_t(q)].cols, qkv = table[std::size_t(q)].rows + 2 * table[std::size_t(k)].rows;
+  CHECK(rows_read_by(padded, want, padded[std::size_t(q)].offset, dim, qkv) == std::vector<int>{q, k, v});
+  CHECK(rows_read_by(padded, want, padded[std::size_t(q)].offset, dim, qkv - 1) == std::vector<int>{q, k});
+  CHECK(rows_read_by(padded, want, padded[std::size_t(proj)].offset, dim, dim) == std::vector<int>{proj});
+  CHECK(rows_read_by(padded, want, padded[std::size_t(emb)].offset, dim, table[std::size_t(emb)].rows) ==
+        std::vector<int>{emb});
+  CHECK(rows_read_by(padded, want, padded[std::size_t(proj)].offset, dim + 1, dim).empty());  // other width
+  want[std::size_t(k)] = false;
+  CHECK(rows_read_by(padded, want, padded[std::size_t(q)].offset, dim, qkv) == std::vector<int>{q, v});
+
+  const std::vector<double> H = finish_hessian({4, 1, 3, 8}, 2, 2);
+  CHECK(H == std::vector<double>{2, 1, 1, 4});
+  CHECK_THROWS_WITH(finish_hessian({1, 2, 3}, 2, 1), Catch::Contains("3 values for a 2 x 2 matrix"));
+}

@@ -91,27 +91,19 @@ namespace pgolf::app {
 
 namespace detail {
 
-// GPTQ's Hessians from training micro-batches run forward through the CPU model (export/calibration.hpp).
-// The CUDA backend has no collection in this build: its GPTQ matrices fall back to GPTQ-lite, and the
-// log says so.
+// GPTQ's Hessians from training micro-batches run forward through the model (export/calibration.hpp):
+// the CPU products' hook on the CPU backend, Cuda::linear's on the GPU (the inputs the GPU model
+// computes, in bf16, summed in fp32 on the device).
 template <class Model>
 TensorHessians calibrate_gptq(Trainer<Model>& tr, RunLog& log, ExportOptions& o) {
   using T = typename Model::Scalar;
   if (!o.uses(Quantiser::gptq)) return {};
-  if constexpr (!std::is_same_v<typename Model::Backend, Cpu<T>>) {
-    log.print("gptq: Hessian collection runs on the CPU backend only in this build; the gptq matrices fall back to "
-              "gptq-lite");
-    for (QuantChoice* q : {&o.attn, &o.mlp, &o.embed, &o.other})
-      if (q->quantiser == Quantiser::gptq) q->quantiser = Quantiser::gptq_lite;
-    return {};
-  } else {
-    const TrainConfig& c = tr.config();
-    PGOLF_CHECK(dist::world().size() == 1, "GPTQ export calibrates on one process; this run has ",
-                dist::world().size(), " (export the checkpoint with one process)");
-    const auto t0 = std::chrono::steady_clock::now();
-    HessianCollector<T> hc(Model::param_table, std::span<const T>(tr.model().params()),
-                           gptq_rows(Model::param_table, o));
-    const int accum = c.grad_accum_steps(1);
+  const TrainConfig& c = tr.config();
+  PGOLF_CHECK(dist::world().size() == 1, "GPTQ export calibrates on one process; this run has ",
+              dist::world().size(), " (export the checkpoint with one process)");
+  const auto t0 = std::chrono::steady_clock::now();
+  const int accum = c.grad_accum_steps(1);
+  auto collect = [&](auto& hc) {
     hc.start();
     for (int b = 0; b < c.gptq_calib_batches; ++b) {
       const data::Batch batch = tr.data().next_batch(c, accum);
@@ -119,13 +111,29 @@ TensorHessians calibrate_gptq(Trainer<Model>& tr, RunLog& log, ExportOptions& o)
       hc.end_batch();
     }
     hc.stop();
-    TensorHessians H = hc.hessians();
-    int found = 0;
-    for (const auto& h : H) found += !h.empty();
-    log.print(format("gptq: calibrated %d tensors on %d training micro-batches in %.0fms", found, c.gptq_calib_batches,
-                     std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
-    return H;
+    return hc.hessians();
+  };
+  TensorHessians H;
+  const char* where = "CPU";
+  if constexpr (std::is_same_v<typename Model::Backend, Cpu<T>>) {
+    HessianCollector<T> hc(Model::param_table, std::span<const T>(tr.model().params()),
+                           gptq_rows(Model::param_table, o));
+    H = collect(hc);
+  } else {
+#ifdef __CUDACC__
+    CudaHessianCollector hc(Model::device_table, tr.model().runtime().weights(), gptq_rows(Model::param_table, o));
+    H = collect(hc);
+    where = "GPU";
+#else
+    static_assert(sizeof(Model) == 0, "a GPU model outside a CUDA translation unit");
+#endif
   }
+  int found = 0;
+  for (const auto& h : H) found += !h.empty();
+  log.print(format("gptq: calibrated %d tensors on %d training micro-batches (%s) in %.0fms", found,
+                   c.gptq_calib_batches, where,
+                   std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count()));
+  return H;
 }
 
 // Writes the artifact, reads it back from disk, scores it, and reports sizes in the reference's lines

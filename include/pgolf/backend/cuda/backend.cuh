@@ -29,6 +29,20 @@
 
 namespace pgolf {
 
+namespace cuda {
+// Calibration hook (GPTQ's Hessians, export/calibration.hpp's CudaHessianCollector): while an
+// observer is installed, every product run through Cuda::linear reports its weight, its input and
+// the handle to use for its own products (same stream). Off: one pointer test per product.
+struct ProductInputObserver {
+  virtual ~ProductInputObserver() = default;
+  virtual void observe(Gemm& gemm, const __nv_bfloat16* W, const __nv_bfloat16* X, int tokens, int in, int out) = 0;
+};
+inline ProductInputObserver*& product_input_observer() {
+  static ProductInputObserver* observer = nullptr;
+  return observer;
+}
+}  // namespace cuda
+
 struct Cuda {
   using bf16 = ops::cuda::bf16;
   using Scalar = float;
@@ -55,9 +69,10 @@ struct Cuda {
 
   static bool device_available() { return cuda::device_count() > 0; }
 
-  // Y[tokens, out] = X[tokens, in] W[out, in]^T (Y in `yt`).
+  // Y[tokens, out] = X[tokens, in] W[out, in]^T (Y in `yt`). Reports to the calibration hook, if set.
   static void linear(cuda::Gemm& gemm, int tokens, const bf16* X, const bf16* W, void* Y, int in, int out,
                      cuda::DType yt) {
+    if (cuda::ProductInputObserver* o = cuda::product_input_observer()) o->observe(gemm, W, X, tokens, in, out);
     gemm.run({.ta = false, .tb = true, .M = tokens, .N = out, .K = in, .lda = in, .ldb = in, .ldc = out,
               .a = cuda::DType::bf16, .b = cuda::DType::bf16, .c = yt},
              X, W, Y, 1.f, 0.f);
