@@ -152,7 +152,9 @@ int main() {
     }
     // Both attention paths on the same inputs: "gemm" (cuBLASLt, scores through a workspace) and
     // "flash" (fused, scores on chip). Causal flops: forward 2*2*B*H*T*T*Hd/2, backward 2.5x that.
-    // doc_len > 0: flash only, with document masking (documents of doc_len tokens), flops counted
+    // "fl-at": flash with the atomic backward (FlashAttention(dims, false); same forward).
+    // doc_len > 0: flash only ("fl/dc", and "fa/dc" with the atomic backward), with document masking
+    // (documents of doc_len tokens), flops counted
     // over the visible (query, key) pairs only (sum over t of t - start + 1, not T*T/2): the work
     // that is needed, so the rate is comparable with the plain rows'.
     auto attention = [&](int b, int t, int tiles, bool with_flash, int doc_len = 0) {
@@ -192,10 +194,13 @@ int main() {
         row(name, msf + msb, 3.5 * fwd_flops, 0);
       };
       if (doc_len > 0) {
+        std::printf("    flash path, documents of %d tokens (flops: visible pairs only):\n", doc_len);
         ops::cuda::FlashAttention<64> attn({b, t, H, G, Hd});
         attn.set_doc_starts(starts.data());
-        std::printf("    flash path, documents of %d tokens (\"fl/dc\"; flops: visible pairs only):\n", doc_len);
         measure(attn, "fl/dc");
+        ops::cuda::FlashAttention<64> atomic({b, t, H, G, Hd}, false);
+        atomic.set_doc_starts(starts.data());
+        measure(atomic, "fa/dc");
         return;
       }
       {
@@ -206,6 +211,8 @@ int main() {
       if (with_flash) {
         ops::cuda::FlashAttention<64> attn({b, t, H, G, Hd});
         measure(attn, "flash");
+        ops::cuda::FlashAttention<64> atomic({b, t, H, G, Hd}, false);
+        measure(atomic, "fl-at");
       }
     };
     const int tiles = ops::cuda::Attention<64>::kDefaultQueryTiles;

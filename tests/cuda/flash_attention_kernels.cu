@@ -84,10 +84,11 @@ void run(Attn& attn, const Inputs& in, Outputs& o, bool forward = true, bool acc
 }
 
 template <int Hd>
-FlashAttentionRun run_all(const Inputs& in, bool with_gemm) {
+FlashAttentionRun run_all(const Inputs& in, bool with_gemm, bool deterministic) {
   FlashAttentionRun r;
   const pgolf::ops::cuda::AttentionDims dims{in.B, in.T, in.H, in.G, Hd};
-  pgolf::ops::cuda::FlashAttention<Hd> flash(dims);
+  pgolf::ops::cuda::FlashAttention<Hd> flash(dims, deterministic);
+  if (flash.deterministic() != deterministic) PGOLF_FAIL("FlashAttention: deterministic() does not echo the constructor");
   if (in.doc_start.size() > 0) flash.set_doc_starts(in.doc_start.data());
   Outputs o(in);
   run(flash, in, o);
@@ -109,7 +110,7 @@ FlashAttentionRun run_all(const Inputs& in, bool with_gemm) {
 FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::vector<float>& q,
                                       std::vector<float>& k, std::vector<float>& v, const std::vector<float>& gain,
                                       std::vector<float>& dy, bool with_gemm,
-                                      const std::vector<std::int32_t>& doc_start) {
+                                      const std::vector<std::int32_t>& doc_start, bool deterministic) {
   Inputs in{B, T, H, G, Hd, to_heads(q, B, T, H, Hd), to_heads(k, B, T, G, Hd), to_heads(v, B, T, G, Hd), {}, {}, {}};
   PGOLF_CHECK(doc_start.empty() || doc_start.size() == std::size_t(B) * T, "gpu_flash_attention: ",
               doc_start.size(), " document starts for ", B, " x ", T, " tokens");
@@ -127,8 +128,8 @@ FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::v
   in.dy.upload(dyb);
   in.gain = DeviceBuffer<float>(gain.size());
   in.gain.upload(gain);
-  if (Hd == 32) return run_all<32>(in, with_gemm);
-  if (Hd == 64) return run_all<64>(in, with_gemm);
-  if (Hd == 128) return run_all<128>(in, with_gemm);
+  if (Hd == 32) return run_all<32>(in, with_gemm, deterministic);
+  if (Hd == 64) return run_all<64>(in, with_gemm, deterministic);
+  if (Hd == 128) return run_all<128>(in, with_gemm, deterministic);
   PGOLF_FAIL("gpu_flash_attention: head dim ", Hd, " is not instantiated (32, 64 or 128)");
 }

@@ -21,8 +21,9 @@ struct FlashAttentionRun {
   AttentionOutputs gemm;
 };
 // doc_start: document starts [B*T] (ops::cpu::AttentionShape::doc_start), uploaded and set with
-// FlashAttention::set_doc_starts; empty: plain causal.
+// FlashAttention::set_doc_starts; empty: plain causal. deterministic: FlashAttention's backward mode
+// (false: the atomic backward, whose dq is not bitwise reproducible; dk, dv and dgain still are).
 FlashAttentionRun gpu_flash_attention(int Hd, int B, int T, int H, int G, std::vector<float>& q,
                                       std::vector<float>& k, std::vector<float>& v, const std::vector<float>& gain,
                                       std::vector<float>& dy, bool with_gemm,
-                                      const std::vector<std::int32_t>& doc_start = {});
+                                      const std::vector<std::int32_t>& doc_start = {}, bool deterministic = true);

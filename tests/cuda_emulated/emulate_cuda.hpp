@@ -10,11 +10,13 @@
 //     device), store_matrix_sync is written by lane 0 between two warp barriers; mma_sync sums in
 //     fp32 in k order (the tensor cores' internal order differs: results agree to rounding only);
 //   - bf16 conversions round to nearest even, __expf/__logf are std::exp/std::log;
+//   - atomicAdd on float is std::atomic_ref<float>::fetch_add (the block's threads run concurrently);
 //   - dynamic shared memory is one static array (one block at a time).
 // What it cannot check: the real fragment layouts, alignment, the shared-memory limit, occupancy,
 // the launch configuration in FlashAttention (the test launches the kernels itself) and speed.
 #pragma once
 
+#include <atomic>
 #include <barrier>
 #include <cmath>
 #include <cstdint>
@@ -39,6 +41,7 @@ inline thread_local EmuDim threadIdx, blockIdx;
 inline EmuDim gridDim;
 inline int min(int a, int b) { return a < b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
+inline float atomicAdd(float* address, float val) { return std::atomic_ref<float>(*address).fetch_add(val); }
 inline float __logf(float x) { return std::log(x); }
 
 struct alignas(16) uint4 {

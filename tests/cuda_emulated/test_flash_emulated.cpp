@@ -3,7 +3,8 @@
 // double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
 // Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
 // T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
-// Document masking (Params::doc_start) at T = 150 for every head dim and group size.
+// Document masking (Params::doc_start) at T = 150 for every head dim and group size, and the atomic
+// backward (FlashAttention(dims, false)) with and without documents.
 // Outputs are NaN beforehand, so an element left unwritten fails; dv accumulated by a second dk/dv
 // pass is exactly doubled. The kernels are launched here with FlashAttention's grids. This checks
 // the kernels' logic without a GPU; it does not replace tests/cuda (see emulate_cuda.hpp for what
@@ -16,6 +17,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
 #include <vector>
 
 #include "flash_kernels_emulated.hpp"
@@ -30,8 +32,13 @@ using bf16 = __nv_bfloat16;
 // BOS positions of each row, for document masking; none: plain causal.
 using Bos = std::vector<std::vector<int>>;
 
+// Backward modes to run on the same forward: the deterministic one (dq kernel, then dk/dv) and the
+// atomic one (FlashAttention(dims, false): D from the dq kernel's first pass, then the dk/dv kernel
+// adding dq into a zeroed buffer with atomicAdd and writing the gain's partial sums).
+enum Modes { kDeterministic = 1, kAtomic = 2, kBoth = 3 };
+
 template <int Hd, int R>
-void check(int B, int T, int G, const Bos& bos = {}) {
+void check(int B, int T, int G, const Bos& bos = {}, int modes = kDeterministic) {
   const int H = G * R;
   const bool docs = !bos.empty();
   CAPTURE(Hd, R, B, T, G, docs);
@@ -72,58 +79,84 @@ void check(int B, int T, int G, const Bos& bos = {}) {
 
   const int chunks = (T + fl::kChunk - 1) / fl::kChunk;
   std::vector<bf16> y(nq, __float2bfloat16_rn(NAN));
-  std::vector<float> lse(std::size_t(B) * H * T, NAN), D(lse.size(), NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN),
-      part(std::size_t(B) * H * chunks, NAN), dgain(H, 0.f);
+  std::vector<float> lse(std::size_t(B) * H * T, NAN);
   const fl::Params p{qh.data(), kh.data(), vh.data(), gf.data(), B, T, H, G, 1.f / std::sqrt(float(Hd)),
                      docs ? starts.data() : nullptr};
   const unsigned query_tiles = unsigned((T + fl::kRows / R - 1) / (fl::kRows / R)), pairs = unsigned(B * G);
+  const unsigned key_tiles = unsigned((T + fl::kRows - 1) / fl::kRows);
   emu::launch(query_tiles, pairs, [&] { fl::forward_kernel<Hd, R>(p, y.data(), lse.data()); });
-  emu::launch(query_tiles, pairs,
-              [&] { fl::dq_kernel<Hd, R>(p, dyt.data(), lse.data(), dq.data(), D.data(), part.data()); });
-  emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
-              [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk.data(), dv.data(), false); });
-  // accumulate_dv: a second dk/dv pass adds its dv onto the first's (exactly twice) and overwrites dk.
-  std::vector<float> dk2(nk, NAN), dv2 = dv;
-  emu::launch(unsigned((T + fl::kRows - 1) / fl::kRows), pairs,
-              [&] { fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk2.data(), dv2.data(), true); });
-  bool doubled = true;
-  for (std::size_t i = 0; i < nk; ++i) doubled = doubled && dk2[i] == dk[i] && dv2[i] == dv[i] + dv[i];
-  CHECK(doubled);
-  for (int h = 0; h < H; ++h)  // head_sum_kernel's sum (its order does not matter here)
-    for (int b = 0; b < B; ++b)
-      for (int c = 0; c < chunks; ++c) dgain[h] += part[(std::size_t(b) * H + h) * chunks + c];
 
   const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd, docs ? starts.data() : nullptr};
   std::vector<double> ry(nq), rl(lse.size()), rdq(nq), rdk(nk), rdv(nk), rdg(H, 0.0);
   pgolf::ops::cpu::attention_forward(q.data(), k.data(), v.data(), gain.data(), s, ry.data(), rl.data());
   pgolf::ops::cpu::attention_backward(dy.data(), q.data(), k.data(), v.data(), gain.data(), ry.data(), rl.data(), s,
                                       rdq.data(), rdk.data(), rdv.data(), rdg.data());
-  std::vector<float> yc(nq), dqc(nq), dkc(nk), dvc(nk);
+  std::vector<float> yc(nq);
   for (std::size_t i = 0; i < nq; ++i) yc[i] = __bfloat162float(y[i]);
-  for (int b = 0; b < B; ++b)
-    for (int t = 0; t < T; ++t) {
-      for (int h = 0; h < H; ++h)
-        for (int e = 0; e < Hd; ++e)
-          dqc[((std::size_t(b) * T + t) * H + h) * Hd + e] = dq[((std::size_t(b) * H + h) * T + t) * Hd + e];
-      for (int g = 0; g < G; ++g)
-        for (int e = 0; e < Hd; ++e) {
-          dkc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dk[((std::size_t(b) * G + g) * T + t) * Hd + e];
-          dvc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dv[((std::size_t(b) * G + g) * T + t) * Hd + e];
-        }
-    }
   double lse_err = 0;
   for (std::size_t i = 0; i < lse.size(); ++i)
     lse_err = std::max(lse_err, std::isfinite(lse[i]) ? std::abs(double(lse[i]) - rl[i]) : INFINITY);
-  const double ey = rel_l2(yc, ry), eq = rel_l2(dqc, rdq), ek = rel_l2(dkc, rdk), ev = rel_l2(dvc, rdv),
-               eg = rel_l2(dgain, rdg);
-  std::printf("  emulated flash Hd %3d R %d T %4d%s: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", Hd, R, T,
-              docs ? " docs" : "", ey, lse_err, eq, ek, ev, eg);
+  const double ey = rel_l2(yc, ry);
   CHECK(ey < 1e-2);
   CHECK(lse_err < 1e-3);
-  CHECK(eq < 1e-2);
-  CHECK(ek < 1e-2);
-  CHECK(ev < 1e-2);
-  CHECK(eg < 2e-3);
+
+  for (const bool atomic : {false, true}) {
+    if (!(modes & (atomic ? kAtomic : kDeterministic))) continue;
+    CAPTURE(atomic);
+    std::vector<float> D(lse.size(), NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN), part(std::size_t(B) * H * chunks, NAN),
+        dgain(H, 0.f);
+    // dk overwritten, dv overwritten or (accumulate) added to, dq and part as the mode has them.
+    const auto backward = [&](std::vector<float>& dq_, std::vector<float>& dk_, std::vector<float>& dv_,
+                              std::vector<float>& part_, bool accumulate) {
+      if (!atomic) {
+        emu::launch(query_tiles, pairs,
+                    [&] { fl::dq_kernel<Hd, R>(p, dyt.data(), lse.data(), dq_.data(), D.data(), part_.data()); });
+        emu::launch(key_tiles, pairs, [&] {
+          fl::dkv_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk_.data(), dv_.data(), accumulate, nullptr,
+                                nullptr);
+        });
+      } else {
+        std::fill(dq_.begin(), dq_.end(), 0.f);  // FlashAttention's cudaMemsetAsync
+        emu::launch(query_tiles, pairs,
+                    [&] { fl::dq_kernel<Hd, R, true>(p, dyt.data(), lse.data(), nullptr, D.data(), nullptr); });
+        emu::launch(key_tiles, pairs, [&] {
+          fl::dkv_kernel<Hd, R, true>(p, dyt.data(), lse.data(), D.data(), dk_.data(), dv_.data(), accumulate,
+                                      dq_.data(), part_.data());
+        });
+      }
+    };
+    backward(dq, dk, dv, part, false);
+    if (!atomic) {  // (the atomic mode shares this code path; for time, its second run is left to tests/cuda)
+      // accumulate_dv: a second backward adds its dv onto the first's (exactly twice) and overwrites dk.
+      std::vector<float> dq2(nq, NAN), dk2(nk, NAN), dv2 = dv, part2(part.size(), NAN);
+      backward(dq2, dk2, dv2, part2, true);
+      bool doubled = true;
+      for (std::size_t i = 0; i < nk; ++i) doubled = doubled && dk2[i] == dk[i] && dv2[i] == dv[i] + dv[i];
+      CHECK(doubled);
+    }
+    for (int h = 0; h < H; ++h)  // head_sum_kernel's sum (its order does not matter here)
+      for (int b = 0; b < B; ++b)
+        for (int c = 0; c < chunks; ++c) dgain[h] += part[(std::size_t(b) * H + h) * chunks + c];
+    std::vector<float> dqc(nq), dkc(nk), dvc(nk);
+    for (int b = 0; b < B; ++b)
+      for (int t = 0; t < T; ++t) {
+        for (int h = 0; h < H; ++h)
+          for (int e = 0; e < Hd; ++e)
+            dqc[((std::size_t(b) * T + t) * H + h) * Hd + e] = dq[((std::size_t(b) * H + h) * T + t) * Hd + e];
+        for (int g = 0; g < G; ++g)
+          for (int e = 0; e < Hd; ++e) {
+            dkc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dk[((std::size_t(b) * G + g) * T + t) * Hd + e];
+            dvc[((std::size_t(b) * T + t) * G + g) * Hd + e] = dv[((std::size_t(b) * G + g) * T + t) * Hd + e];
+          }
+      }
+    const double eq = rel_l2(dqc, rdq), ek = rel_l2(dkc, rdk), ev = rel_l2(dvc, rdv), eg = rel_l2(dgain, rdg);
+    std::printf("  emulated flash Hd %3d R %d T %4d%s%s: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n",
+                Hd, R, T, docs ? " docs" : "", atomic ? " atomic" : "", ey, lse_err, eq, ek, ev, eg);
+    CHECK(eq < 1e-2);
+    CHECK(ek < 1e-2);
+    CHECK(ev < 1e-2);
+    CHECK(eg < 2e-3);
+  }
 }
 }  // namespace
 
@@ -140,20 +173,28 @@ TEST_CASE("flash attention's CUDA kernels, emulated on the CPU, match the CPU re
 }
 
 // Document masking (Params::doc_start, built by the CPU's document_starts) against the CPU reference
-// with the same starts. T = 150: three key tiles, the last of 22 rows. Row 0: BOS at 0, one-token
-// documents at 5, 6, 7 and 130, 131 (adjacent BOSes), a boundary exactly on a tile boundary (64) and
-// one on none (100), the last token alone (149); so query tiles from 64 on skip key tile 0 and those
-// from 131 on skip tiles 0 and 1, and key tile 0's dk/dv stop before query tile 64. Row 1 has no BOS
-// (plain causal); row 2's first BOS is at 70 (tokens 0..69 are one document), then 128 (a tile
-// boundary) and 129.
+// with the same starts, both backward modes. T = 150: three key tiles, the last of 22 rows. Row 0:
+// BOS at 0, one-token documents at 5, 6, 7 and 130, 131 (adjacent BOSes), a boundary exactly on a
+// tile boundary (64) and one on none (100), the last token alone (149); so query tiles from 64 on
+// skip key tile 0 and those from 131 on skip tiles 0 and 1, and key tile 0's dk/dv stop before query
+// tile 64. Row 1 has no BOS (plain causal); row 2's first BOS is at 70 (tokens 0..69 are one
+// document), then 128 (a tile boundary) and 129.
 TEST_CASE("flash attention's CUDA kernels with document masking, emulated, match the CPU reference",
           "[flash_emulated][documents]") {
   const Bos bos = {{0, 5, 6, 7, 64, 100, 130, 131, 149}, {}, {70, 128, 129}};
-  check<32, 2>(3, 150, 1, bos);
-  check<64, 1>(3, 150, 1, bos);
-  check<64, 2>(3, 150, 1, bos);
-  check<64, 4>(3, 150, 1, bos);
-  check<128, 1>(3, 150, 1, bos);
-  check<128, 2>(3, 150, 1, bos);
-  check<128, 4>(3, 150, 1, bos);
+  check<32, 2>(3, 150, 1, bos, kBoth);
+  check<64, 1>(3, 150, 1, bos, kBoth);
+  check<64, 2>(3, 150, 1, bos, kBoth);
+  check<64, 4>(3, 150, 1, bos, kBoth);
+  check<128, 1>(3, 150, 1, bos, kBoth);
+  check<128, 2>(3, 150, 1, bos, kBoth);
+  check<128, 4>(3, 150, 1, bos, kBoth);
+}
+
+// The atomic backward without documents (the emulation runs a block's threads concurrently, so the
+// atomics race as they do on the device, though blocks run one at a time).
+TEST_CASE("flash attention's atomic backward, emulated, matches the CPU reference", "[flash_emulated][atomic]") {
+  check<32, 2>(2, 130, 2, {}, kAtomic);
+  check<64, 4>(1, 130, 2, {}, kAtomic);
+  check<128, 1>(1, 130, 2, {}, kAtomic);
 }

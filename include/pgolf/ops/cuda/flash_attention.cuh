@@ -36,6 +36,16 @@
 //   3. d gain_h += the per-warp partial sums of head h in a fixed order.
 // Pass 1 costs one more QK^T and dY V^T per tile than a backward that reads D from the output
 // (4.5x the forward's products in all, against 3.5x): the price of the consistent D above.
+//
+// Backward, atomic (FlashAttention(dims, false); FlashAttention-2's scheme), dq not bitwise
+// reproducible:
+//   1. the dq kernel's pass 1 alone: D (same values as above);
+//   2. the dk/dv kernel, which also forms dQ += (c dZ) K for each (key tile, query tile) it visits
+//      and adds it into dq (fp32, zeroed first) with atomicAdd: no second pass over the scores
+//      (3.5x the forward's products in all, against 4.5x), at the cost of the atomics; the gain's
+//      partial sums are per warp of keys, written to the same buffer in place of the dq kernel's;
+//   3. d gain_h as in the deterministic mode: fixed order, so dk, dv and dgain stay bitwise
+//      reproducible in this mode too; only dq's sums run in an arbitrary order.
 #pragma once
 
 #include <mma.h>
@@ -279,7 +289,8 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
 // ---------------------------------------------------------------------------------------------
 // Backward 1: dq, D and the gain's partial sums, one block per query tile.
 // part: [B, H, ceil(T/16)], one slot per 16 positions of a head (a warp's rows).
-template <int Hd, int R>
+// DOnly: stop after D (the atomic backward's first step; dq and part are not touched).
+template <int Hd, int R, bool DOnly = false>
 __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __restrict__ dy_tokens,
                                                       const float* __restrict__ lse, float* __restrict__ dq,
                                                       float* __restrict__ Dout, float* __restrict__ part) {
@@ -342,38 +353,39 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
   }
   D += __shfl_xor_sync(0xffffffffu, D, 1);  // a + b == b + a: both lanes of the row hold the same bits
   if (t < T && half == 0) Dout[(std::size_t(qr.b) * p.H + h) * T + t] = D;
-
-  // Pass 2: dZ = P (dP - D); d gain's share sum dZ S; dQ += (c dZ) K.
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Hd / 16];
-  for (int n = 0; n < Hd / 16; ++n) wmma::fill_fragment(acc[n], 0.f);
-  float g = 0.f;
-  for (int kt = first; kt < tiles; ++kt) {
-    const int j0 = kt * kKeys;
-    scores(j0);
-    for (int e = 0; e < 32; ++e) {
-      const int col = 2 * e + half;
-      const float z = prob(j0, col) * (dprow[col] - D);
-      g += z * srow[col];
-      dsrow[col] = __float2bfloat16_rn(z * c);
+  if constexpr (!DOnly) {  // the deterministic backward: pass 2 and dq
+    // Pass 2: dZ = P (dP - D); d gain's share sum dZ S; dQ += (c dZ) K.
+    wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Hd / 16];
+    for (int n = 0; n < Hd / 16; ++n) wmma::fill_fragment(acc[n], 0.f);
+    float g = 0.f;
+    for (int kt = first; kt < tiles; ++kt) {
+      const int j0 = kt * kKeys;
+      scores(j0);
+      for (int e = 0; e < 32; ++e) {
+        const int col = 2 * e + half;
+        const float z = prob(j0, col) * (dprow[col] - D);
+        g += z * srow[col];
+        dsrow[col] = __float2bfloat16_rn(z * c);
+      }
+      __syncwarp();
+      product_ab<Hd>(dSs + warp * kChunk * ldp, Ks, acc);
     }
-    __syncwarp();
-    product_ab<Hd>(dSs + warp * kChunk * ldp, Ks, acc);
-  }
-  g = warp_sum(g);  // the warp's 16 rows: one head, 16 consecutive positions
-  const int t_first = qr.pos(warp * kChunk);
-  const int chunks = (T + kChunk - 1) / kChunk;
-  if (lane == 0 && t_first < T)
-    part[(std::size_t(qr.b) * p.H + qr.head(warp * kChunk, p)) * chunks + t_first / kChunk] = g * p.inv_sqrt_d;
+    g = warp_sum(g);  // the warp's 16 rows: one head, 16 consecutive positions
+    const int t_first = qr.pos(warp * kChunk);
+    const int chunks = (T + kChunk - 1) / kChunk;
+    if (lane == 0 && t_first < T)
+      part[(std::size_t(qr.b) * p.H + qr.head(warp * kChunk, p)) * chunks + t_first / kChunk] = g * p.inv_sqrt_d;
 
-  __syncthreads();  // the scratch overlays every warp's S and dP
-  for (int n = 0; n < Hd / 16; ++n)
-    wmma::store_matrix_sync(scratch + warp * kChunk * ldo<Hd> + n * 16, acc[n], ldo<Hd>, wmma::mem_row_major);
-  __syncwarp();
-  if (t >= T) return;
-  float* out = dq + ((std::size_t(qr.b) * p.H + h) * T + t) * Hd;
-  const float* src = scratch + row * ldo<Hd>;
-  for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 4)
-    *reinterpret_cast<float4*>(out + e) = make_float4(src[e], src[e + 1], src[e + 2], src[e + 3]);
+    __syncthreads();  // the scratch overlays every warp's S and dP
+    for (int n = 0; n < Hd / 16; ++n)
+      wmma::store_matrix_sync(scratch + warp * kChunk * ldo<Hd> + n * 16, acc[n], ldo<Hd>, wmma::mem_row_major);
+    __syncwarp();
+    if (t >= T) return;
+    float* out = dq + ((std::size_t(qr.b) * p.H + h) * T + t) * Hd;
+    const float* src = scratch + row * ldo<Hd>;
+    for (int e = half * (Hd / 2); e < (half + 1) * (Hd / 2); e += 4)
+      *reinterpret_cast<float4*>(out + e) = make_float4(src[e], src[e + 1], src[e + 2], src[e + 3]);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -381,11 +393,15 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
 // tiles at and after the diagonal, up to the first whose first row's document starts after the
 // tile's last key (that tile and all later ones see none of these keys: starts are non-decreasing).
 // Works on transposed scores: rows are keys, columns queries.
-template <int Hd, int R>
+// Atomic: also dq += (c dZ) K for every visited (key tile, query tile), added into dq (fp32, zeroed
+// beforehand) with atomicAdd, and the gain's partial sums per warp of keys into part
+// [B, H, ceil(T/16)] (slot: head, 16 keys); otherwise dq and part are not touched.
+template <int Hd, int R, bool Atomic = false>
 __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __restrict__ dy_tokens,
                                                        const float* __restrict__ lse, const float* __restrict__ Din,
                                                        float* __restrict__ dk, float* __restrict__ dv,
-                                                       bool accumulate_dv) {
+                                                       bool accumulate_dv, float* __restrict__ dq,
+                                                       float* __restrict__ part) {
   extern __shared__ __align__(128) char smem[];
   Carve cv{smem};
   bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
@@ -423,6 +439,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
     const int h = g * R + r;
     const float c = p.gain[h] * p.inv_sqrt_d;
     const std::size_t bh = std::size_t(b) * p.H + h;
+    float gs = 0.f;  // Atomic: this lane's share of sum dZ * S over its key row
     // Query tiles from the diagonal on; the condition reads the same value in every thread.
     for (int t0 = j0; t0 < T && first_key(p, b, t0) <= j_last; t0 += kKeys) {
       __syncthreads();
@@ -444,12 +461,43 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
         const int col = 2 * e + half, t = t0 + col;
         const float pv = (t >= j && j >= los[col] && t < T && j < T) ? __expf(srow[col] * c - lses[col]) : 0.f;
         const float z = pv * (dprow[col] - Ds[col]);
+        if constexpr (Atomic) gs += z * srow[col];
         prow[col] = __float2bfloat16_rn(pv);
         dsrow[col] = __float2bfloat16_rn(z * c);
       }
       __syncwarp();
       product_ab<Hd>(Ps + warp * kChunk * ldp, dYs, dV);  // dV += P^T dY
       product_ab<Hd>(dSs + warp * kChunk * ldp, Qs, dK);  // dK += (c dZ)^T Q
+      if constexpr (Atomic) {
+        // dQ of this warp's 16 queries (columns 16w.. of dS^T) against all 64 keys: needs every
+        // warp's rows of dS^T, and its scratch overlays other warps' S^T and dP^T rows.
+        __syncthreads();
+        float* mine = scratch + warp * kChunk * ldo<Hd>;
+        for (int n = 0; n < Hd / 16; ++n) {  // one accumulator at a time: dK, dV hold the registers
+          wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc;
+          wmma::fill_fragment(acc, 0.f);
+          for (int kk = 0; kk < kRows / 16; ++kk) {
+            wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::col_major> fa;  // (query, key) at dS^T[key][query]
+            wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::row_major> fb;
+            wmma::load_matrix_sync(fa, dSs + kk * 16 * ldp + warp * kChunk, ldp);
+            wmma::load_matrix_sync(fb, Ks + kk * 16 * ldb<Hd> + n * 16, ldb<Hd>);
+            wmma::mma_sync(acc, fa, fb, acc);
+          }
+          wmma::store_matrix_sync(mine + n * 16, acc, ldo<Hd>, wmma::mem_row_major);
+        }
+        __syncwarp();
+        for (int i = 0; i < kChunk; ++i) {  // a row's Hd columns across the lanes: coalesced
+          const int t = t0 + warp * kChunk + i;
+          if (t >= T) break;
+          float* out = dq + (bh * T + t) * Hd;
+          for (int e = lane; e < Hd; e += 32) atomicAdd(out + e, mine[i * ldo<Hd> + e]);
+        }
+      }
+    }
+    if constexpr (Atomic) {  // slot (head h, keys j0 + 16w ..): every query tile's share, in loop order
+      gs = warp_sum(gs);
+      const int j_first = j0 + warp * kChunk, chunks = (T + kChunk - 1) / kChunk;
+      if (lane == 0 && j_first < T) part[bh * chunks + j_first / kChunk] = gs * p.inv_sqrt_d;
     }
   }
 
@@ -480,10 +528,13 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
 
 // Same forward/backward calls as Attention<Hd>; no score workspace. Head dims 32, 64 and 128, query
 // heads per KV head 1, 2 or 4 (chosen at run time from the dims), any T >= 1.
+// deterministic (the default): the backward without atomics, bitwise reproducible; false: the
+// atomic backward (dq summed with atomicAdd, one pass fewer over the scores; see the top of this
+// file). Both give the same results to rounding; set_deterministic switches between them.
 template <int Hd>
 class FlashAttention {
  public:
-  explicit FlashAttention(AttentionDims d) : d_(d) {
+  explicit FlashAttention(AttentionDims d, bool deterministic = true) : d_(d), deterministic_(deterministic) {
     PGOLF_CHECK(d.Hd == Hd, "FlashAttention: head dim ", d.Hd, " but the kernels were built for ", Hd);
     PGOLF_CHECK(flash::supports_head_dim<Hd>, "FlashAttention: head dim ", Hd, " is not supported (32, 64 or 128)");
     PGOLF_CHECK(d.B >= 1 && d.T >= 1, "FlashAttention: batch ", d.B, " and sequence length ", d.T,
@@ -505,6 +556,8 @@ class FlashAttention {
         raise_smem(flash::forward_kernel<Hd, R>, flash::ForwardSmem<Hd>::bytes);
         raise_smem(flash::dq_kernel<Hd, R>, flash::DqSmem<Hd>::bytes);
         raise_smem(flash::dkv_kernel<Hd, R>, flash::DkvSmem<Hd>::bytes);
+        raise_smem(flash::dq_kernel<Hd, R, true>, flash::DqSmem<Hd>::bytes);
+        raise_smem(flash::dkv_kernel<Hd, R, true>, flash::DkvSmem<Hd>::bytes);
       });
     }
     D_ = pgolf::cuda::DeviceBuffer<float>(d.tokens() * d.H);
@@ -512,6 +565,8 @@ class FlashAttention {
   }
 
   const AttentionDims& dims() const { return d_; }
+  bool deterministic() const { return deterministic_; }
+  void set_deterministic(bool deterministic) { deterministic_ = deterministic; }
 
   // Document masking for the following forward and backward calls (held until changed): starts is
   // a device array [B*T] (int32) with ops::cpu::AttentionShape::doc_start's meaning: query t of row
@@ -536,21 +591,34 @@ class FlashAttention {
   }
 
   // dy_tokens [B*T, H*Hd] -> dq [B,H,T,Hd], dk, dv [B,G,T,Hd] (fp32, overwritten; dv added to when
-  // accumulate_dv); dgain [H] accumulates. Bitwise the same on every run.
+  // accumulate_dv); dgain [H] accumulates. Deterministic mode: bitwise the same on every run; atomic
+  // mode: dk, dv and dgain are, dq only to rounding (its sums' order varies).
   void backward(const bf16* dy_tokens, const bf16* q, const bf16* k, const bf16* v, const float* gain,
                 const float* lse, float* dq, float* dk, float* dv, float* dgain, cudaStream_t st = nullptr,
                 bool accumulate_dv = false) {
     if constexpr (flash::supports_head_dim<Hd>) {
       const flash::Params p = params(q, k, v, gain);
-      with_group([&]<int R>() {
-        flash::dq_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::DqSmem<Hd>::bytes, st>>>(
-            p, dy_tokens, lse, dq, D_.data(), part_.data());
-        PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dq");
-        const dim3 grid(unsigned((d_.T + flash::kRows - 1) / flash::kRows), unsigned(d_.pairs()));
-        flash::dkv_kernel<Hd, R><<<grid, flash::kThreads, flash::DkvSmem<Hd>::bytes, st>>>(
-            p, dy_tokens, lse, D_.data(), dk, dv, accumulate_dv);
-        PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dkv");
-      });
+      const dim3 key_grid(unsigned((d_.T + flash::kRows - 1) / flash::kRows), unsigned(d_.pairs()));
+      if (deterministic_) {
+        with_group([&]<int R>() {
+          flash::dq_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::DqSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, dq, D_.data(), part_.data());
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dq");
+          flash::dkv_kernel<Hd, R><<<key_grid, flash::kThreads, flash::DkvSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, D_.data(), dk, dv, accumulate_dv, nullptr, nullptr);
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dkv");
+        });
+      } else {
+        PGOLF_CUDA_CHECK(cudaMemsetAsync(dq, 0, d_.tokens() * d_.H * Hd * sizeof(float), st));
+        with_group([&]<int R>() {
+          flash::dq_kernel<Hd, R, true><<<query_grid(R), flash::kThreads, flash::DqSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, nullptr, D_.data(), nullptr);
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_D");
+          flash::dkv_kernel<Hd, R, true><<<key_grid, flash::kThreads, flash::DkvSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, D_.data(), dk, dv, accumulate_dv, dq, part_.data());
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dkv_atomic");
+        });
+      }
       detail::head_sum_kernel<<<d_.H, 256, 0, st>>>(part_.data(), d_.B, d_.H, chunks(), dgain);
       PGOLF_CUDA_CHECK_LAUNCH("flash_attention_gain_sum");
     }
@@ -587,6 +655,7 @@ class FlashAttention {
   }
 
   AttentionDims d_;
+  bool deterministic_ = true;
   const std::int32_t* doc_start_ = nullptr;
   pgolf::cuda::DeviceBuffer<float> D_, part_;
 };
