@@ -62,6 +62,7 @@ const std::map<std::string, Case>& cases() {
       {"--muon-row-normalize", {"MUON_ROW_NORMALIZE", "1", {"--no-muon-row-normalize"}}},
       {"--muon-shard", {"MUON_SHARD", "0", {"--muon-shard"}}},
       {"--muon-ns-bf16", {"MUON_NS_BF16", "1", {"--no-muon-ns-bf16"}}},
+      {"--deterministic", {"DETERMINISTIC", "0", {"--deterministic"}}},
       {"--loop-enable-at", {"LOOP_ENABLE_AT", "0.5", {"--loop-enable-at", "0.6"}}},
       // training recipe (weight averaging, late QAT, Muon/schedule options)
       {"--ema-decay", {"EMA_DECAY", "0.997", {"--ema-decay", "0.9965"}}},

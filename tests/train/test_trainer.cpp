@@ -71,6 +71,17 @@ TEST_CASE("muon_ns_bf16 reaches Muon: a zero-initialised matrix's first update i
   CHECK(bf16_fraction(false) < 0.1);
 }
 
+TEST_CASE("deterministic reaches the attention choice a model is built with", "[forward][train]") {
+  RunLog log;
+  for (const bool on : {false, true}) {  // true last: the process default stays as it was
+    TrainConfig c = small_config();
+    c.iterations = 1;
+    c.deterministic = on;
+    Trainer<Model> tr(c, log);
+    CHECK(attention_deterministic() == on);
+  }
+}
+
 TEST_CASE("gradient accumulation gives the gradient of the whole batch", "[forward][train]") {
   using ModelD = Gpt<kTrainSpec, double>;
   RunLog log;

@@ -136,6 +136,10 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
                "data parallel on the CPU: each rank orthogonalises its share of Muon's matrices (the same "
                "update bit for bit); off: every rank runs all of them")
       ->envname("MUON_SHARD")->capture_default_str();
+  cmd.add_flag("--deterministic,!--no-deterministic", c.deterministic,
+               "the CUDA flash attention's backward without atomics, the same bits every run; off: the "
+               "atomics backward (faster where measured so; the CPU and the gemm path are deterministic)")
+      ->envname("DETERMINISTIC")->capture_default_str();
   cmd.add_option("--loop-enable-at", c.loop_enable_at,
                  "fraction of training at which a variant with a looped schedule switches it on; -1: 0.35")
       ->envname("LOOP_ENABLE_AT")->capture_default_str();

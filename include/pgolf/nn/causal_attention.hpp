@@ -102,7 +102,8 @@ namespace pgolf {
 // Two implementations with the same calls, chosen at run time by PGOLF_ATTENTION
 // (ops/attention_path.hpp): "gemm" (default), strided-batched cuBLASLt products over (batch, KV head)
 // pairs with masked softmax kernels (ops/cuda/attention.cuh); "flash", the fused kernel that keeps
-// scores on chip (ops/cuda/flash_attention.cuh; not yet run on a GPU). Both take the gain gradient
+// scores on chip (ops/cuda/flash_attention.cuh; not yet run on a GPU; its backward deterministic or
+// with atomics, --deterministic). Both take the gain gradient
 // from fp32 scores. The learned gain only: a unit-gain attention has no CUDA implementation.
 template <int DocBos>
 struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
@@ -114,7 +115,8 @@ struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
     std::optional<ops::cuda::FlashAttention<A::head_dim>> flash;
     Resources(const Shape& sh, Cuda::Runtime& rt) {
       const ops::cuda::AttentionDims d{sh.batch, sh.seq, A::heads, A::kv_heads, A::head_dim};
-      if (attention_path_from_env() == AttentionPath::flash) flash.emplace(d);
+      // The flash backward's mode: TrainConfig::deterministic, set by the trainer before it builds a model.
+      if (attention_path_from_env() == AttentionPath::flash) flash.emplace(d, attention_deterministic());
       else gemm.emplace(rt.gemm, d);  // only this path allocates the score workspace
     }
     template <class F>

@@ -5,6 +5,10 @@
 //          yet run on a GPU, so not the default until it has passed tests/cuda there.
 // Chosen by the environment variable PGOLF_ATTENTION (gemm | flash; unset or empty: gemm), read once
 // per process. Kept free of CUDA so the parser is tested on the CPU.
+// The flash path's backward mode is a process-wide choice too, made by the trainer from
+// TrainConfig::deterministic (--deterministic, the default; --no-deterministic: the atomics backward,
+// whose float sums change order from run to run) before it builds a model. The gemm path and the CPU
+// are deterministic either way.
 #pragma once
 
 #include <cstdlib>
@@ -29,5 +33,14 @@ inline AttentionPath attention_path_from_env() {
   }();
   return path;
 }
+
+namespace detail {
+inline bool& attention_deterministic_flag() {
+  static bool deterministic = true;
+  return deterministic;
+}
+}  // namespace detail
+inline bool attention_deterministic() { return detail::attention_deterministic_flag(); }
+inline void set_attention_deterministic(bool on) { detail::attention_deterministic_flag() = on; }
 
 }  // namespace pgolf

@@ -53,6 +53,9 @@ struct TrainConfig {
   // Newton-Schulz in bf16 (the reference runs it so on the GPU; the CUDA backend always does). Off:
   // the CPU runs it in the parameters' precision, which is more accurate and as fast on a CPU.
   bool muon_ns_bf16 = false;
+  // DETERMINISTIC: the CUDA flash attention's backward without atomics (bit for bit the same every
+  // run; the default). Off: the atomics backward (ops/attention_path.hpp). The CPU is deterministic.
+  bool deterministic = true;
   double beta1 = 0.9, beta2 = 0.95;        // BETA1, BETA2
   double adam_eps = 1e-8;                  // ADAM_EPS
   double grad_clip_norm = 0.0;             // GRAD_CLIP_NORM; 0: off
@@ -399,6 +402,7 @@ struct TrainConfig {
         .add("lqer_rank", lqer_rank)
         .add("lqer_tensors", lqer_tensors)
         .add("target_bytes", target_bytes)
+        .add("deterministic", deterministic)
         .str();
   }
 };

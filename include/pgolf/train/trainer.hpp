@@ -53,6 +53,7 @@
 #include "pgolf/data/token_stream.hpp"
 #include "pgolf/dist/communicator.hpp"
 #include "pgolf/nn/param_table.hpp"
+#include "pgolf/ops/attention_path.hpp"
 #include "pgolf/optim/adam.hpp"
 #include "pgolf/optim/clip.hpp"
 #include "pgolf/optim/muon.hpp"
@@ -514,9 +515,11 @@ class Trainer {
   static double ms_since(Clock::time_point t) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t).count();
   }
+  // Also makes the process-wide choices the models read when they are built.
   static TrainConfig validated(TrainConfig c, int world) {
     c.validate();
     c.world_rows_check(world);
+    set_attention_deterministic(c.deterministic);
     return c;
   }
   // Training time so far, by rank 0's clock on every rank (the same schedule and stop decisions).
