@@ -1,9 +1,10 @@
 // CPU step benchmark: full training steps of the Trainer (loader, forward, backward, Muon, Adam)
-// on the bundled FineWeb shard, for the tiny preset (the spec of pgolf-tiny) or the baseline spec.
+// on the bundled FineWeb shard, for the tiny preset (the spec of pgolf-tiny), the same with
+// document-masked attention (tiny-docs: no query sees past its BOS), or the baseline spec.
 // Reports the mean and spread of ms/step after warm-up steps, and tokens/s. A benchmark, never a
 // test: the figures depend on the machine.
 //
-//   pgolf-bench-cpu-step [--spec tiny|baseline] [--batch-tokens N] [--seq T] [--steps S] [--warmup W]
+//   pgolf-bench-cpu-step [--spec tiny|tiny-docs|baseline] [--batch-tokens N] [--seq T] [--steps S] [--warmup W]
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -20,6 +21,11 @@ namespace {
 
 constexpr pgolf::GptSpec kTiny{
     .vocab = 1024, .dim = 128, .depth = {.layers = 4}, .attention = {.heads = 4, .kv_heads = 2, .rope_dims = 32}};
+constexpr pgolf::GptSpec kTinyDocs = [] {
+  pgolf::GptSpec s = kTiny;
+  s.attention.doc_mask = true;
+  return s;
+}();
 constexpr pgolf::GptSpec kBaseline{};
 
 template <pgolf::GptSpec S>
@@ -57,7 +63,7 @@ int main(int argc, char** argv) {
   cfg.val_tokens = 257;  // the trainer validates once at the end; keep that out of the way
   int steps = 10, warmup = 2;
   CLI::App app("pgolf CPU training-step benchmark", "pgolf-bench-cpu-step");
-  app.add_option("--spec", spec)->check(CLI::IsMember({"tiny", "baseline"}))->capture_default_str();
+  app.add_option("--spec", spec)->check(CLI::IsMember({"tiny", "tiny-docs", "baseline"}))->capture_default_str();
   app.add_option("--batch-tokens", cfg.train_batch_tokens)->capture_default_str();
   app.add_option("--seq", cfg.train_seq_len)->capture_default_str();
   app.add_option("--micro-batch-tokens", cfg.micro_batch_tokens)->capture_default_str();
@@ -66,7 +72,9 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   if (cfg.val_tokens <= cfg.train_seq_len) cfg.val_tokens = cfg.train_seq_len + 1;
   try {
-    return spec == "tiny" ? bench<kTiny>("tiny", cfg, steps, warmup) : bench<kBaseline>("baseline", cfg, steps, warmup);
+    if (spec == "tiny") return bench<kTiny>("tiny", cfg, steps, warmup);
+    if (spec == "tiny-docs") return bench<kTinyDocs>("tiny-docs", cfg, steps, warmup);
+    return bench<kBaseline>("baseline", cfg, steps, warmup);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "error: %s\n", e.what());
     return 1;

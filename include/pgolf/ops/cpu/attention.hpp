@@ -50,7 +50,8 @@ T dot(const T* a, const T* b, int n) {
 }
 
 // The work per (batch, head) runs as matrix products over blocks of kBlock query rows: a block
-// of rows [r0, r1) only sees keys [0, r1), so the causal mask skips the upper triangle's blocks.
+// of rows [r0, r1) only sees keys [0, r1), so the causal mask skips the upper triangle's blocks;
+// with documents it sees keys [doc_start[r0], r1), so the keys before its documents are skipped too.
 inline constexpr int kAttentionBlock = 64;
 
 // q: [B,T,H,D], k, v: [B,T,Hkv,D], gain: [H]; y: [B,T,H,D], lse: [B,H,T].
@@ -70,23 +71,27 @@ void attention_forward(const T* q, const T* k, const T* v, const T* gain, const 
         const T* K = k + s.kv_index(b, 0, g);
         const T* V = v + s.kv_index(b, 0, g);
         for (int r0 = 0; r0 < s.T; r0 += kAttentionBlock) {
-          const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
-          gemm_serial(false, true, rows, r1, s.D, c, q + s.q_index(b, r0, h), ldq, K, ldk, T(0), P.data(), r1);
+          // Keys [k0, r1): k0 is the block's smallest document start (starts never decrease), 0
+          // without documents; p[j - k0] is key j's score.
+          const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0, k0 = s.first_key(b, r0), w = r1 - k0;
+          const T* Kb = K + std::size_t(k0) * ldk;
+          gemm_serial(false, true, rows, w, s.D, c, q + s.q_index(b, r0, h), ldq, Kb, ldk, T(0), P.data(), w);
           for (int i = 0; i < rows; ++i) {
             const int t = r0 + i;
-            const int lo = s.first_key(b, t);
-            T* p = P.data() + std::size_t(i) * r1;
+            const int lo = s.first_key(b, t) - k0, hi = t - k0;  // visible: [lo, hi] of this row
+            T* p = P.data() + std::size_t(i) * w;
             T m = -std::numeric_limits<T>::infinity();
-            for (int j = lo; j <= t; ++j) m = p[j] > m ? p[j] : m;
+            for (int j = lo; j <= hi; ++j) m = p[j] > m ? p[j] : m;
             T l = 0;
-            for (int j = lo; j <= t; ++j) l += (p[j] = std::exp(p[j] - m));
+            for (int j = lo; j <= hi; ++j) l += (p[j] = std::exp(p[j] - m));
             const T inv = T(1) / l;
-            for (int j = lo; j <= t; ++j) p[j] *= inv;
+            for (int j = lo; j <= hi; ++j) p[j] *= inv;
             for (int j = 0; j < lo; ++j) p[j] = 0;
-            for (int j = t + 1; j < r1; ++j) p[j] = 0;
+            for (int j = hi + 1; j < w; ++j) p[j] = 0;
             lse[s.lse_index(b, h, t)] = m + std::log(l);
           }
-          gemm_serial(false, false, rows, s.D, r1, T(1), P.data(), r1, V, ldk, T(0), y + s.q_index(b, r0, h), ldq);
+          gemm_serial(false, false, rows, s.D, w, T(1), P.data(), w, V + std::size_t(k0) * ldk, ldk, T(0),
+                      y + s.q_index(b, r0, h), ldq);
         }
       }
   }
@@ -123,30 +128,32 @@ void attention_backward(const T* dy, const T* q, const T* k, const T* v, const T
           const T c = gain[h] * scale;
           T dg = 0;
           for (int r0 = 0; r0 < s.T; r0 += kAttentionBlock) {
-            const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0;
+            // Keys [k0, r1), as in the forward; column j - k0 of the block's matrices is key j.
+            const int r1 = std::min(s.T, r0 + kAttentionBlock), rows = r1 - r0, k0 = s.first_key(b, r0), w = r1 - k0;
+            const std::size_t kv = std::size_t(k0) * ldk;
             const T* Q = q + s.q_index(b, r0, h);
             const T* dY = dy + s.q_index(b, r0, h);
-            gemm_serial(false, true, rows, r1, s.D, T(1), Q, ldq, K, ldk, T(0), QK.data(), r1);
-            gemm_serial(false, true, rows, r1, s.D, T(1), dY, ldq, V, ldk, T(0), dP.data(), r1);
+            gemm_serial(false, true, rows, w, s.D, T(1), Q, ldq, K + kv, ldk, T(0), QK.data(), w);
+            gemm_serial(false, true, rows, w, s.D, T(1), dY, ldq, V + kv, ldk, T(0), dP.data(), w);
             for (int i = 0; i < rows; ++i) {
               const int t = r0 + i;
-              const std::size_t row = std::size_t(i) * r1;
+              const std::size_t row = std::size_t(i) * w;
               const T Dt = dot(dY + std::size_t(i) * ldq, y + s.q_index(b, t, h), s.D);
               const T l = lse[s.lse_index(b, h, t)];
-              const int lo = s.first_key(b, t);
+              const int lo = s.first_key(b, t) - k0, hi = t - k0;
               for (int j = 0; j < lo; ++j) P[row + j] = dP[row + j] = 0;
-              for (int j = lo; j <= t; ++j) {
+              for (int j = lo; j <= hi; ++j) {
                 const T p = std::exp(c * QK[row + j] - l);
                 const T ds = p * (dP[row + j] - Dt);
                 P[row + j] = p;
                 dg += ds * QK[row + j];
                 dP[row + j] = ds;  // dP now holds dS
               }
-              for (int j = t + 1; j < r1; ++j) P[row + j] = dP[row + j] = 0;
+              for (int j = hi + 1; j < w; ++j) P[row + j] = dP[row + j] = 0;
             }
-            gemm_serial(true, false, r1, s.D, rows, T(1), P.data(), r1, dY, ldq, T(1), dV, ldk);
-            gemm_serial(false, false, rows, s.D, r1, c, dP.data(), r1, K, ldk, T(0), dq + s.q_index(b, r0, h), ldq);
-            gemm_serial(true, false, r1, s.D, rows, c, dP.data(), r1, Q, ldq, T(1), dK, ldk);
+            gemm_serial(true, false, w, s.D, rows, T(1), P.data(), w, dY, ldq, T(1), dV + kv, ldk);
+            gemm_serial(false, false, rows, s.D, w, c, dP.data(), w, K + kv, ldk, T(0), dq + s.q_index(b, r0, h), ldq);
+            gemm_serial(true, false, w, s.D, rows, c, dP.data(), w, Q, ldq, T(1), dK + kv, ldk);
           }
           dgain_part[std::size_t(b) * s.H + h] = dg * scale;
         }
