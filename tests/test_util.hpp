@@ -11,6 +11,7 @@
 
 #include "pgolf/core/error.hpp"
 #include "pgolf/core/rng.hpp"
+#include "pgolf/ops/cpu/attention.hpp"
 
 namespace pgolf::test {
 
@@ -81,6 +82,18 @@ inline double weighted_sum(const std::vector<double>& r, const double* y) {
   double s = 0;
   for (std::size_t i = 0; i < r.size(); ++i) s += r[i] * y[i];
   return s;
+}
+
+// Document starts (ops::cpu::document_starts) of B rows of T tokens whose BOS (id 1) sit at the
+// positions listed per row (positions >= T ignored; every other id 9). No rows listed: empty.
+inline std::vector<std::int32_t> doc_starts_at(int B, int T, const std::vector<std::vector<int>>& bos) {
+  if (bos.empty()) return {};
+  std::vector<std::int32_t> ids(std::size_t(B) * T, 9), starts(ids.size());
+  for (int b = 0; b < B && b < int(bos.size()); ++b)
+    for (const int t : bos[std::size_t(b)])
+      if (t < T) ids[std::size_t(b) * T + t] = 1;
+  pgolf::ops::cpu::document_starts(ids.data(), B, T, 1, starts.data());
+  return starts;
 }
 
 }  // namespace pgolf::test

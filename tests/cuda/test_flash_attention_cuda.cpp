@@ -49,15 +49,7 @@ using Bos = std::vector<std::vector<int>>;
 void check_case(int Hd, int B, int T, int H, int G, const Bos& bos = {}, bool deterministic = true) {
   const bool docs = !bos.empty();
   CAPTURE(Hd, B, T, H, G, docs, deterministic);
-  std::vector<std::int32_t> starts;
-  if (docs) {
-    std::vector<std::int32_t> ids(std::size_t(B) * T, 9);
-    for (int b = 0; b < B && b < int(bos.size()); ++b)
-      for (const int t : bos[std::size_t(b)])
-        if (t < T) ids[std::size_t(b) * T + t] = 1;
-    starts.resize(ids.size());
-    pgolf::ops::cpu::document_starts(ids.data(), B, T, 1, starts.data());
-  }
+  const std::vector<std::int32_t> starts = pgolf::test::doc_starts_at(B, T, bos);
   std::vector<float> q(std::size_t(B) * T * H * Hd), k(std::size_t(B) * T * G * Hd), v(k.size()), dy(q.size());
   std::vector<float> gain(H);
   const std::uint64_t seed = 41 + std::uint64_t(Hd) * 1000 + std::uint64_t(T) * 10 + std::uint64_t(H / G);

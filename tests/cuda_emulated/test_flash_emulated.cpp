@@ -42,15 +42,7 @@ void check(int B, int T, int G, const Bos& bos = {}, int modes = kDeterministic)
   const int H = G * R;
   const bool docs = !bos.empty();
   CAPTURE(Hd, R, B, T, G, docs);
-  std::vector<std::int32_t> starts;
-  if (docs) {  // token ids: 1 at the BOS positions, 9 elsewhere
-    std::vector<std::int32_t> ids(std::size_t(B) * T, 9);
-    for (int b = 0; b < B && b < int(bos.size()); ++b)
-      for (const int t : bos[std::size_t(b)])
-        if (t < T) ids[std::size_t(b) * T + t] = 1;
-    starts.resize(ids.size());
-    pgolf::ops::cpu::document_starts(ids.data(), B, T, 1, starts.data());
-  }
+  const std::vector<std::int32_t> starts = pgolf::test::doc_starts_at(B, T, bos);
   const std::size_t nq = std::size_t(B) * T * H * Hd, nk = std::size_t(B) * T * G * Hd;
   // CPU layouts (q, dy [B,T,H,Hd], k, v [B,T,G,Hd]) in double; the kernels' (q [B,H,T,Hd], k, v
   // [B,G,T,Hd], dy tokens [B*T, H*Hd]) in bf16, the same values.
