@@ -5,7 +5,7 @@
 // reports the final norm's output against the embedding (the LM-head input, as the records do), and
 // a shared block's matrices see every virtual use.
 // On the CUDA backend (CudaHessianCollector, below, nvcc only) the products report through
-// Cuda::linear's hook instead: each weight's H accumulates on the device (one bf16 x fp32 product
+// Cuda::linear's hook instead: each weight's H accumulates on the device (one bf16 x bf16 -> fp32 product
 // per call, the inputs as the GPU model computes them), and a fused product over several table rows
 // (the packed q/k/v) gives its H to every row it covers.
 #pragma once
