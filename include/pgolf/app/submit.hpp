@@ -25,9 +25,10 @@
 #include <fstream>
 #include <optional>
 #include <random>
-#include <regex>
 #include <sstream>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include <sys/wait.h>
@@ -140,6 +141,43 @@ inline std::string last_lines(const std::string& text, int count) {
     if (p == std::string::npos) return text;
   }
   return text.substr(p + 1);
+}
+
+// The first run of `chars` (one or more) right after an occurrence of `key` in `text`, from `from`
+// on; `end` gets the position after it. A plain scan: std::regex costs each variant binary several
+// seconds of compile time for three patterns.
+inline std::optional<std::string> value_after(std::string_view text, std::string_view key, std::string_view chars,
+                                              std::size_t from = 0, std::size_t* end = nullptr) {
+  for (std::size_t at = text.find(key, from); at != std::string_view::npos; at = text.find(key, at + 1)) {
+    std::size_t b = at + key.size(), e = b;
+    while (e < text.size() && chars.find(text[e]) != std::string_view::npos) ++e;
+    if (e == b) continue;
+    if (end) *end = e;
+    return std::string(text.substr(b, e - b));
+  }
+  return std::nullopt;
+}
+
+// "val_loss:<x> val_bpb:<y> tokens:", the eval command's score line: {loss, bpb}.
+inline std::optional<std::pair<double, double>> parse_score_line(std::string_view text) {
+  constexpr std::string_view number = "0123456789.eE+-";
+  auto number_end = [&](std::size_t b) {
+    while (b < text.size() && number.find(text[b]) != std::string_view::npos) ++b;
+    return b;
+  };
+  std::size_t from = 0, loss_end = 0;
+  while (auto loss = value_after(text, "val_loss:", number, from, &loss_end)) {
+    from = loss_end;
+    if (text.substr(loss_end, 9) != " val_bpb:") continue;
+    const std::size_t b = loss_end + 9, e = number_end(b);
+    if (e == b || text.substr(e, 8) != " tokens:") continue;
+    try {
+      return std::pair{std::stod(*loss), std::stod(std::string(text.substr(b, e - b)))};
+    } catch (const std::exception&) {
+      continue;  // "-" or ".": not a number
+    }
+  }
+  return std::nullopt;
 }
 
 inline bool on_path(const std::string& tool) {
@@ -269,9 +307,8 @@ inline int submit(const std::string& variant, long long model_params, const char
   {
     const auto log = read_file_bytes(run / "train.log");
     const std::string text(log.begin(), log.end());
-    std::smatch mm;
-    if (std::regex_search(text, mm, std::regex("device:([a-z]+)"))) device = mm[1];
-    if (std::regex_search(text, mm, std::regex("world_size:([0-9]+)"))) world = mm[1];
+    if (auto d = detail::value_after(text, "device:", "abcdefghijklmnopqrstuvwxyz")) device = *d;
+    if (auto w = detail::value_after(text, "world_size:", "0123456789")) world = *w;
   }
   nlohmann::json s;
   s["name"] = o.name.empty() ? variant + " " + field<std::string>(*config, "run_id", m) : o.name;
@@ -477,14 +514,13 @@ inline int verify(const VerifyOptions& o) {
   std::printf("scoring: %s\n", cmd.c_str());
   std::fflush(stdout);
   const auto [eval_rc, eval_out] = detail::run_captured(cmd);
-  std::smatch mm;
-  const std::regex line("val_loss:([0-9.eE+-]+) val_bpb:([0-9.eE+-]+) tokens:");
-  if (eval_rc != 0 || !std::regex_search(eval_out, mm, line)) {
+  const auto score = detail::parse_score_line(eval_out);
+  if (eval_rc != 0 || !score) {
     fail(format("the built binary could not score the artifact model.pgolf (exit %d):\n%s", eval_rc,
                 detail::last_lines(eval_out, 10).c_str()));
     return 1;
   }
-  const double got_loss = std::stod(mm[1]), got_bpb = std::stod(mm[2]);
+  const auto [got_loss, got_bpb] = *score;
   const std::string scores = format("val_bpb %.8f (submission.json %.17g, |diff| %.3g), val_loss %.8f (submission.json "
                                     "%.17g, |diff| %.3g), tolerance %g",
                                     got_bpb, want_bpb, std::abs(got_bpb - want_bpb), got_loss, want_loss,

@@ -14,12 +14,18 @@ class Error : public std::runtime_error {
 };
 
 namespace detail {
+[[noreturn]] inline void throw_error(const std::string& message, const char* file, int line) {
+  throw Error(message + " [" + file + ":" + std::to_string(line) + "]");
+}
+
+// Arguments by value: a string literal decays to const char*, so the checks share a few
+// instantiations instead of one per combination of message lengths (hundreds in a variant binary,
+// each a copy of the stream code: compile time). Cold and out of line, off the checked paths.
 template <class... Args>
-[[noreturn]] inline void fail(const char* file, int line, const Args&... args) {
+[[noreturn]] [[gnu::cold]] [[gnu::noinline]] void fail(const char* file, int line, Args... args) {
   std::ostringstream os;
   (os << ... << args);
-  os << " [" << file << ":" << line << "]";
-  throw Error(os.str());
+  throw_error(os.str(), file, line);
 }
 }  // namespace detail
 

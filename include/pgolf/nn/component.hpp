@@ -242,7 +242,7 @@ consteval std::size_t run_length() {
 // The implementation type that runs components I..I+L-1.
 template <class B, class P, std::size_t I, std::size_t L>
 struct run_impl {
-  using type = decltype([]<std::size_t... K>(std::index_sequence<K...>) {
+  using type = typename decltype([]<std::size_t... K>(std::index_sequence<K...>) {
     return std::type_identity<Fused<B, At<P, I + K>...>>{};
   }(std::make_index_sequence<L>{}))::type;
 };
