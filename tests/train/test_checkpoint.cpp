@@ -91,6 +91,15 @@ TEST_CASE("version-2 checkpoints carry their state block and round-trip; version
   CHECK(d.tensors[d.state->swa_tensor()] == std::vector<float>(8, 1.5f));
   CHECK(d.counters[d.state->swa_counter()] == 3);
   CHECK(encode_checkpoint(d) == bytes);
+  CHECK_FALSE(d.state->post_trained);
+  // The post-trained flag (bit 5) round-trips and changes nothing else.
+  auto pt = sample_v2();
+  pt.state->post_trained = true;
+  const auto pt_bytes = encode_checkpoint(pt);
+  const auto pd = decode_checkpoint<float>(pt_bytes, 42);
+  CHECK(pd.state->post_trained);
+  CHECK(pd.tensors == d.tensors);
+  CHECK(encode_checkpoint(pd) == pt_bytes);
 
   // Version 1: the sample without a state block, and a file built field by field.
   const auto v1 = encode_checkpoint(sample());
@@ -121,7 +130,9 @@ TEST_CASE("version-2 checkpoints carry their state block and round-trip; version
 TEST_CASE("corrupt or inconsistent version-2 state fields are clear errors naming the field", "[forward][train]") {
   const auto good = encode_checkpoint(sample_v2());
   REQUIRE(error_of(good) == "no error");
-  CHECK_THAT(error_of(patched(good, kFlagsAt, std::uint32_t(0x27))), Catch::Contains("field 'state flags'"));
+  CHECK_THAT(error_of(patched(good, kFlagsAt, std::uint32_t(0x4E))),
+             Catch::Contains("field 'state flags' is 78 (unknown bits"));
+  CHECK(error_of(patched(good, kFlagsAt, std::uint32_t(0x2E))) == "no error");  // + post-trained: known
   CHECK_THAT(error_of(patched(good, kGroupsAt, std::uint32_t(5))), Catch::Contains("field 'adam groups' is 5"));
   CHECK_THAT(error_of(patched(good, kDecayAt, 1.5)), Catch::Contains("field 'ema_decay' is 1.5"));
   CHECK_THAT(error_of(patched(good, kDecayAt, std::nan(""))), Catch::Contains("field 'ema_decay'"));

@@ -120,17 +120,61 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
   RunLog log;
   Trainer<Model> whole(c, log);
   whole.run();
-  for (const long long at : {1LL, 3LL, 4LL}) {  // before the FIFO fills, while it fills, after
+  // Before the FIFO fills, while it fills, after; and the last step's, written before the end phase
+  // (a run killed during replay or distillation resumes from it and runs that phase again).
+  for (const long long at : {1LL, 3LL, 4LL, 5LL}) {
     INFO("resumed at step " << at);
     TrainConfig rc = c;
     rc.out_dir = scratch_dir("post_train_resumed").string();
     Trainer<Model> resumed(rc, log);
-    resumed.load_checkpoint(whole.checkpoint_dir().periodic_dir() / format("step_%08lld.bin", at));
+    const fs::path file = whole.checkpoint_dir().periodic_dir() / format("step_%08lld.bin", at);
+    CHECK_FALSE(CheckpointDir::post_trained_in_header(file));
+    resumed.load_checkpoint(file);
+    CHECK(resumed.post_train_pending());
     resumed.run();
+    CHECK_FALSE(resumed.post_train_pending());
     CHECK(raw_params(resumed) == raw_params(whole));
     CHECK(resumed.ema_host() == whole.ema_host());
     CHECK(resumed.checkpoint().tensors == whole.checkpoint().tensors);
   }
+  // The run's final checkpoint says the end phase ran: nothing is pending when it is loaded.
+  REQUIRE(whole.checkpoint().state.has_value());
+  CHECK(whole.checkpoint().state->post_trained);
+  const fs::path final_file = fs::path(c.out_dir) / "final.bin";
+  write_file_bytes(final_file, encode_checkpoint(whole.checkpoint()));
+  CHECK(CheckpointDir::post_trained_in_header(final_file));
+  Trainer<Model> again(c, log);
+  again.load_checkpoint(final_file);
+  CHECK_FALSE(again.post_train_pending());
+}
+
+TEST_CASE("the last step's checkpoint is written before the end phase when the period skips it",
+          "[forward][train][post_train]") {
+  TrainConfig c = replay_config();  // 5 steps
+  c.checkpoint_every = 2;           // periodic at 2 and 4; the end phase needs one at 5
+  c.keep_checkpoints = 10;
+  c.out_dir = scratch_dir("post_train_last_step").string();
+  RunLog log;
+  Trainer<Model> whole(c, log);
+  whole.run();
+  const fs::path last = whole.checkpoint_dir().periodic_path(5);
+  REQUIRE(fs::exists(last));
+  CHECK(fs::exists(whole.checkpoint_dir().periodic_path(4)));
+  CHECK_FALSE(fs::exists(whole.checkpoint_dir().periodic_path(3)));
+  TrainConfig rc = c;
+  rc.out_dir = scratch_dir("post_train_last_step_resumed").string();
+  Trainer<Model> resumed(rc, log);
+  resumed.load_checkpoint(last);
+  resumed.run();
+  CHECK(raw_params(resumed) == raw_params(whole));
+  // Without an end phase the last step gets no extra checkpoint.
+  TrainConfig plain = c;
+  plain.replay_batches = 0;
+  plain.out_dir = scratch_dir("post_train_last_step_plain").string();
+  Trainer<Model> p(plain, log);
+  p.run();
+  CHECK_FALSE(fs::exists(p.checkpoint_dir().periodic_path(5)));
+  CHECK_FALSE(p.post_train_pending());
 }
 
 TEST_CASE("replay and distillation settings that cannot work are refused, naming the field",

@@ -35,7 +35,8 @@
 // unless --overwrite is given (which removes only the run files it finds there) or the run resumes
 // from a checkpoint inside it (--resume latest or a file there); `export` refuses to replace an
 // artifact or a safetensors file, and `import` a checkpoint, without --overwrite. A resume whose
-// --iterations is at or below the checkpoint's step stops with that message.
+// --iterations is at or below the checkpoint's step stops with that message, except at the last step
+// from a checkpoint written before the end phase (late replay, self-distillation), which runs it.
 //
 // --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
 // binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
@@ -252,8 +253,13 @@ std::string prepare_run_dir(const Command& cmd) {
   }
   if (!resume.empty()) {
     const long long step = CheckpointDir::step_in_header(resume);
-    PGOLF_CHECK(step < cmd.config.iterations, "the checkpoint ", resume, " is at step ", step, " and --iterations is ",
-                cmd.config.iterations, ": nothing left to train (raise --iterations above ", step, ")");
+    const TrainConfig& c = cmd.config;
+    // At the last step, a checkpoint written before the end phase (late replay, self-distillation)
+    // still has that phase to run.
+    const bool end_phase_left = step == c.iterations && (c.replay_batches > 0 || c.distill_steps > 0) &&
+                                !CheckpointDir::post_trained_in_header(resume);
+    PGOLF_CHECK(step < c.iterations || end_phase_left, "the checkpoint ", resume, " is at step ", step,
+                " and --iterations is ", c.iterations, ": nothing left to train (raise --iterations above ", step, ")");
   }
   if (non_empty && !cmd.overwrite) {
     PGOLF_CHECK(!resume.empty() && inside(resume, out), "--out-dir ", out.string(),
@@ -327,9 +333,11 @@ int run(const Variant& variant, const Command& cmd) {
     if (dist::world().size() > 1) log.print(format("world_size:%d communicator:%s", dist::world().size(), dist::world().kind()));
     if (!resume.empty()) {
       tr.load_checkpoint(resume);
-      PGOLF_CHECK(tr.step() < cfg.iterations, "the checkpoint ", resume, " is at step ", tr.step(), " and --iterations is ",
-                  cfg.iterations, ": nothing left to train (raise --iterations above ", tr.step(), ")");
-      log.print(format("resumed:%s step:%lld train_time:%.0fms", resume.c_str(), tr.step(), tr.train_ms()));
+      PGOLF_CHECK(tr.step() < cfg.iterations || (tr.step() == cfg.iterations && tr.post_train_pending()),
+                  "the checkpoint ", resume, " is at step ", tr.step(), " and --iterations is ", cfg.iterations,
+                  ": nothing left to train (raise --iterations above ", tr.step(), ")");
+      log.print(format("resumed:%s step:%lld train_time:%.0fms%s", resume.c_str(), tr.step(), tr.train_ms(),
+                       tr.step() == cfg.iterations ? " (before the end phase: late replay, self-distillation)" : ""));
     }
     tr.run();
     if (dist::world().is_root()) tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));

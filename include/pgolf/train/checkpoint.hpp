@@ -12,7 +12,8 @@
 // step count per Adam group, then the SWA count, then the QAT switch step.
 // Version 2's state block says which of those optional parts the file holds, so a reader finds the
 // EMA and SWA without the writer's flags (eval/export load the average the run exported):
-//   u32 flags (bit 0 recycler, 1 EMA, 2 SWA, 3 QAT, 4 replay), u32 Adam groups (3, or 4 with AdamW
+//   u32 flags (bit 0 recycler, 1 EMA, 2 SWA, 3 QAT, 4 replay, 5 post-trained: the run's end phase of
+//   late replay and self-distillation has run on these weights), u32 Adam groups (3, or 4 with AdamW
 //   matrices), f64 ema_decay (0 without an EMA), u32 average (0 none, 1 ema, 2 swa, 3 swa_of_ema:
 //   the run's TrainConfig::average_kind()).
 // The decoder checks the block against the tensor and counter counts and sizes. A version-1 file
@@ -40,6 +41,9 @@ inline constexpr std::uint32_t kCheckpointVersion = 2;
 struct CheckpointState {
   std::uint32_t adam_groups = 3;  // Adam groups with a moment pair each (4: the matrices use AdamW)
   bool recycler = false, ema = false, swa = false, qat = false, replay = false;
+  // Set in a run's final checkpoint when late replay or self-distillation ran; a checkpoint at the
+  // last step without it (written before that phase) resumes into it.
+  bool post_trained = false;
   double ema_decay = 0;          // the run's ema_decay; 0 without an EMA
   std::string average = "none";  // the run's resolved average: none, ema, swa or swa_of_ema
 
@@ -89,7 +93,7 @@ std::vector<std::uint8_t> encode_checkpoint(const Checkpoint<T>& c) {
   w.put(c.seed);
   if (c.state) {
     const CheckpointState& s = *c.state;
-    w.put(std::uint32_t(s.recycler | s.ema << 1 | s.swa << 2 | s.qat << 3 | s.replay << 4));
+    w.put(std::uint32_t(s.recycler | s.ema << 1 | s.swa << 2 | s.qat << 3 | s.replay << 4 | s.post_trained << 5));
     w.put(s.adam_groups);
     w.put(s.ema_decay);
     std::uint32_t code = 0;
@@ -140,9 +144,10 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
   if (version >= 2) {
     CheckpointState& s = c.state.emplace();
     const auto flags = r.get<std::uint32_t>();
-    PGOLF_CHECK((flags & ~0x1Fu) == 0, what, " is inconsistent: field 'state flags' is ", flags,
-                " (unknown bits; known: 1 recycler, 2 EMA, 4 SWA, 8 QAT, 16 replay)");
+    PGOLF_CHECK((flags & ~0x3Fu) == 0, what, " is inconsistent: field 'state flags' is ", flags,
+                " (unknown bits; known: 1 recycler, 2 EMA, 4 SWA, 8 QAT, 16 replay, 32 post-trained)");
     s.recycler = flags & 1, s.ema = flags & 2, s.swa = flags & 4, s.qat = flags & 8, s.replay = flags & 16;
+    s.post_trained = flags & 32;
     s.adam_groups = r.get<std::uint32_t>();
     PGOLF_CHECK(s.adam_groups == 3 || s.adam_groups == 4, what, " is inconsistent: field 'adam groups' is ",
                 s.adam_groups, "; expected 3, or 4 with AdamW matrices");

@@ -108,6 +108,18 @@ class CheckpointDir {
     return step;
   }
 
+  // The state block's post-trained flag, read the same way (false for version 1 or a short file).
+  static bool post_trained_in_header(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    char head[68] = {};
+    in.read(head, sizeof head);
+    if (in.gcount() < std::streamsize(sizeof head)) return false;
+    std::uint32_t version = 0, flags = 0;
+    std::memcpy(&version, head + 8, sizeof version);
+    std::memcpy(&flags, head + 64, sizeof flags);  // after step, ms, shard, position and seed (8 each)
+    return version >= 2 && (flags & 32u);
+  }
+
  private:
   [[noreturn]] static void die_mid_write(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {
     std::filesystem::create_directories(path.parent_path());

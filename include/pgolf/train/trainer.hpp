@@ -10,7 +10,9 @@
 // read in a fixed order, and every CPU reduction has a fixed order, so the same seed and config
 // give the same numbers bit for bit. A checkpoint holds the full state (parameters, optimizer
 // buffers and counters, step, clock, data position), so a resumed run continues exactly; with
-// checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock).
+// checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock), and
+// at the last step before the end phase (late replay, self-distillation) if that step had none: a
+// run killed during that phase resumes from it and runs the phase again, bit for bit.
 //
 // The records' recipe (TrainConfig: ema_decay, swa_every, average, qat_threshold): an EMA and/or SWA
 // of the weights is kept beside them (in the backend's memory) and the selected average is loaded
@@ -185,6 +187,9 @@ class Trainer {
   const std::string& weights() const { return weights_; }
   long long swa_count() const { return swa_count_; }
   long long qat_on_step() const { return qat_on_step_; }
+  // The end phase (late replay, self-distillation) is configured and has not run on these weights:
+  // a checkpoint at the last step written before it resumes into it.
+  bool post_train_pending() const { return has_post_train() && !post_trained_; }
   // The EMA and SWA sum in the table layout (empty when off), for tests and tools.
   std::vector<T> ema_host() { return ema_ ? Policy::mirror_to_host(model_, *ema_) : std::vector<T>{}; }
   std::vector<T> swa_sum_host() { return swa_ ? Policy::mirror_to_host(model_, *swa_) : std::vector<T>{}; }
@@ -234,7 +239,12 @@ class Trainer {
       if (last || (c.val_loss_every > 0 && step_ % c.val_loss_every == 0)) {
         train_ms_ = clock_ms(t0);
         if (last) {
-          post_train();     // late replay and self-distillation, when on
+          // A run killed during the end phase resumes from the last step's checkpoint, written
+          // first (outside the clock, as train_ms_ was just taken) unless the periodic one was.
+          if (post_train_pending() && c.checkpoint_every > 0 && !c.out_dir.empty() && checkpointed_step_ != step_)
+            write_periodic_checkpoint();
+          post_train();  // late replay and self-distillation, when on
+          if (has_post_train()) post_trained_ = true;
           apply_average();  // the final validation (and the export) score the averaged weights
         }
         const Metrics m = validate();
@@ -289,6 +299,7 @@ class Trainer {
       if (muon_) muon_->set_momentum(warmup.at(step_));
       loss = reduce_and_step(loss, scale, [&] { return format("training diverged at step %lld/%lld", step_ + 1, c.iterations); });
       ++step_;
+      post_trained_ = false;
       if (swa_ && step_ % c.swa_every == 0 && scale < c.swa_threshold) {
         if (ema_) Policy::accumulate(*swa_, *ema_);  // swa_of_ema (validate() allows the EMA only then)
         else Policy::accumulate_params(*swa_, model_);
@@ -311,10 +322,7 @@ class Trainer {
       log_.progress(step_, c.iterations, approx_ms, loss);
       if (c.checkpoint_every > 0 && !c.out_dir.empty() && step_ % c.checkpoint_every == 0) {
         train_ms_ = clock_ms(t0);  // like validation, the write is not training time
-        if (comm_->is_root()) {    // data parallel: rank 0 writes; every rank holds the same state
-          const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
-          log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
-        }
+        write_periodic_checkpoint();
         t0 = Clock::now();
       }
       if (stop_after < 0 && cap_ms > 0 && approx_ms >= cap_ms) stop_after = step_;
@@ -370,6 +378,7 @@ class Trainer {
     s.adam_groups = std::uint32_t(adams().size());
     s.recycler = recycler_.has_value(), s.ema = ema_.has_value(), s.swa = swa_.has_value();
     s.qat = fq_.has_value(), s.replay = replay_.has_value();
+    s.post_trained = post_trained_;
     s.ema_decay = ema_ ? cfg_.ema_decay : 0.0;
     s.average = cfg_.average_kind();
     return s;
@@ -423,6 +432,8 @@ class Trainer {
       list[k]->set_steps_taken(ck.counters[k]);
     }
     step_ = ck.step;
+    post_trained_ = ck.state && ck.state->post_trained;
+    checkpointed_step_ = ck.step;
     train_ms_ = ck.train_ms;
     data_.seek({ck.data_file, ck.data_pos});
     sync_phase(train_ms_);
@@ -552,6 +563,14 @@ class Trainer {
     return loss;
   }
 
+  void write_periodic_checkpoint() {
+    if (comm_->is_root()) {  // data parallel: rank 0 writes; every rank holds the same state
+      const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
+      log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
+    }
+    checkpointed_step_ = step_;
+  }
+
   // Late replay, then self-distillation (TrainConfig; TECHNIQUES.md 7.5, 7.6), after the main loop
   // and before the average is loaded. Outside the training clock unless post_train_seconds > 0:
   // then their time counts and they stop at the wall-clock cap.
@@ -568,8 +587,12 @@ class Trainer {
       log_.metric(JsonLine().add("event", phase).add("steps", steps).add("planned", planned).add("time_ms", ms)
                       .add("inside_budget", inside).str());
     };
-    // Late QAT stays as it was: on once switched on.
+    // Late QAT stays as it was: on once switched on. Muon's momentum too, set here from the last
+    // step rather than left from it: a run resumed at the last step has taken no step.
     const bool qat = fq_ && qat_on_step_ >= 0;
+    if (muon_ && step_ > 0)
+      muon_->set_momentum(
+          MomentumWarmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps}.at(step_ - 1));
     if (replay_) {
       const auto t1 = Clock::now();
       const long long planned = (long long)replay_->size() * c.replay_epochs;
@@ -672,6 +695,9 @@ class Trainer {
     m.logits();
   };
   std::optional<ReplayBuffer> replay_;
+  bool has_post_train() const { return cfg_.replay_batches > 0 || cfg_.distill_steps > 0; }
+  bool post_trained_ = false;         // the end phase ran on these weights (reset by the next step)
+  long long checkpointed_step_ = -1;  // the step of the last checkpoint written or loaded
   static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
   // The trained weights' sliding-window score after the last validation (outside the clock).
   void log_final_sliding() {
