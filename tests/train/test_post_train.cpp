@@ -128,7 +128,8 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
     rc.out_dir = scratch_dir("post_train_resumed").string();
     Trainer<Model> resumed(rc, log);
     const fs::path file = whole.checkpoint_dir().periodic_dir() / format("step_%08lld.bin", at);
-    CHECK_FALSE(CheckpointDir::post_trained_in_header(file));
+    CHECK_FALSE(CheckpointDir::peek_header(file).post_trained);
+    CHECK(CheckpointDir::peek_header(file).step == at);
     resumed.load_checkpoint(file);
     CHECK(resumed.post_train_pending());
     resumed.run();
@@ -142,7 +143,7 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
   CHECK(whole.checkpoint().state->post_trained);
   const fs::path final_file = fs::path(c.out_dir) / "final.bin";
   write_file_bytes(final_file, encode_checkpoint(whole.checkpoint()));
-  CHECK(CheckpointDir::post_trained_in_header(final_file));
+  CHECK(CheckpointDir::peek_header(final_file).post_trained);
   Trainer<Model> again(c, log);
   again.load_checkpoint(final_file);
   CHECK_FALSE(again.post_train_pending());

@@ -252,12 +252,11 @@ std::string prepare_run_dir(const Command& cmd) {
     resume = found->string();
   }
   if (!resume.empty()) {
-    const long long step = CheckpointDir::step_in_header(resume);
+    const auto [step, post_trained] = CheckpointDir::peek_header(resume);
     const TrainConfig& c = cmd.config;
     // At the last step, a checkpoint written before the end phase (late replay, self-distillation)
     // still has that phase to run.
-    const bool end_phase_left = step == c.iterations && (c.replay_batches > 0 || c.distill_steps > 0) &&
-                                !CheckpointDir::post_trained_in_header(resume);
+    const bool end_phase_left = step == c.iterations && c.has_post_train() && !post_trained;
     PGOLF_CHECK(step < c.iterations || end_phase_left, "the checkpoint ", resume, " is at step ", step,
                 " and --iterations is ", c.iterations, ": nothing left to train (raise --iterations above ", step, ")");
   }

@@ -143,14 +143,19 @@ inline std::string last_lines(const std::string& text, int count) {
   return text.substr(p + 1);
 }
 
+// Plain scans of the log and the score line: std::regex costs each variant binary several seconds
+// of compile time for three patterns.
+// The end of the run of `chars` that starts at b (b itself when there is none).
+inline std::size_t run_end(std::string_view text, std::size_t b, std::string_view chars) {
+  while (b < text.size() && chars.find(text[b]) != std::string_view::npos) ++b;
+  return b;
+}
 // The first run of `chars` (one or more) right after an occurrence of `key` in `text`, from `from`
-// on; `end` gets the position after it. A plain scan: std::regex costs each variant binary several
-// seconds of compile time for three patterns.
+// on; `end` gets the position after it.
 inline std::optional<std::string> value_after(std::string_view text, std::string_view key, std::string_view chars,
                                               std::size_t from = 0, std::size_t* end = nullptr) {
   for (std::size_t at = text.find(key, from); at != std::string_view::npos; at = text.find(key, at + 1)) {
-    std::size_t b = at + key.size(), e = b;
-    while (e < text.size() && chars.find(text[e]) != std::string_view::npos) ++e;
+    const std::size_t b = at + key.size(), e = run_end(text, b, chars);
     if (e == b) continue;
     if (end) *end = e;
     return std::string(text.substr(b, e - b));
@@ -161,15 +166,11 @@ inline std::optional<std::string> value_after(std::string_view text, std::string
 // "val_loss:<x> val_bpb:<y> tokens:", the eval command's score line: {loss, bpb}.
 inline std::optional<std::pair<double, double>> parse_score_line(std::string_view text) {
   constexpr std::string_view number = "0123456789.eE+-";
-  auto number_end = [&](std::size_t b) {
-    while (b < text.size() && number.find(text[b]) != std::string_view::npos) ++b;
-    return b;
-  };
   std::size_t from = 0, loss_end = 0;
   while (auto loss = value_after(text, "val_loss:", number, from, &loss_end)) {
     from = loss_end;
     if (text.substr(loss_end, 9) != " val_bpb:") continue;
-    const std::size_t b = loss_end + 9, e = number_end(b);
+    const std::size_t b = loss_end + 9, e = run_end(text, b, number);
     if (e == b || text.substr(e, 8) != " tokens:") continue;
     try {
       return std::pair{std::stod(*loss), std::stod(std::string(text.substr(b, e - b)))};

@@ -96,29 +96,30 @@ class CheckpointDir {
     return std::nullopt;
   }
 
-  // The step field of a checkpoint's header, read without decoding the rest (-1 when the file is
-  // too short to hold one); decode_checkpoint checks it properly.
-  static long long step_in_header(const std::filesystem::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    char head[32] = {};
-    in.read(head, sizeof head);
-    if (in.gcount() < std::streamsize(sizeof head)) return -1;
-    std::int64_t step = 0;
-    std::memcpy(&step, head + 24, sizeof step);  // magic 8, version 4, scalar 4, fingerprint 8
-    return step;
-  }
-
-  // The state block's post-trained flag, read the same way (false for version 1 or a short file).
-  static bool post_trained_in_header(const std::filesystem::path& p) {
+  // A checkpoint's step and post-trained flag, read from its header without decoding the rest
+  // (step -1 when the file is too short to hold one; the flag false for version 1);
+  // decode_checkpoint checks them properly.
+  struct HeaderPeek {
+    long long step = -1;
+    bool post_trained = false;
+  };
+  static HeaderPeek peek_header(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     char head[68] = {};
     in.read(head, sizeof head);
-    if (in.gcount() < std::streamsize(sizeof head)) return false;
+    HeaderPeek h;
+    if (in.gcount() < 32) return h;
+    std::int64_t step = 0;
+    std::memcpy(&step, head + 24, sizeof step);  // magic 8, version 4, scalar 4, fingerprint 8
+    h.step = step;
+    if (in.gcount() < std::streamsize(sizeof head)) return h;
     std::uint32_t version = 0, flags = 0;
     std::memcpy(&version, head + 8, sizeof version);
     std::memcpy(&flags, head + 64, sizeof flags);  // after step, ms, shard, position and seed (8 each)
-    return version >= 2 && (flags & 32u);
+    h.post_trained = version >= 2 && (flags & 32u);
+    return h;
   }
+  static long long step_in_header(const std::filesystem::path& p) { return peek_header(p).step; }
 
  private:
   [[noreturn]] static void die_mid_write(const std::filesystem::path& path, std::span<const std::uint8_t> bytes) {

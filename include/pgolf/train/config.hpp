@@ -282,7 +282,7 @@ struct TrainConfig {
     PGOLF_CHECK(std::isfinite(post_train_seconds) && post_train_seconds >= 0, "post_train_seconds must be >= 0, got ",
                 post_train_seconds);
     if (post_train_seconds > 0) {
-      PGOLF_CHECK(replay_batches > 0 || distill_steps > 0, "post_train_seconds is ", post_train_seconds,
+      PGOLF_CHECK(has_post_train(), "post_train_seconds is ", post_train_seconds,
                   " but neither replay (replay_batches) nor distillation (distill_steps) is on");
       PGOLF_CHECK(max_wallclock_seconds > post_train_seconds, "post_train_seconds (", post_train_seconds,
                   ") reserves time inside the wall-clock cap: max_wallclock_seconds (", max_wallclock_seconds,
@@ -320,6 +320,8 @@ struct TrainConfig {
     }
     return best;
   }
+  // Late replay or self-distillation runs after the main loop (the end phase).
+  bool has_post_train() const { return replay_batches > 0 || distill_steps > 0; }
   int grad_accum_steps(int world = 1) const { return int(std::min<long long>(accum_steps(world), INT_MAX)); }
   long long micro_batch_rows_ll(int world = 1) const { return batch_rows(world) / accum_steps(world); }
   long long micro_batch_tokens_used() const { return micro_batch_rows_ll() * train_seq_len; }

@@ -189,7 +189,7 @@ class Trainer {
   long long qat_on_step() const { return qat_on_step_; }
   // The end phase (late replay, self-distillation) is configured and has not run on these weights:
   // a checkpoint at the last step written before it resumes into it.
-  bool post_train_pending() const { return has_post_train() && !post_trained_; }
+  bool post_train_pending() const { return cfg_.has_post_train() && !post_trained_; }
   // The EMA and SWA sum in the table layout (empty when off), for tests and tools.
   std::vector<T> ema_host() { return ema_ ? Policy::mirror_to_host(model_, *ema_) : std::vector<T>{}; }
   std::vector<T> swa_sum_host() { return swa_ ? Policy::mirror_to_host(model_, *swa_) : std::vector<T>{}; }
@@ -228,7 +228,7 @@ class Trainer {
     const double cap_ms = (c.max_wallclock_seconds - c.post_train_seconds) * 1000.0;
     const WarmdownSchedule warmdown{c.iterations, c.warmdown_iters, cap_ms, c.warmdown_fraction, c.min_lr_scale};
     const WarmupCosineSchedule cosine{c.iterations, c.warmup_steps()};
-    const MomentumWarmup warmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps};
+    const MomentumWarmup warmup = momentum_warmup();
 
     Result res;
     long long stop_after = -1;
@@ -244,7 +244,7 @@ class Trainer {
           if (post_train_pending() && c.checkpoint_every > 0 && !c.out_dir.empty() && checkpointed_step_ != step_)
             write_periodic_checkpoint();
           post_train();  // late replay and self-distillation, when on
-          if (has_post_train()) post_trained_ = true;
+          if (c.has_post_train()) post_trained_ = true;
           apply_average();  // the final validation (and the export) score the averaged weights
         }
         const Metrics m = validate();
@@ -590,9 +590,7 @@ class Trainer {
     // Late QAT stays as it was: on once switched on. Muon's momentum too, set here from the last
     // step rather than left from it: a run resumed at the last step has taken no step.
     const bool qat = fq_ && qat_on_step_ >= 0;
-    if (muon_ && step_ > 0)
-      muon_->set_momentum(
-          MomentumWarmup{c.muon_momentum_warmup_start, c.muon_momentum, c.muon_momentum_warmup_steps}.at(step_ - 1));
+    if (muon_ && step_ > 0) muon_->set_momentum(momentum_warmup().at(step_ - 1));
     if (replay_) {
       const auto t1 = Clock::now();
       const long long planned = (long long)replay_->size() * c.replay_epochs;
@@ -652,6 +650,9 @@ class Trainer {
     }
     if (inside) train_ms_ = comm_->broadcast_value(train_ms_ + ms_since(t));
   }
+  MomentumWarmup momentum_warmup() const {
+    return MomentumWarmup{cfg_.muon_momentum_warmup_start, cfg_.muon_momentum, cfg_.muon_momentum_warmup_steps};
+  }
   AdamOptions adam_options() const {
     return AdamOptions{.beta1 = cfg_.beta1, .beta2 = cfg_.beta2, .eps = cfg_.adam_eps, .weight_decay = cfg_.weight_decay};
   }
@@ -695,7 +696,6 @@ class Trainer {
     m.logits();
   };
   std::optional<ReplayBuffer> replay_;
-  bool has_post_train() const { return cfg_.replay_batches > 0 || cfg_.distill_steps > 0; }
   bool post_trained_ = false;         // the end phase ran on these weights (reset by the next step)
   long long checkpointed_step_ = -1;  // the step of the last checkpoint written or loaded
   static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
