@@ -14,6 +14,7 @@
 //           gradients inside the backward's products (beta = 1), the ranks add finished sums, and
 //           float addition is not associative. The tolerances are orders of magnitude below what a
 //           wrong data slice or a wrong gradient scale gives (the loss moves by ~1e-2 per step).
+//         - every rank reports the time it spent in the gradient all-reduce (and sharded Muon's).
 //   mpiexec -np N test_dist_train wallclock  a wall-clock cap far below the iterations: every rank
 //       stops at the same step (rank 0's clock decides), so none is left waiting in a collective,
 //       and, the warmdown running by that clock, every rank ends with the same weights.
@@ -60,6 +61,7 @@ struct Run {
   std::vector<double> train_loss, val_loss;
   std::vector<T> params;
   long long steps = 0;
+  std::vector<typename Trainer<Gpt<kSpec, T>>::CommTime> comm;
 };
 
 template <class T>
@@ -72,6 +74,7 @@ Run<T> train(const TrainConfig& c) {
   for (const auto& v : res.val) r.val_loss.push_back(v.val_loss);
   r.params = Trainer<Gpt<kSpec, T>>::Policy::params_to_host(tr.model());
   r.steps = res.steps;
+  r.comm = res.comm;
   return r;
 }
 
@@ -110,6 +113,16 @@ int equality(const char* name, double first_tol, double loss_tol, double weight_
     s = train<T>(config());
   }
   check(d.train_loss.size() == s.train_loss.size() && d.val_loss.size() == s.val_loss.size(), "same number of records");
+  // The communication time every rank reports: one gradient all-reduce per step, timed on each rank;
+  // sharded Muon's all-reduce only where Muon is split; nothing on one process.
+  auto comm_ok = [&](const Run<T>& r, bool muon_split) {
+    if (r.comm.size() != std::size_t(comm.size())) return false;
+    for (const auto& t : r.comm)
+      if (t.steps != r.steps || !(t.grad_ms > 0) || (muon_split ? !(t.muon_ms > 0) : t.muon_ms != 0)) return false;
+    return true;
+  };
+  check(comm_ok(d, true) && comm_ok(w, false) && s.comm.empty(),
+        "every rank reports its all-reduce time for every step (gradients; Muon's only when split), one process none");
   if (failed) return failed;
   char buf[256];
   std::snprintf(buf, sizeof buf, "step 1 loss %.17g vs %.17g (rel %.3g, tol %.1g)", d.train_loss[0], s.train_loss[0],

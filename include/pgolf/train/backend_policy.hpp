@@ -7,6 +7,7 @@
 //   params_to_host(model), params_from_host(model, p)   the parameters in the table layout
 //   state_to_host(x), state_from_host(x, v, what)       optimizer state for checkpoints
 //   all_reduce_grads(model, comm)                       sums the gradient buffer over the ranks
+//   synchronize()                                       waits for the work queued on the device
 //   Mirror, mirror(model), zeros(model)                 a buffer shaped like the parameters (EMA,
 //                                                       SWA sum): a copy of them, or zeros
 //   ema_update(ema, model, d), accumulate_params(sum, model), accumulate(sum, src)
@@ -55,6 +56,7 @@ struct TrainerBackend<Cpu<T>> {
   static void all_reduce_grads(M& m, dist::Communicator& comm) {
     comm.all_reduce_sum(m.grads());
   }
+  static void synchronize() {}
   template <class M>
   static std::vector<T> params_to_host(const M& m) {
     return {m.params().begin(), m.params().end()};
@@ -141,6 +143,7 @@ struct TrainerBackend<Cuda> {
   static double clip(M& m, double max_norm) {
     return cuda::clip_grad_norm(m.grads(), max_norm);
   }
+  static void synchronize() { PGOLF_CUDA_CHECK(cudaDeviceSynchronize()); }
   // In place on the device with NCCL; through a host copy with a host communicator (MPI).
   template <class M>
   static void all_reduce_grads(M& m, dist::Communicator& comm) {

@@ -102,6 +102,10 @@ class Trainer {
     long long step;
     double train_loss, train_ms, lr_scale;
   };
+  struct CommTime {  // milliseconds in collectives (gradient all-reduce, sharded Muon's) and the steps
+    double grad_ms = 0, muon_ms = 0;
+    long long steps = 0;
+  };
   struct ValRecord {
     long long step;
     double val_loss, val_bpb, train_ms;  // val_bpb is NaN where the source has no byte count
@@ -112,6 +116,7 @@ class Trainer {
     bool stopped_early = false;  // by the wall-clock cap
     std::vector<TrainRecord> train;
     std::vector<ValRecord> val;
+    std::vector<CommTime> comm;  // data parallel: each rank's communication time (empty on one process)
   };
 
   // Validates the config, builds the data source from it (FineWebData: the tokenizer, its byte
@@ -145,7 +150,11 @@ class Trainer {
     // MuonShard). The CPU's Muon can; the CUDA one runs whole on every rank.
     if constexpr (kShardedMuon)
       if (muon_ && cfg_.muon_shard && comm_->size() > 1)
-        muon_shard_.emplace(MuonShard<T>{comm_->rank(), comm_->size(), [this](std::span<T> x) { comm_->all_reduce_sum(x); }});
+        muon_shard_.emplace(MuonShard<T>{comm_->rank(), comm_->size(), [this](std::span<T> x) {
+          const auto tc = Clock::now();
+          comm_->all_reduce_sum(x);
+          comm_time_.muon_ms += ms_since(tc);
+        }});
     if (cfg_.token_recycling > 0) {
       PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
                                  "(set_token_weights, e.g. Prism); this model has none");
@@ -330,6 +339,7 @@ class Trainer {
     log_.finish_progress();
     res.steps = step_;
     res.train_ms = train_ms_;
+    res.comm = gather_comm_time();
     return res;
   }
 
@@ -543,8 +553,12 @@ class Trainer {
   double reduce_and_step(double loss, double lr_scale, Where&& where) {
     const auto& c = cfg_;
     if (comm_->size() > 1) {  // after the last micro-batch: one all-reduce of the whole buffer
+      Policy::synchronize();  // the backward's tail is compute, not communication
+      const auto tc = Clock::now();
       Policy::all_reduce_grads(model_, *comm_);
       loss = comm_->sum(loss);
+      comm_time_.grad_ms += ms_since(tc);
+      ++comm_time_.steps;
     }
     if (!std::isfinite(loss)) {
       log_.finish_progress();
@@ -650,6 +664,40 @@ class Trainer {
     }
     if (inside) train_ms_ = comm_->broadcast_value(train_ms_ + ms_since(t));
   }
+  // Every rank's communication time, on every rank (one all-reduce); rank 0 logs it. The time a
+  // rank spends in the gradient all-reduce includes its wait for the slowest rank to arrive, so
+  // the rank that waits least bounds what the transfer itself costs: the most that overlapping the
+  // all-reduce with the backward could hide (docs/distributed.md).
+  std::vector<CommTime> gather_comm_time() {
+    const int n = comm_->size();
+    if (n == 1) return {};
+    std::vector<double> v(3 * std::size_t(n), 0.0);
+    const std::size_t r = std::size_t(comm_->rank());
+    v[3 * r] = comm_time_.grad_ms, v[3 * r + 1] = comm_time_.muon_ms, v[3 * r + 2] = double(comm_time_.steps);
+    comm_->all_reduce_sum(std::span<double>(v));
+    std::vector<CommTime> all(std::size_t(n), CommTime{});
+    for (std::size_t i = 0; i < all.size(); ++i) all[i] = {v[3 * i], v[3 * i + 1], (long long)v[3 * i + 2]};
+    if (comm_->is_root() && all[0].steps > 0) {
+      auto per_step = [&](double CommTime::*f, auto pick) {
+        double x = all[0].*f;
+        for (const auto& a : all) x = pick(x, a.*f);
+        return x / double(all[0].steps);
+      };
+      constexpr auto lo = [](double a, double b) { return std::min(a, b); };
+      constexpr auto hi = [](double a, double b) { return std::max(a, b); };
+      const double step_ms = train_ms_ / double(std::max(step_, 1LL));
+      log_.print(format("comm: ranks:%d steps:%lld grad_allreduce_ms_per_step min:%.2f max:%.2f "
+                        "muon_allreduce_ms_per_step min:%.2f max:%.2f step_avg:%.2fms",
+                        n, all[0].steps, per_step(&CommTime::grad_ms, lo), per_step(&CommTime::grad_ms, hi),
+                        per_step(&CommTime::muon_ms, lo), per_step(&CommTime::muon_ms, hi), step_ms));
+      JsonLine line;
+      line.add("event", "comm").add("ranks", n).add("steps", all[0].steps);
+      for (std::size_t i = 0; i < all.size(); ++i)
+        line.add(format("grad_allreduce_ms_rank%zu", i), all[i].grad_ms).add(format("muon_allreduce_ms_rank%zu", i), all[i].muon_ms);
+      log_.metric(line.str());
+    }
+    return all;
+  }
   MomentumWarmup momentum_warmup() const {
     return MomentumWarmup{cfg_.muon_momentum_warmup_start, cfg_.muon_momentum, cfg_.muon_momentum_warmup_steps};
   }
@@ -696,6 +744,7 @@ class Trainer {
     m.logits();
   };
   std::optional<ReplayBuffer> replay_;
+  CommTime comm_time_;                // this process's, since it started (not checkpointed)
   bool post_trained_ = false;         // the end phase ran on these weights (reset by the next step)
   long long checkpointed_step_ = -1;  // the step of the last checkpoint written or loaded
   static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
