@@ -47,3 +47,30 @@ write("checkpoint", "empty_tensor", (corpus / "checkpoint" / "float").read_bytes
 # segfaults at about a million levels; the sanitized build at 50,000).
 write("jsonl", "deep_nesting", b'{"a":' + b"[" * 60000 + b"]" * 60000 + b', "text": "x"}')
 write("jsonl", "deep_unclosed", b'{"a":' + b"{\"k\":" * 20000)
+
+# Tokenizer (mode byte 3: the payload is a SentencePiece model file). A unigram model with a piece
+# "\0": SentencePiece's trie builder (darts_clone) sees a zero-length key and throws its own
+# exception from SentencePieceProcessor::Load, which escaped data::Tokenizer as a non-pgolf error.
+
+
+def varint(n):
+    b = bytearray()
+    while True:
+        b.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(b)
+
+
+def field(number, payload):  # a length-delimited protobuf field
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+def piece(text, score, kind=None):  # ModelProto.SentencePiece: piece 1, score 2, type 3
+    body = field(1, text) + b"\x15" + struct.pack("<f", score) + (b"\x18" + bytes([kind]) if kind else b"")
+    return field(1, body)
+
+
+model = (piece(b"<unk>", 0.0, 2) + piece(b"<s>", 0.0, 3) + piece("\u2581".encode(), -1.0) + piece(b"e", -2.0) +
+         piece(b"\0", -3.0) + field(3, field(1, b"identity")))  # normalizer_spec.name
+write("tokenizer", "zero_length_piece", b"\x03" + model)

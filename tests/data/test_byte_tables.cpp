@@ -3,6 +3,7 @@
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 
 #include "pgolf/data/shard.hpp"
 #include "pgolf/train/val_bpb.hpp"
@@ -20,6 +21,26 @@ TEST_CASE("tokenizer loads and its vocabulary is checked against the spec", "[fo
   tok.check_vocab(1024);
   REQUIRE_THROWS_WITH(tok.check_vocab(512), Catch::Contains("has vocab size 1024 but the model's spec has vocab 512"));
   REQUIRE_THROWS_WITH(Tokenizer("/nonexistent/tok.model"), Catch::Contains("not found"));
+}
+
+// fuzz_tokenizer's finding (fuzz/regressions/tokenizer/zero_length_piece): a unigram model with a
+// piece "\0" made SentencePiece's trie builder throw its own exception out of Load, past every
+// handler that expects a pgolf::Error. It must be the same clear error as any unloadable model.
+TEST_CASE("a tokenizer model SentencePiece throws on is a clear error naming the file", "[forward][tokenizer]") {
+  static constexpr unsigned char bytes[] = {
+      0x0a, 0x0e, 0x0a, 0x05, 0x3c, 0x75, 0x6e, 0x6b, 0x3e, 0x15, 0x00, 0x00, 0x00, 0x00, 0x18, 0x02,
+      0x0a, 0x0c, 0x0a, 0x03, 0x3c, 0x73, 0x3e, 0x15, 0x00, 0x00, 0x00, 0x00, 0x18, 0x03, 0x0a, 0x0a,
+      0x0a, 0x03, 0xe2, 0x96, 0x81, 0x15, 0x00, 0x00, 0x80, 0xbf, 0x0a, 0x08, 0x0a, 0x01, 0x65, 0x15,
+      0x00, 0x00, 0x00, 0xc0, 0x0a, 0x08, 0x0a, 0x01, 0x00, 0x15, 0x00, 0x00, 0x40, 0xc0, 0x1a, 0x0a,
+      0x0a, 0x08, 0x69, 0x64, 0x65, 0x6e, 0x74, 0x69, 0x74, 0x79};
+  const auto path = std::filesystem::temp_directory_path() / "pgolf_test_zero_length_piece.model";
+  {
+    std::ofstream f(path, std::ios::binary);
+    f.write(reinterpret_cast<const char*>(bytes), sizeof bytes);
+  }
+  REQUIRE_THROWS_AS(Tokenizer(path), pgolf::Error);
+  REQUIRE_THROWS_WITH(Tokenizer(path), Catch::Contains(path.string() + " could not be loaded"));
+  std::filesystem::remove(path);
 }
 
 TEST_CASE("byte tables on a hand-checked snippet", "[forward][tokenizer]") {

@@ -8,6 +8,7 @@
 #include <sentencepiece_processor.h>
 
 #include <cstdint>
+#include <exception>
 #include <filesystem>
 #include <string>
 #include <vector>
@@ -21,7 +22,14 @@ class Tokenizer {
   explicit Tokenizer(const std::filesystem::path& model) : path_(model) {
     PGOLF_CHECK(std::filesystem::is_regular_file(model), "tokenizer model ", model.string(),
                 " not found (set --tokenizer-path or TOKENIZER_PATH)");
-    const auto status = sp_.Load(model.string());
+    sentencepiece::util::Status status;
+    // A malformed model can also throw from inside SentencePiece (its trie builder rejects an empty
+    // piece with an exception, found by fuzz_tokenizer): the same error, naming the file.
+    try {
+      status = sp_.Load(model.string());
+    } catch (const std::exception& e) {
+      PGOLF_FAIL("tokenizer model ", model.string(), " could not be loaded: ", e.what());
+    }
     PGOLF_CHECK(status.ok(), "tokenizer model ", model.string(), " could not be loaded: ", status.ToString());
   }
   int vocab() const { return sp_.GetPieceSize(); }
