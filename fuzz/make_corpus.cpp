@@ -137,6 +137,13 @@ void checkpoints(const std::string& name) {
   emit("checkpoint", name + "_v2", flagged(0, v2));
   emit("checkpoint", name + "_v2_fixcrc", flagged(1, v2));
   emit("checkpoint", name + "_v2_state_cut_fixcrc", flagged(1, Bytes(v2.begin(), v2.begin() + 84)));
+  // Version 3: the same, 5 steps into the end phase, in distillation (the teacher after the SWA sum).
+  c.tensors.push_back(std::vector<T>(8, T(-0.75)));
+  c.state->end_steps = 5, c.state->end_loss = 3.25, c.state->end_ms = 40.5, c.state->teacher = true;
+  const Bytes v3 = pgolf::encode_checkpoint(c);
+  emit("checkpoint", name + "_v3", flagged(0, v3));
+  emit("checkpoint", name + "_v3_fixcrc", flagged(1, v3));
+  emit("checkpoint", name + "_v3_end_cut_fixcrc", flagged(1, Bytes(v3.begin(), v3.begin() + 100)));
 }
 
 void jsonl(const fs::path& data) {

@@ -167,3 +167,69 @@ TEST_CASE("corrupt or inconsistent version-2 state fields are clear errors namin
   CHECK_THAT(error_of(cut), Catch::Contains("ckpt"));
   CHECK(error_of(cut) != "no error");
 }
+
+namespace {
+// A version-3 checkpoint: sample_v2 inside the end phase, in distillation (its teacher last).
+Checkpoint<float> sample_v3() {
+  Checkpoint<float> c = sample_v2();
+  c.tensors.push_back(std::vector<float>(8, -0.75f));  // the teacher
+  c.state->end_steps = 5;
+  c.state->end_loss = 3.25;
+  c.state->end_ms = 40.5;
+  c.state->teacher = true;
+  return c;
+}
+// After the version-2 block (average ends at 84): end steps, end loss, end ms.
+constexpr std::size_t kEndStepsAt = 84, kEndLossAt = 92, kEndMsAt = 100;
+}  // namespace
+
+TEST_CASE("version-3 checkpoints carry the end phase's position and teacher; others stay version 2",
+          "[forward][train]") {
+  const auto c = sample_v3();
+  const auto bytes = encode_checkpoint(c);
+  std::uint32_t version = 0;
+  std::memcpy(&version, bytes.data() + 8, 4);
+  CHECK(version == 3);
+  const auto d = decode_checkpoint<float>(bytes, 42);
+  REQUIRE(d.state.has_value());
+  CHECK(*d.state == *c.state);
+  CHECK(d.tensors[d.state->teacher_tensor()] == std::vector<float>(8, -0.75f));
+  CHECK(d.tensors[d.state->ema_tensor()] == std::vector<float>(8, 0.25f));
+  CHECK(encode_checkpoint(d) == bytes);
+  // In replay (no teacher): still version 3. Outside the phase: version 2, byte for byte as before.
+  auto replay = sample_v3();
+  replay.tensors.pop_back();
+  replay.state->teacher = false;
+  const auto rb = encode_checkpoint(replay);
+  std::memcpy(&version, rb.data() + 8, 4);
+  CHECK(version == 3);
+  CHECK(decode_checkpoint<float>(rb, 42).state->end_steps == 5);
+  std::memcpy(&version, encode_checkpoint(sample_v2()).data() + 8, 4);
+  CHECK(version == 2);
+  // A teacher outside the end phase is not a state the encoder writes.
+  auto stray = sample_v2();
+  stray.tensors.push_back(std::vector<float>(8, 0.f));
+  stray.state->teacher = true;
+  CHECK_THROWS_WITH(encode_checkpoint(stray), Catch::Contains("teacher outside the end phase"));
+}
+
+TEST_CASE("corrupt or inconsistent version-3 fields are clear errors naming the field", "[forward][train]") {
+  const auto good = encode_checkpoint(sample_v3());
+  REQUIRE(error_of(good) == "no error");
+  CHECK_THAT(error_of(patched(good, kEndStepsAt, std::int64_t(0))), Catch::Contains("field 'end steps' is 0"));
+  CHECK_THAT(error_of(patched(good, kEndStepsAt, std::int64_t(-3))), Catch::Contains("field 'end steps' is -3"));
+  CHECK_THAT(error_of(patched(good, kEndLossAt, std::nan(""))), Catch::Contains("field 'end loss' is nan"));
+  CHECK_THAT(error_of(patched(good, kEndMsAt, -1.0)), Catch::Contains("field 'end ms' is -1"));
+  CHECK_THAT(error_of(patched(good, kFlagsAt, std::uint32_t(2 | 4 | 8 | 32 | 64))),
+             Catch::Contains("its end phase has run (state flag post-trained) and it is 5 steps into it"));
+  CHECK_THAT(error_of(patched(good, kFlagsAt, std::uint32_t(2 | 4 | 8 | 128))), Catch::Contains("(unknown bits"));
+  // Without its teacher bit the tensors outnumber the state; a teacher of the wrong size.
+  CHECK_THAT(error_of(patched(good, kFlagsAt, std::uint32_t(2 | 4 | 8))), Catch::Contains("describe 10"));
+  auto bad = sample_v3();
+  bad.tensors.back().resize(5);
+  CHECK_THAT(error_of(encode_checkpoint(bad)), Catch::Contains("the distillation teacher holds 5 values"));
+  // The teacher bit in a version-2 file is unknown there.
+  const auto v2 = encode_checkpoint(sample_v2());
+  CHECK_THAT(error_of(patched(v2, kFlagsAt, std::uint32_t(2 | 4 | 8 | 64))),
+             Catch::Contains("64 teacher only in version 3"));
+}

@@ -37,8 +37,8 @@ TEST_CASE("a run interrupted mid-way resumes from its latest checkpoint bit for 
   // Steps 2, 4, 6 were written; the newest two remain.
   const auto kept = whole.checkpoint_dir().periodic();
   REQUIRE(kept.size() == 2);
-  CHECK(kept[0].first == 4);
-  CHECK(kept[1].first == 6);
+  CHECK(kept[0].step == 4);
+  CHECK(kept[1].step == 6);
 
   c.out_dir = scratch_dir("checkpoints_interrupted").string();
   {
@@ -104,4 +104,46 @@ TEST_CASE("stale temp files of interrupted writes are removed, finished files ke
   CHECK(fs::exists(run / "model.pgolf"));
   // write_file_bytes leaves no temp file behind after a successful write.
   CHECK(dir.remove_stale().empty());
+}
+
+TEST_CASE("end-phase checkpoints sort after their step's own, and are pruned and found in that order",
+          "[forward][train]") {
+  const fs::path run = scratch_dir("checkpoints_end_phase");
+  const CheckpointDir dir(run, 3);
+  const std::vector<std::uint8_t> bytes{1, 2, 3};
+  CHECK(dir.periodic_path(6, 12).filename() == "step_00000006_end_00000012.bin");
+  for (const auto& [step, end] : std::vector<std::pair<long long, long long>>{{5, 0}, {6, 0}, {6, 2}, {6, 10}})
+    dir.write_periodic(step, bytes, end);
+  // Names that only look like checkpoints are not theirs to list or prune.
+  for (const char* other : {"step_00000006_end_00000000.bin", "step_6_end_3.bin", "step_00000006_end_0000001x.bin"})
+    write_file_bytes(dir.periodic_dir() / other, bytes);
+  const auto all = dir.periodic();
+  REQUIRE(all.size() == 3);  // step 5 pruned: (6, 0) < (6, 2) < (6, 10), not by name (end 10 > end 2)
+  CHECK((all[0].step == 6 && all[0].end == 0));
+  CHECK((all[1].step == 6 && all[1].end == 2));
+  CHECK((all[2].step == 6 && all[2].end == 10));
+  CHECK(fs::exists(dir.periodic_dir() / "step_6_end_3.bin"));
+}
+
+TEST_CASE("latest() picks the checkpoint furthest into the end phase, the final one over all of them",
+          "[forward][train][post_train]") {
+  RunLog log;
+  TrainConfig c = small_config();
+  c.iterations = 3;
+  c.ema_decay = 0.9;
+  c.distill_steps = 3;
+  c.checkpoint_every = 1;
+  c.keep_checkpoints = 3;
+  c.out_dir = scratch_dir("checkpoints_latest_end").string();
+  Trainer<Model> tr(c, log);
+  tr.run();
+  const CheckpointDir dir = tr.checkpoint_dir();
+  const auto fp = table_fingerprint(Model::param_table);
+  auto quiet = [](const std::string&) {};
+  const auto kept = dir.periodic();
+  REQUIRE(kept.size() == 3);  // the newest three: step 3's distillation steps 1, 2, 3
+  CHECK((kept[0].step == 3 && kept[0].end == 1 && kept[2].end == 3));
+  CHECK(dir.latest<float>(fp, quiet)->filename() == "step_00000003_end_00000003.bin");
+  dir.write_final(encode_checkpoint(tr.checkpoint()));
+  CHECK(dir.latest<float>(fp, quiet)->filename() == "checkpoint.bin");
 }

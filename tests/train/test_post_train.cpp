@@ -115,7 +115,7 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
   c.distill_steps = 2;
   c.qat_threshold = 0.6;  // on at step 3: replay and distillation run with it
   c.checkpoint_every = 1;
-  c.keep_checkpoints = 10;
+  c.keep_checkpoints = 20;  // 5 steps, then 3 x 2 replay micro-batches and 2 distillation steps
   c.out_dir = scratch_dir("post_train_whole").string();
   RunLog log;
   Trainer<Model> whole(c, log);
@@ -137,6 +137,57 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
     CHECK(raw_params(resumed) == raw_params(whole));
     CHECK(resumed.ema_host() == whole.ema_host());
     CHECK(resumed.checkpoint().tensors == whole.checkpoint().tensors);
+  }
+  // Inside the end phase: in replay's first epoch, at the end of it, in the second, after replay,
+  // in distillation (its teacher, the EMA when it began, travels with the checkpoint: the EMA has
+  // moved on since).
+  for (const long long end : {1LL, 3LL, 4LL, 6LL, 7LL}) {
+    INFO("resumed " << end << " steps into the end phase");
+    const fs::path file = whole.checkpoint_dir().periodic_path(5, end);
+    REQUIRE(fs::exists(file));
+    const auto ck = decode_checkpoint<float>(read_file_bytes(file), table_fingerprint(Model::param_table));
+    REQUIRE(ck.state.has_value());
+    CHECK(ck.state->end_steps == end);
+    CHECK(ck.state->teacher == (end > 6));
+    CHECK_FALSE(ck.state->post_trained);
+    TrainConfig rc = c;
+    rc.out_dir = scratch_dir("post_train_resumed_end").string();
+    Trainer<Model> resumed(rc, log);
+    resumed.load_checkpoint(file);
+    CHECK(resumed.step() == 5);
+    CHECK(resumed.end_steps() == end);
+    CHECK(resumed.post_train_pending());
+    resumed.run();
+    CHECK_FALSE(resumed.post_train_pending());
+    CHECK(resumed.end_steps() == 0);
+    CHECK(raw_params(resumed) == raw_params(whole));
+    CHECK(resumed.ema_host() == whole.ema_host());
+    CHECK(resumed.checkpoint().tensors == whole.checkpoint().tensors);
+    // The rest of the phase wrote the same checkpoints as the run never interrupted (but the clock).
+    const auto fp = table_fingerprint(Model::param_table);
+    const auto again = decode_checkpoint<float>(read_file_bytes(resumed.checkpoint_dir().periodic_path(5, 8)), fp);
+    const auto there = decode_checkpoint<float>(read_file_bytes(whole.checkpoint_dir().periodic_path(5, 8)), fp);
+    CHECK((again.tensors == there.tensors && again.counters == there.counters));
+    CHECK(again.state->end_loss == there.state->end_loss);  // the epoch's loss sum: the same additions
+    CHECK((again.data_file == there.data_file && again.data_pos == there.data_pos));
+  }
+  {
+    // A run whose end phase is shorter than the checkpoint's position cannot continue it.
+    TrainConfig rc = c;
+    rc.distill_steps = 0;
+    rc.out_dir = scratch_dir("post_train_resumed_short").string();
+    Trainer<Model> resumed(rc, log);
+    CHECK_THROWS_WITH(resumed.load_checkpoint(whole.checkpoint_dir().periodic_path(5, 7)),
+                      Catch::Contains("checkpoint is 7 steps into its end phase (in distillation); this run's end "
+                                      "phase has 6 replay and 0 distillation steps"));
+    // More steps after it: the phase it was inside is dropped, training goes on from step 5.
+    TrainConfig longer = c;
+    longer.iterations = 7;
+    longer.out_dir = scratch_dir("post_train_resumed_longer").string();
+    Trainer<Model> more(longer, log);
+    more.load_checkpoint(whole.checkpoint_dir().periodic_path(5, 7));
+    CHECK(more.end_steps() == 0);
+    CHECK(more.checkpoint().tensors.size() == whole.checkpoint().tensors.size());  // no teacher kept
   }
   // The run's final checkpoint says the end phase ran: nothing is pending when it is loaded.
   REQUIRE(whole.checkpoint().state.has_value());

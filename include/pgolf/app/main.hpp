@@ -36,7 +36,8 @@
 // from a checkpoint inside it (--resume latest or a file there); `export` refuses to replace an
 // artifact or a safetensors file, and `import` a checkpoint, without --overwrite. A resume whose
 // --iterations is at or below the checkpoint's step stops with that message, except at the last step
-// from a checkpoint written before the end phase (late replay, self-distillation), which runs it.
+// from a checkpoint written before or inside the end phase (late replay, self-distillation), which
+// runs it, or the rest of it.
 //
 // --device auto|cpu|cuda picks the backend at run time between the two specialisations a variant
 // binary carries: Model (CPU) and, when built with CUDA (pgolf_add_variant(... CUDA)), GpuModel.
@@ -221,7 +222,7 @@ inline std::vector<std::filesystem::path> run_files(const std::filesystem::path&
   std::error_code ec;
   for (const char* name : {"train.log", "metrics.jsonl", "checkpoint.bin", "model.pgolf"})
     if (std::filesystem::is_regular_file(dir / name, ec)) found.push_back(dir / name);
-  for (const auto& [step, path] : CheckpointDir(dir, 1).periodic()) found.push_back(path);
+  for (const auto& e : CheckpointDir(dir, 1).periodic()) found.push_back(e.path);
   return found;
 }
 
@@ -336,7 +337,10 @@ int run(const Variant& variant, const Command& cmd) {
                   "the checkpoint ", resume, " is at step ", tr.step(), " and --iterations is ", cfg.iterations,
                   ": nothing left to train (raise --iterations above ", tr.step(), ")");
       log.print(format("resumed:%s step:%lld train_time:%.0fms%s", resume.c_str(), tr.step(), tr.train_ms(),
-                       tr.step() == cfg.iterations ? " (before the end phase: late replay, self-distillation)" : ""));
+                       tr.step() < cfg.iterations ? ""
+                       : tr.end_steps() > 0
+                           ? format(" (%lld steps into the end phase: late replay, self-distillation)", tr.end_steps()).c_str()
+                           : " (before the end phase: late replay, self-distillation)"));
     }
     tr.run();
     if (dist::world().is_root()) tr.checkpoint_dir().write_final(encode_checkpoint(tr.checkpoint()));

@@ -15,7 +15,14 @@
 //   u32 flags (bit 0 recycler, 1 EMA, 2 SWA, 3 QAT, 4 replay, 5 post-trained: the run's end phase of
 //   late replay and self-distillation has run on these weights), u32 Adam groups (3, or 4 with AdamW
 //   matrices), f64 ema_decay (0 without an EMA), u32 average (0 none, 1 ema, 2 swa, 3 swa_of_ema:
-//   the run's TrainConfig::average_kind()).
+//   the run's TrainConfig::average_kind()),
+//   [version 3 only: i64 end steps, f64 end loss, f64 end ms; flag bit 6 teacher]
+// Version 3 is a checkpoint written inside the end phase (the step is the last one): the optimizer
+// steps of that phase taken so far (late replay's micro-batches, then self-distillation's steps), the
+// loss summed over the replay epoch in progress (its log line), the phase's time so far, and, once
+// distillation has started, its frozen teacher as one more tensor after the replay buffer (the EMA
+// moves on during distillation). Every other checkpoint is written as version 2, so files outside the
+// end phase stay readable by builds that know only version 2.
 // The decoder checks the block against the tensor and counter counts and sizes. A version-1 file
 // (no block) still loads; it decodes with no state and re-encodes as version 1.
 #pragma once
@@ -35,7 +42,7 @@
 namespace pgolf {
 
 inline constexpr char kCheckpointMagic[8] = {'P', 'G', 'O', 'L', 'F', 'C', 'K', 'P'};
-inline constexpr std::uint32_t kCheckpointVersion = 2;
+inline constexpr std::uint32_t kCheckpointVersion = 3;
 
 // A version-2 checkpoint's description of the optional training state it holds (see the format).
 struct CheckpointState {
@@ -46,11 +53,18 @@ struct CheckpointState {
   bool post_trained = false;
   double ema_decay = 0;          // the run's ema_decay; 0 without an EMA
   std::string average = "none";  // the run's resolved average: none, ema, swa or swa_of_ema
+  // Inside the end phase (version 3): its optimizer steps taken, the replay epoch's loss sum so far,
+  // the phase's time so far (ms), and whether the distillation teacher follows the replay buffer.
+  long long end_steps = 0;
+  double end_loss = 0, end_ms = 0;
+  bool teacher = false;
 
+  bool in_end_phase() const { return end_steps > 0; }
   std::size_t ema_tensor() const { return 2 + 2 * std::size_t(adam_groups) + recycler; }
   std::size_t swa_tensor() const { return ema_tensor() + ema; }
   std::size_t swa_counter() const { return adam_groups; }
-  std::size_t tensor_count() const { return swa_tensor() + swa + replay; }
+  std::size_t teacher_tensor() const { return swa_tensor() + swa + replay; }
+  std::size_t tensor_count() const { return teacher_tensor() + teacher; }
   std::size_t counter_count() const { return std::size_t(adam_groups) + swa + qat; }
   bool operator==(const CheckpointState&) const = default;
 };
@@ -83,7 +97,7 @@ template <class T>
 std::vector<std::uint8_t> encode_checkpoint(const Checkpoint<T>& c) {
   ByteWriter w;
   for (char ch : kCheckpointMagic) w.put(ch);
-  w.put(std::uint32_t(c.state ? 2 : 1));
+  w.put(std::uint32_t(!c.state ? 1 : c.state->in_end_phase() ? 3 : 2));
   w.put(std::uint32_t(sizeof(T)));
   w.put(c.fingerprint);
   w.put(std::int64_t(c.step));
@@ -93,13 +107,20 @@ std::vector<std::uint8_t> encode_checkpoint(const Checkpoint<T>& c) {
   w.put(c.seed);
   if (c.state) {
     const CheckpointState& s = *c.state;
-    w.put(std::uint32_t(s.recycler | s.ema << 1 | s.swa << 2 | s.qat << 3 | s.replay << 4 | s.post_trained << 5));
+    PGOLF_CHECK(!s.teacher || s.end_steps > 0, "checkpoint state: a distillation teacher outside the end phase");
+    w.put(std::uint32_t(s.recycler | s.ema << 1 | s.swa << 2 | s.qat << 3 | s.replay << 4 | s.post_trained << 5 |
+                        s.teacher << 6));
     w.put(s.adam_groups);
     w.put(s.ema_decay);
     std::uint32_t code = 0;
     while (code < 4 && s.average != kCheckpointAverages[code]) ++code;
     PGOLF_CHECK(code < 4, "checkpoint state: average '", s.average, "' is not none, ema, swa or swa_of_ema");
     w.put(code);
+    if (s.in_end_phase()) {
+      w.put(std::int64_t(s.end_steps));
+      w.put(s.end_loss);
+      w.put(s.end_ms);
+    }
   }
   w.put(std::uint32_t(c.tensors.size()));
   for (const auto& t : c.tensors) {
@@ -128,7 +149,7 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
   ByteReader r(bytes.first(body), what);
   r.get<std::uint64_t>();  // magic
   const auto version = r.get<std::uint32_t>();
-  PGOLF_CHECK(version == 1 || version == kCheckpointVersion, what, " has format version ", version,
+  PGOLF_CHECK(version >= 1 && version <= kCheckpointVersion, what, " has format version ", version,
               "; this build reads 1 to ", kCheckpointVersion);
   const auto scalar = r.get<std::uint32_t>();
   PGOLF_CHECK(scalar == sizeof(T), what, " holds ", scalar, "-byte scalars; this model uses ", sizeof(T));
@@ -144,10 +165,12 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
   if (version >= 2) {
     CheckpointState& s = c.state.emplace();
     const auto flags = r.get<std::uint32_t>();
-    PGOLF_CHECK((flags & ~0x3Fu) == 0, what, " is inconsistent: field 'state flags' is ", flags,
-                " (unknown bits; known: 1 recycler, 2 EMA, 4 SWA, 8 QAT, 16 replay, 32 post-trained)");
+    const std::uint32_t known = version >= 3 ? 0x7Fu : 0x3Fu;
+    PGOLF_CHECK((flags & ~known) == 0, what, " is inconsistent: field 'state flags' is ", flags,
+                " (unknown bits; known: 1 recycler, 2 EMA, 4 SWA, 8 QAT, 16 replay, 32 post-trained",
+                version >= 3 ? ", 64 teacher)" : "; 64 teacher only in version 3)");
     s.recycler = flags & 1, s.ema = flags & 2, s.swa = flags & 4, s.qat = flags & 8, s.replay = flags & 16;
-    s.post_trained = flags & 32;
+    s.post_trained = flags & 32, s.teacher = flags & 64;
     s.adam_groups = r.get<std::uint32_t>();
     PGOLF_CHECK(s.adam_groups == 3 || s.adam_groups == 4, what, " is inconsistent: field 'adam groups' is ",
                 s.adam_groups, "; expected 3, or 4 with AdamW matrices");
@@ -163,6 +186,17 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
                 " but the state flags hold no EMA");
     PGOLF_CHECK(code < 2 || s.swa, what, " is inconsistent: field 'average' is ", s.average,
                 " but the state flags hold no SWA");
+    if (version >= 3) {
+      s.end_steps = r.get<std::int64_t>();
+      s.end_loss = r.get<double>();
+      s.end_ms = r.get<double>();
+      PGOLF_CHECK(s.end_steps > 0, what, " is inconsistent: field 'end steps' is ", s.end_steps,
+                  " (a version-3 checkpoint is inside the end phase: at least 1)");
+      PGOLF_CHECK(std::isfinite(s.end_loss), what, " is inconsistent: field 'end loss' is ", s.end_loss);
+      PGOLF_CHECK(std::isfinite(s.end_ms) && s.end_ms >= 0, what, " is inconsistent: field 'end ms' is ", s.end_ms);
+      PGOLF_CHECK(!s.post_trained, what, " is inconsistent: its end phase has run (state flag post-trained) and it is ",
+                  s.end_steps, " steps into it (field 'end steps')");
+    }
   }
   // Counts and lengths are checked against the bytes left before anything is allocated, so a corrupt
   // count is an error, not a huge allocation (each tensor needs at least its 8-byte length).
@@ -196,6 +230,9 @@ Checkpoint<T> decode_checkpoint(std::span<const std::uint8_t> bytes, std::uint64
                 c.tensors[s.swa_tensor()].size(), " values, the parameters ", n);
     PGOLF_CHECK(!s.swa || c.counters[s.swa_counter()] >= 0, what, " is inconsistent: the SWA count is ",
                 c.counters[s.swa_counter()]);
+    PGOLF_CHECK(!s.teacher || c.tensors[s.teacher_tensor()].size() == n, what,
+                " is inconsistent: the distillation teacher holds ", c.tensors[s.teacher_tensor()].size(),
+                " values, the parameters ", n);
   }
   return c;
 }

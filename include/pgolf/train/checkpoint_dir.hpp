@@ -1,5 +1,7 @@
 // CheckpointDir: the checkpoints of one run folder. Periodic ones are
-// <run>/checkpoints/step_<step, 8 digits>.bin, the newest `keep` of them kept; the final one is
+// <run>/checkpoints/step_<step, 8 digits>.bin, and inside the end phase (late replay,
+// self-distillation, after the last step) step_<step>_end_<the phase's steps, 8 digits>.bin; the
+// newest `keep` of them kept, by step and then by end-phase step; the final one is
 // <run>/checkpoint.bin. Every write is atomic and durable (core/file_io.hpp), so a run killed while
 // writing keeps its previous checkpoint; the stale temp file is removed when the folder is next
 // opened for training. latest() is what `--resume latest` loads: the highest step among all of them
@@ -14,9 +16,11 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <optional>
 #include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "pgolf/core/error.hpp"
@@ -37,18 +41,19 @@ class CheckpointDir {
   const std::filesystem::path& run_dir() const { return run_; }
   std::filesystem::path periodic_dir() const { return run_ / "checkpoints"; }
   std::filesystem::path final_path() const { return run_ / "checkpoint.bin"; }
-  std::filesystem::path periodic_path(long long step) const {
-    return periodic_dir() / format("step_%08lld.bin", step);
+  // end: the end phase's optimizer steps taken (0: a checkpoint of the main loop).
+  std::filesystem::path periodic_path(long long step, long long end = 0) const {
+    return periodic_dir() / (end > 0 ? format("step_%08lld_end_%08lld.bin", step, end) : format("step_%08lld.bin", step));
   }
 
-  // Writes step's checkpoint under checkpoints/ and deletes all but the newest `keep`.
-  std::filesystem::path write_periodic(long long step, std::span<const std::uint8_t> bytes) const {
-    const auto path = periodic_path(step);
-    if (kill_at_ == step) die_mid_write(path, bytes);
+  // Writes the checkpoint of (step, end) under checkpoints/ and deletes all but the newest `keep`.
+  std::filesystem::path write_periodic(long long step, std::span<const std::uint8_t> bytes, long long end = 0) const {
+    const auto path = periodic_path(step, end);
+    if (kill_at_ == step && end == 0) die_mid_write(path, bytes);
     write_file_bytes(path, bytes);
     auto all = periodic();
     if (all.size() > std::size_t(keep_))
-      for (std::size_t k = 0; k + std::size_t(keep_) < all.size(); ++k) std::filesystem::remove(all[k].second);
+      for (std::size_t k = 0; k + std::size_t(keep_) < all.size(); ++k) std::filesystem::remove(all[k].path);
     return path;
   }
   void write_final(std::span<const std::uint8_t> bytes) const { write_file_bytes(final_path(), bytes); }
@@ -60,35 +65,45 @@ class CheckpointDir {
     return a;
   }
 
-  // Periodic checkpoints by step, oldest first (named by the scheme above; other files ignored).
-  std::vector<std::pair<long long, std::filesystem::path>> periodic() const {
-    std::vector<std::pair<long long, std::filesystem::path>> out;
+  struct Entry {
+    long long step = 0, end = 0;  // end: the end phase's steps taken (0 in the main loop)
+    std::filesystem::path path;
+  };
+  // Periodic checkpoints, oldest first: by step, then by end-phase step (named by the scheme above;
+  // other files ignored).
+  std::vector<Entry> periodic() const {
+    std::vector<Entry> out;
     std::error_code ec;
     if (!std::filesystem::is_directory(periodic_dir(), ec)) return out;
     for (const auto& e : std::filesystem::directory_iterator(periodic_dir(), ec)) {
+      if (!e.is_regular_file()) continue;
       const std::string n = e.path().filename().string();
-      long long step = -1;
+      long long step = -1, end = 0;
       char tail = 0;
-      if (e.is_regular_file() && n.size() == 17 && std::sscanf(n.c_str(), "step_%8lld.bi%c", &step, &tail) == 2 &&
-          tail == 'n' && step >= 0)
-        out.emplace_back(step, e.path());
+      const bool main_loop = n.size() == 17 && std::sscanf(n.c_str(), "step_%8lld.bi%c", &step, &tail) == 2;
+      const bool end_phase = n.size() == 30 && std::sscanf(n.c_str(), "step_%8lld_end_%8lld.bi%c", &step, &end, &tail) == 3 &&
+                             end > 0;
+      if ((main_loop || end_phase) && tail == 'n' && step >= 0 && n == periodic_path(step, end).filename().string())
+        out.push_back({step, end, e.path()});
     }
-    std::sort(out.begin(), out.end());
+    std::sort(out.begin(), out.end(), [](const Entry& a, const Entry& b) { return std::pair(a.step, a.end) < std::pair(b.step, b.end); });
     return out;
   }
 
-  // The newest checkpoint that decodes for this model (fingerprint and checksum), by step; the
-  // final checkpoint wins a tie. warn receives one line per damaged file skipped.
+  // The newest checkpoint that decodes for this model (fingerprint and checksum), by step and then
+  // by end-phase step; the final checkpoint wins a tie. warn receives one line per damaged file skipped.
   template <class T, class Warn>
   std::optional<std::filesystem::path> latest(std::uint64_t fingerprint, Warn&& warn) const {
-    std::vector<std::pair<long long, std::filesystem::path>> all = periodic();
+    std::vector<Entry> all = periodic();
     std::error_code ec;
-    if (std::filesystem::is_regular_file(final_path(), ec)) all.emplace_back(step_in_header(final_path()), final_path());
-    std::stable_sort(all.begin(), all.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    if (std::filesystem::is_regular_file(final_path(), ec))
+      all.push_back({step_in_header(final_path()), std::numeric_limits<long long>::max(), final_path()});
+    std::stable_sort(all.begin(), all.end(),
+                     [](const Entry& a, const Entry& b) { return std::pair(a.step, a.end) < std::pair(b.step, b.end); });
     for (auto it = all.rbegin(); it != all.rend(); ++it) {
       try {
-        (void)decode_checkpoint<T>(read_file_bytes(it->second), fingerprint, it->second.string());
-        return it->second;
+        (void)decode_checkpoint<T>(read_file_bytes(it->path), fingerprint, it->path.string());
+        return it->path;
       } catch (const Error& e) {
         warn(format("skipping damaged checkpoint: %s", e.what()));
       }

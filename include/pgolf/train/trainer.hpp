@@ -10,9 +10,11 @@
 // read in a fixed order, and every CPU reduction has a fixed order, so the same seed and config
 // give the same numbers bit for bit. A checkpoint holds the full state (parameters, optimizer
 // buffers and counters, step, clock, data position), so a resumed run continues exactly; with
-// checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock), and
-// at the last step before the end phase (late replay, self-distillation) if that step had none: a
-// run killed during that phase resumes from it and runs the phase again, bit for bit.
+// checkpoint_every and an out_dir, one is written every N steps (atomically, outside the clock), at
+// the last step before the end phase (late replay, self-distillation) if that step had none, and
+// every N optimizer steps of that phase (replay micro-batches, then distillation steps; with the
+// phase's position, the replay epoch's loss sum and, once distillation has begun, its frozen
+// teacher): a run killed during the phase resumes where it stopped, bit for bit.
 //
 // The records' recipe (TrainConfig: ema_decay, swa_every, average, qat_threshold): an EMA and/or SWA
 // of the weights is kept beside them (in the backend's memory) and the selected average is loaded
@@ -199,6 +201,9 @@ class Trainer {
   // The end phase (late replay, self-distillation) is configured and has not run on these weights:
   // a checkpoint at the last step written before it resumes into it.
   bool post_train_pending() const { return cfg_.has_post_train() && !post_trained_; }
+  // The end phase's optimizer steps taken (late replay's micro-batches, then distillation's steps);
+  // 0 before it starts and once it has run.
+  long long end_steps() const { return end_steps_; }
   // The EMA and SWA sum in the table layout (empty when off), for tests and tools.
   std::vector<T> ema_host() { return ema_ ? Policy::mirror_to_host(model_, *ema_) : std::vector<T>{}; }
   std::vector<T> swa_sum_host() { return swa_ ? Policy::mirror_to_host(model_, *swa_) : std::vector<T>{}; }
@@ -309,6 +314,7 @@ class Trainer {
       loss = reduce_and_step(loss, scale, [&] { return format("training diverged at step %lld/%lld", step_ + 1, c.iterations); });
       ++step_;
       post_trained_ = false;
+      reset_end_phase();  // a resumed checkpoint inside an end phase, trained on: that phase is dropped
       if (swa_ && step_ % c.swa_every == 0 && scale < c.swa_threshold) {
         if (ema_) Policy::accumulate(*swa_, *ema_);  // swa_of_ema (validate() allows the EMA only then)
         else Policy::accumulate_params(*swa_, model_);
@@ -378,6 +384,7 @@ class Trainer {
     }
     if (fq_) ck.counters.push_back(qat_on_step_);
     if (replay_) ck.tensors.push_back(replay_->state<T>());
+    if (!teacher_.empty()) ck.tensors.push_back(teacher_);
     ck.state = checkpoint_state();
     return ck;
   }
@@ -389,6 +396,8 @@ class Trainer {
     s.recycler = recycler_.has_value(), s.ema = ema_.has_value(), s.swa = swa_.has_value();
     s.qat = fq_.has_value(), s.replay = replay_.has_value();
     s.post_trained = post_trained_;
+    s.end_steps = end_steps_, s.end_loss = end_loss_, s.end_ms = end_ms_;
+    s.teacher = !teacher_.empty();
     s.ema_decay = ema_ ? cfg_.ema_decay : 0.0;
     s.average = cfg_.average_kind();
     return s;
@@ -414,7 +423,8 @@ class Trainer {
                   "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
     }
     const std::size_t n = list.size();
-    PGOLF_CHECK(ck.tensors.size() == have.tensor_count() && ck.counters.size() == have.counter_count(),
+    const bool teacher = ck.state && ck.state->teacher;  // held inside distillation only
+    PGOLF_CHECK(ck.tensors.size() == have.tensor_count() - have.teacher + teacher && ck.counters.size() == have.counter_count(),
                 "checkpoint does not hold this trainer's state (", ck.tensors.size(), " tensors, ", ck.counters.size(),
                 " counters; expected ", have.tensor_count(), " and ", have.counter_count(),
                 "; ema_decay, swa_every, qat_threshold and replay_batches must be on or off as in the run that wrote it)");
@@ -431,6 +441,21 @@ class Trainer {
     }
     if (fq_) qat_on_step_ = ck.counters[ctr++];
     if (replay_) replay_->set_state(ck.tensors[at++]);
+    reset_end_phase();
+    if (ck.state && ck.state->in_end_phase() && ck.step == cfg_.iterations) {  // else the phase is dropped
+      const CheckpointState& st = *ck.state;
+      const long long planned = end_phase_steps();
+      PGOLF_CHECK(st.end_steps <= planned && (!teacher || st.end_steps > replay_steps()), "checkpoint is ",
+                  st.end_steps, " steps into its end phase", teacher ? " (in distillation)" : "", "; this run's end phase has ",
+                  replay_steps(), " replay and ", cfg_.distill_steps, " distillation steps (replay_epochs, replay_batches "
+                  "and distill_steps must be as in the run that wrote it)");
+      end_steps_ = st.end_steps, end_loss_ = st.end_loss, end_ms_ = st.end_ms;
+      if (teacher) {
+        teacher_ = ck.tensors[at++];
+        PGOLF_CHECK(teacher_.size() == Model::num_params, "checkpoint's distillation teacher holds ", teacher_.size(),
+                    " values, expected ", Model::num_params);
+      }
+    }
     raw_.reset();
     weights_ = "raw";
     Policy::params_from_host(model_, std::span<const T>(ck.tensors[0]));
@@ -579,10 +604,22 @@ class Trainer {
 
   void write_periodic_checkpoint() {
     if (comm_->is_root()) {  // data parallel: rank 0 writes; every rank holds the same state
-      const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()));
-      log_.metric(JsonLine().add("event", "checkpoint").add("step", step_).add("path", path.string()).str());
+      const auto path = checkpoint_dir().write_periodic(step_, encode_checkpoint(checkpoint()), end_steps_);
+      JsonLine line;
+      line.add("event", "checkpoint").add("step", step_);
+      if (end_steps_ > 0) line.add("end_steps", end_steps_);
+      log_.metric(line.add("path", path.string()).str());
     }
     checkpointed_step_ = step_;
+  }
+
+  // The end phase's length in optimizer steps: replay's (buffered micro-batches x epochs), then
+  // distillation's. Its position, end_steps_, counts through both.
+  long long replay_steps() const { return replay_ ? (long long)replay_->size() * cfg_.replay_epochs : 0; }
+  long long end_phase_steps() const { return replay_steps() + cfg_.distill_steps; }
+  void reset_end_phase() {
+    end_steps_ = 0, end_loss_ = 0, end_ms_ = 0;
+    teacher_.clear();
   }
 
   // Late replay, then self-distillation (TrainConfig; TECHNIQUES.md 7.5, 7.6), after the main loop
@@ -593,54 +630,72 @@ class Trainer {
     if (!replay_ && c.distill_steps == 0) return;
     const bool inside = c.post_train_seconds > 0;
     const double cap_ms = c.max_wallclock_seconds * 1000.0;
-    const auto t = Clock::now();
-    auto out_of_time = [&] { return inside && comm_->broadcast_value(train_ms_ + ms_since(t)) >= cap_ms; };
-    auto log_done = [&](const char* phase, long long steps, long long planned, double ms) {
-      log_.print(format("%s:done steps:%lld/%lld time:%.0fms %s", phase, steps, planned, ms,
-                        inside ? "inside_budget" : "outside_budget"));
-      log_.metric(JsonLine().add("event", phase).add("steps", steps).add("planned", planned).add("time_ms", ms)
-                      .add("inside_budget", inside).str());
+    // The phase's time: end_ms_ (earlier processes, and this one up to its last checkpoint) plus
+    // the time since t. A checkpoint's write is not phase time.
+    auto t = Clock::now();
+    auto phase_ms = [&] { return end_ms_ + ms_since(t); };
+    auto out_of_time = [&] { return inside && comm_->broadcast_value(train_ms_ + phase_ms()) >= cap_ms; };
+    const bool periodic = c.checkpoint_every > 0 && !c.out_dir.empty();
+    auto after_step = [&] {  // one optimizer step of the phase taken
+      ++end_steps_;
+      if (!periodic || end_steps_ % c.checkpoint_every != 0) return;
+      end_ms_ = phase_ms();
+      write_periodic_checkpoint();
+      t = Clock::now();
+    };
+    auto log_done = [&](const char* phase, long long steps, long long planned, double ms, long long from) {
+      log_.print(format("%s:done steps:%lld/%lld time:%.0fms %s%s", phase, steps, planned, ms,
+                        inside ? "inside_budget" : "outside_budget",
+                        from > 0 ? format(" (resumed after %lld)", from).c_str() : ""));
+      JsonLine line;
+      line.add("event", phase).add("steps", steps).add("planned", planned).add("time_ms", ms).add("inside_budget", inside);
+      if (from > 0) line.add("resumed_after", from);
+      log_.metric(line.str());
     };
     // Late QAT stays as it was: on once switched on. Muon's momentum too, set here from the last
     // step rather than left from it: a run resumed at the last step has taken no step.
     const bool qat = fq_ && qat_on_step_ >= 0;
     if (muon_ && step_ > 0) muon_->set_momentum(momentum_warmup().at(step_ - 1));
-    if (replay_) {
+    const long long size = replay_ ? (long long)replay_->size() : 0, planned_replay = replay_steps();
+    if (replay_ && (planned_replay == 0 || end_steps_ < planned_replay)) {
       const auto t1 = Clock::now();
-      const long long planned = (long long)replay_->size() * c.replay_epochs;
-      long long done = 0;
-      if (replay_->size() == 0)
-        log_.print("replay: nothing buffered (no step had the LR multiplier under replay_threshold)");
+      const long long from = end_steps_;
+      if (size == 0) log_.print("replay: nothing buffered (no step had the LR multiplier under replay_threshold)");
       const double w = comm_->size();
-      for (int e = 0; e < c.replay_epochs && replay_->size() > 0 && !out_of_time(); ++e) {
-        double sum = 0;
-        long long n = 0;
-        for (std::size_t i = 0; i < replay_->size() && !out_of_time(); ++i, ++n) {
-          const auto& [x, y] = replay_->at(i);
+      // A resumed phase starts inside an epoch: the steps before it and their loss sum are restored.
+      for (long long e = end_steps_ / std::max(size, 1LL); e < c.replay_epochs && size > 0 && !out_of_time(); ++e) {
+        if (end_steps_ == e * size) end_loss_ = 0;  // the epoch's first step (a checkpoint may end the one before)
+        for (long long i = end_steps_ - e * size; i < size && !out_of_time(); ++i) {
+          const auto& [x, y] = replay_->at(std::size_t(i));
           if (qat) fq_->apply(model_.params(), c.qat_bits);
           model_.zero_grad();
           double loss = model_.forward(x, y) / w;
           model_.backward(1.0 / w);
           if (qat) fq_->restore(model_.params());
-          sum += reduce_and_step(loss, c.replay_lr_scale,
-                                 [&] { return format("replay diverged at epoch %d, micro-batch %zu", e + 1, i + 1); });
+          end_loss_ += reduce_and_step(loss, c.replay_lr_scale,
+                                       [&] { return format("replay diverged at epoch %lld, micro-batch %lld", e + 1, i + 1); });
+          after_step();
         }
-        done += n;
-        log_.print(format("replay:epoch %d/%d loss:%.4f", e + 1, c.replay_epochs, sum / double(std::max(n, 1LL))));
+        const long long n = end_steps_ - e * size;  // this epoch's steps (fewer when out of time)
+        log_.print(format("replay:epoch %lld/%d loss:%.4f", e + 1, c.replay_epochs, end_loss_ / double(std::max(n, 1LL))));
       }
-      log_done("replay", done, planned, ms_since(t1));
+      log_done("replay", end_steps_, planned_replay, ms_since(t1), from);
     }
     if (c.distill_steps > 0) {
       if constexpr (kDistill) {
         const auto t1 = Clock::now();
-        // The teacher: a frozen model holding the EMA as it is now.
+        // Steps taken before a resume: a replay cut short by the clock leaves none to take here.
+        const long long from = std::max(0LL, end_steps_ - planned_replay);
+        // The teacher: a frozen model holding the EMA as it is when distillation starts (restored
+        // from the checkpoint when resumed inside it: the EMA has moved on since).
+        if (teacher_.empty()) teacher_ = Policy::mirror_to_host(model_, *ema_);
         Model teacher(cfg_.micro_batch_rows(comm_->size()), c.train_seq_len);
-        Policy::params_from_host(teacher, std::span<const T>(Policy::mirror_to_host(model_, *ema_)));
+        Policy::params_from_host(teacher, std::span<const T>(teacher_));
         const ops::cpu::DistillOptions opt{.temperature = c.distill_temperature, .alpha = c.distill_alpha,
                                            .per_sequence = c.distill_per_sequence};
         const int accum = c.grad_accum_steps(comm_->size());
         const double micro_div = double(accum) * comm_->size();
-        long long k = 0;
+        long long k = from;
         for (; k < c.distill_steps && !out_of_time(); ++k) {
           if (qat) fq_->apply(model_.params(), c.qat_bits);
           model_.zero_grad();
@@ -658,11 +713,13 @@ class Trainer {
                                  [&] { return format("distillation diverged at step %lld/%lld", k + 1, c.distill_steps); });
           if (c.train_log_every > 0 && (k < 3 || (k + 1) % c.train_log_every == 0 || k + 1 == c.distill_steps))
             log_.print(format("distill:step %lld/%lld loss:%.4f", k + 1, c.distill_steps, loss));
+          after_step();
         }
-        log_done("distill", k, c.distill_steps, ms_since(t1));
+        log_done("distill", k, c.distill_steps, ms_since(t1), from);
       }
     }
-    if (inside) train_ms_ = comm_->broadcast_value(train_ms_ + ms_since(t));
+    if (inside) train_ms_ = comm_->broadcast_value(train_ms_ + phase_ms());
+    reset_end_phase();
   }
   // Every rank's communication time, on every rank (one all-reduce); rank 0 logs it. The time a
   // rank spends in the gradient all-reduce includes its wait for the slowest rank to arrive, so
@@ -746,6 +803,11 @@ class Trainer {
   std::optional<ReplayBuffer> replay_;
   CommTime comm_time_;                // this process's, since it started (not checkpointed)
   bool post_trained_ = false;         // the end phase ran on these weights (reset by the next step)
+  // Inside the end phase (checkpointed, reset when it ends): its optimizer steps taken, the replay
+  // epoch's loss sum so far, its time so far (ms), and distillation's teacher once it has begun.
+  long long end_steps_ = 0;
+  double end_loss_ = 0, end_ms_ = 0;
+  std::vector<T> teacher_;
   long long checkpointed_step_ = -1;  // the step of the last checkpoint written or loaded
   static constexpr bool kSliding = requires(const Data& d, Model& m) { d.evaluate_sliding(m, 1); };
   // The trained weights' sliding-window score after the last validation (outside the clock).
