@@ -200,6 +200,39 @@ TEST_CASE("replay and distillation resume from a periodic checkpoint bit for bit
   CHECK_FALSE(again.post_train_pending());
 }
 
+TEST_CASE("inside the budget, a resumed end phase counts the time its checkpoint says it had taken",
+          "[forward][train][post_train]") {
+  TrainConfig c = replay_config();
+  c.max_wallclock_seconds = 3600;  // never reached: only the clock's bookkeeping is under test
+  c.post_train_seconds = 600;
+  // Distillation: replay would collect nothing (with a wall-clock cap the LR multiplier follows the
+  // clock and stays 1 this far from it).
+  c.replay_batches = 0;
+  c.ema_decay = 0.8;
+  c.distill_steps = 5;
+  c.checkpoint_every = 2;
+  c.keep_checkpoints = 20;
+  c.out_dir = scratch_dir("post_train_inside").string();
+  RunLog log;
+  Trainer<Model> whole(c, log);
+  whole.run();
+  const fs::path file = whole.checkpoint_dir().periodic_path(5, 4);
+  const auto ck = decode_checkpoint<float>(read_file_bytes(file), table_fingerprint(Model::param_table));
+  REQUIRE(ck.state.has_value());
+  CHECK(ck.state->end_steps == 4);
+  CHECK(ck.state->teacher);
+  CHECK(ck.state->end_ms > 0);  // 4 distillation steps took time
+  CHECK(whole.train_ms() >= ck.train_ms + ck.state->end_ms);  // the phase's time counted in the run's
+  TrainConfig rc = c;
+  rc.out_dir = scratch_dir("post_train_inside_resumed").string();
+  Trainer<Model> resumed(rc, log);
+  resumed.load_checkpoint(file);
+  CHECK(resumed.train_ms() == ck.train_ms);  // the main loop's time; the phase's travels apart
+  resumed.run();
+  CHECK(resumed.train_ms() >= ck.train_ms + ck.state->end_ms);  // the earlier process's phase time included
+  CHECK(resumed.end_steps() == 0);
+}
+
 TEST_CASE("the last step's checkpoint is written before the end phase when the period skips it",
           "[forward][train][post_train]") {
   TrainConfig c = replay_config();  // 5 steps
