@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "compare.hpp"
 #include "cuda_specs.hpp"
 #include "model_kernels.hpp"
 #include "pgolf/core/rng.hpp"
@@ -25,18 +26,8 @@
 
 namespace {
 
-struct Compare {
-  double cosine, rel_l2;
-};
-template <class A, class B>
-Compare compare(const A* a, const B* b, std::size_t n) {
-  double ab = 0, aa = 0, bb = 0, dd = 0;
-  for (std::size_t i = 0; i < n; ++i) {
-    const double x = double(a[i]), y = double(b[i]);
-    ab += x * y, aa += x * x, bb += y * y, dd += (x - y) * (x - y);
-  }
-  return {ab / std::sqrt(aa * bb + 1e-300), std::sqrt(dd / (bb + 1e-300))};
-}
+using cuda_test::Compare;
+using cuda_test::compare;
 
 // unscored_every > 0: every such target is -1 (not scored), the backends' shared contract.
 template <pgolf::GptSpec S, class GpuFn>

@@ -1,7 +1,8 @@
-// A host emulation of exactly the CUDA features that ops/cuda/flash_attention.cuh's kernels use, so
-// their index arithmetic, masks, tails, online softmax and the placement of their barriers can be
-// checked on a machine without a GPU. Not CUDA's semantics in general:
-//   - blocks run one after another, on the same 128 std::threads; __syncthreads and
+// A host emulation of exactly the CUDA features that ops/cuda/flash_attention.cuh's kernels use (and
+// the row kernels of cross_entropy.cuh and distill.cuh), so their index arithmetic, masks, tails,
+// online softmax and the placement of their barriers can be checked on a machine without a GPU.
+// Not CUDA's semantics in general:
+//   - blocks run one after another, on the same std::threads (128 by default); __syncthreads and
 //     __syncwarp are std::barriers (so a barrier missing from the kernel shows as a data race or a
 //     wrong result here, as it would on the device);
 //   - __shfl_xor_sync exchanges through a per-block array between two warp barriers;
@@ -21,6 +22,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <thread>
 #include <type_traits>
 #include <vector>
@@ -38,7 +40,7 @@ struct EmuDim {
   unsigned x = 0, y = 0, z = 0;
 };
 inline thread_local EmuDim threadIdx, blockIdx;
-inline EmuDim gridDim;
+inline EmuDim gridDim, blockDim;
 inline int min(int a, int b) { return a < b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float atomicAdd(float* address, float val) { return std::atomic_ref<float>(*address).fetch_add(val); }
@@ -48,6 +50,9 @@ struct alignas(16) uint4 {
   unsigned x, y, z, w;
 };
 inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return {a, b, c, d}; }
+struct alignas(8) float2 {
+  float x, y;
+};
 struct alignas(16) float4 {
   float x, y, z, w;
 };
@@ -73,11 +78,12 @@ struct alignas(4) __nv_bfloat162 {
   __nv_bfloat16 x, y;
 };
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2bfloat16_rn(a), __float2bfloat16_rn(b)}; }
+inline float2 __bfloat1622float2(__nv_bfloat162 v) { return {__bfloat162float(v.x), __bfloat162float(v.y)}; }
 
 namespace emu {
 struct BlockSync {
   std::barrier<>* block;
-  std::barrier<>* warp[4];
+  std::barrier<>* warp[32];
   float* exchange;  // one value per thread
 };
 inline BlockSync sync;
@@ -150,20 +156,43 @@ inline float warp_sum(float v) {  // as in ops/cuda/common.cuh
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
 }
+inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = std::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+template <class T>
+T block_sum(T v) {  // the same fixed tree as ops/cuda/common.cuh's (one block runs at a time)
+  static T part[1024];
+  part[threadIdx.x] = v;
+  __syncthreads();
+  for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
+    if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
+    __syncthreads();
+  }
+  const T total = part[0];
+  __syncthreads();
+  return total;
+}
 }  // namespace pgolf::ops::cuda
 
 namespace emu {
-// Runs body() as every thread of every block of a (gx, gy) grid of 128-thread blocks.
+// Runs body() as every thread of every block of a (gx, gy) grid of blocks of `threads` threads (a
+// multiple of 32, at most 1024).
 template <class F>
-void launch(unsigned gx, unsigned gy, F&& body) {
+void launch(unsigned gx, unsigned gy, F&& body, unsigned block_threads = 128) {
   gridDim = {gx, gy, 1};
-  std::barrier<> block(128), w0(32), w1(32), w2(32), w3(32);
-  float exchange[128];
-  sync = {&block, {&w0, &w1, &w2, &w3}, exchange};
-  // One set of 128 threads runs the blocks in turn (starting threads per block cost most of the
+  blockDim = {block_threads, 1, 1};
+  std::barrier<> block(block_threads);
+  std::vector<std::unique_ptr<std::barrier<>>> warps;
+  BlockSync s{&block, {}, nullptr};
+  for (unsigned w = 0; w < block_threads / 32; ++w) s.warp[w] = warps.emplace_back(std::make_unique<std::barrier<>>(32)).get();
+  std::vector<float> exchange(block_threads);
+  s.exchange = exchange.data();
+  sync = s;
+  // One set of threads runs the blocks in turn (starting threads per block cost most of the
   // test's time); a block barrier after each keeps the blocks apart.
   std::vector<std::thread> threads;
-  for (unsigned t = 0; t < 128; ++t)
+  for (unsigned t = 0; t < block_threads; ++t)
     threads.emplace_back([&, t] {
       threadIdx = {t, 0, 0};
       for (unsigned by = 0; by < gy; ++by)

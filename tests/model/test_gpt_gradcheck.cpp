@@ -91,3 +91,33 @@ TEST_CASE("whole-model gradients match finite differences: self-distillation los
   model.clear_teacher();
   CHECK(model.forward(x, y) == ce);
 }
+
+// distill_from(teacher), the form the Trainer uses on both backends, reads the teacher's last
+// logits: the same loss and gradient bits as set_teacher with a copy of them. A teacher of another
+// batch shape, or one that has not run, is refused by name.
+TEST_CASE("distill_from a teacher model equals set_teacher with its logits", "[gpt][distill]") {
+  const int batch = 2, seq = 8;
+  Gpt<kTiny, double> model(batch, seq), teacher(batch, seq), idle(batch, seq), other(batch, seq * 2);
+  randomize(model, 11);
+  randomize(teacher, 12);
+  const auto tokens = random_tokens(std::size_t(batch) * seq + 1, kTiny.vocab, 13);
+  const std::vector<std::int32_t> x(tokens.begin(), tokens.end() - 1), y(tokens.begin() + 1, tokens.end());
+  teacher.forward(x, y);
+  const std::vector<double> zt(teacher.logits().begin(), teacher.logits().end());
+  const ops::cpu::DistillOptions opt{.temperature = 1.5, .alpha = 0.4};
+  model.set_teacher(zt, opt);
+  const double by_copy = model.forward(x, y);
+  model.zero_grad();
+  model.backward(0.5);
+  const std::vector<double> grads_copy(model.grads().begin(), model.grads().end());
+  model.clear_teacher();
+  model.distill_from(teacher, opt);
+  CHECK(model.forward(x, y) == by_copy);
+  model.zero_grad();
+  model.backward(0.5);
+  CHECK(std::equal(grads_copy.begin(), grads_copy.end(), model.grads().begin()));
+  model.clear_teacher();
+  CHECK_THROWS_WITH(model.distill_from(idle, opt), Catch::Contains("the teacher has not run a forward"));
+  CHECK_THROWS_WITH(model.distill_from(other, opt), Catch::Contains("the teacher's batch is 2 x 16"));
+  CHECK_THROWS_WITH(model.distill_from(teacher, {.temperature = 0}), Catch::Contains("distill_temperature"));
+}

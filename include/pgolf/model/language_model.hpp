@@ -408,7 +408,21 @@ class LanguageModel {
     o.batch_rows = batch();
     rt_.set_teacher(teacher_logits.data(), o);
   }
-  void clear_teacher() requires(!B::device) { rt_.clear_teacher(); }
+  // Self-distillation on either backend: until clear_teacher(), forward/backward compute the
+  // distillation loss against the logits of `teacher`'s last forward, which must be of the same
+  // batch (same shape; ids and targets are the caller's to keep equal) and must not run again
+  // before this model's backward. The CUDA backend distils through the symmetric softcap's head
+  // only (Fused<Cuda, Softcap, CrossEntropy>); elsewhere on CUDA the model has no distill_from.
+  static constexpr bool distills = requires(const typename LossRun::Saved& s) { LossRun::teacher_logits(s); };
+  void distill_from(const LanguageModel& teacher, ops::cpu::DistillOptions o) requires distills {
+    PGOLF_CHECK(teacher.batch() == batch() && teacher.seq_len() == seq_len(), "distill_from: the teacher's batch is ",
+                teacher.batch(), " x ", teacher.seq_len(), ", this model's ", batch(), " x ", seq_len());
+    const auto* z = LossRun::teacher_logits(std::get<kLossRun>(teacher.head_));
+    PGOLF_CHECK(z != nullptr, "distill_from: the teacher has not run a forward");
+    o.batch_rows = batch();
+    rt_.set_teacher(z, o);
+  }
+  void clear_teacher() { rt_.clear_teacher(); }
 
   // ids, targets: [batch, seq_len] row-major; a target < 0 is not scored. Returns the mean
   // cross-entropy (nats) over scored positions.

@@ -105,6 +105,8 @@ struct Impl<Cpu<T>, CrossEntropy> {
   static std::span<const T> logits(const Saved& s, std::size_t tokens, int vocab) {
     return {s.logits, tokens * std::size_t(vocab)};
   }
+  // What a student distilling from this model reads (LanguageModel::distill_from): the final logits.
+  static const T* teacher_logits(const Saved& s) { return s.logits; }
 };
 
 }  // namespace pgolf
@@ -112,6 +114,7 @@ struct Impl<Cpu<T>, CrossEntropy> {
 #ifdef __CUDACC__
 #include "pgolf/backend/cuda/backend.cuh"
 #include "pgolf/ops/cuda/cross_entropy.cuh"
+#include "pgolf/ops/cuda/distill.cuh"
 
 namespace pgolf {
 
@@ -139,6 +142,8 @@ struct Impl<Cuda, TiedHead<Embedding>> {
 
 // Softcap and cross-entropy in one pass over each row of logits each way (ops/cuda/cross_entropy.cuh):
 // no capped logits are stored. The loss is a fixed-order sum of the row losses over scored positions.
+// While the runtime holds a teacher's logits, softcap and the distillation loss instead
+// (ops/cuda/distill.cuh); the row losses stay the cross-entropy, as on the CPU.
 template <>
 struct Fused<Cuda, Softcap, CrossEntropy> {
   static constexpr bool available = true;
@@ -147,31 +152,55 @@ struct Fused<Cuda, Softcap, CrossEntropy> {
   struct Saved {
     const bf16* logits = nullptr;
     float *row_loss = nullptr, *lse = nullptr;
-    double* sum = nullptr;
-    mutable std::vector<float> host;  // row losses, copied on request
+    float *row_kl = nullptr, *lse3 = nullptr;  // distillation: KL per row; [tokens, 3] log-sum-exps
+    double* sum = nullptr;                     // [2]: the cross-entropy's, the KL's
+    mutable std::vector<float> host;           // row losses, copied on request
     mutable bool fresh = false;
   };
   template <class A>
   static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
     static_assert(A::vocab % 256 == 0, "GptSpec.vocab must be a multiple of 256 for the CUDA kernels");
-    p.take(s.row_loss, sh.tokens()), p.take(s.lse, sh.tokens()), p.take(s.sum, 1);
+    p.take(s.row_loss, sh.tokens()), p.take(s.lse, sh.tokens()), p.take(s.sum, 2);
+    p.take(s.row_kl, sh.tokens()), p.take(s.lse3, 3 * sh.tokens());
   }
   static void forward(auto& c, Saved& s, Flow<Cuda>& f) {
     using A = arch_of<decltype(c)>;
     s.logits = value<Reg::h>(f);
     s.fresh = false;
+    const std::size_t scored = std::max<std::size_t>(c.rt().scored(), 1);
+    if (const bf16* teacher = c.rt().teacher()) {
+      const ops::cpu::DistillOptions& o = c.rt().distill_options();
+      ops::cuda::softcap_distill_forward<A::vocab>(s.logits, teacher, c.targets(), c.tokens(), float(A::softcap),
+                                                   float(1.0 / o.temperature), s.row_loss, s.row_kl, s.lse3);
+      ops::cuda::ordered_sum(s.row_loss, c.tokens(), s.sum);
+      ops::cuda::ordered_sum(s.row_kl, c.tokens(), s.sum + 1);
+      double sums[2] = {0, 0};
+      PGOLF_CUDA_CHECK(cudaMemcpy(sums, s.sum, sizeof(sums), cudaMemcpyDeviceToHost));
+      c.loss = ops::cpu::distill_loss(o, sums[0] / double(scored), sums[1], c.rt().scored());
+      return;
+    }
     ops::cuda::softcap_ce_forward<A::vocab>(s.logits, c.targets(), c.tokens(), float(A::softcap), s.row_loss, s.lse);
     ops::cuda::ordered_sum(s.row_loss, c.tokens(), s.sum);
     double sum = 0;
     PGOLF_CUDA_CHECK(cudaMemcpy(&sum, s.sum, sizeof(double), cudaMemcpyDeviceToHost));
-    c.loss = sum / double(std::max<std::size_t>(c.rt().scored(), 1));
+    c.loss = sum / double(scored);
   }
   static void backward(auto& c, Saved& s, auto& io) {
     using A = arch_of<decltype(c)>;
+    if (const bf16* teacher = c.rt().teacher()) {
+      const ops::cpu::DistillOptions& o = c.rt().distill_options();
+      const ops::cpu::DistillScales a = ops::cpu::distill_scales(o, c.rt().scored(), c.grad_scale);
+      ops::cuda::softcap_distill_backward<A::vocab>(s.logits, teacher, c.targets(), s.lse3, c.tokens(),
+                                                    float(A::softcap), float(1.0 / o.temperature), float(a.ce),
+                                                    float(a.kl), din<Reg::h>(io));
+      return;
+    }
     const double scale = c.grad_scale / double(std::max<std::size_t>(c.rt().scored(), 1));
     ops::cuda::softcap_ce_backward<A::vocab>(s.logits, c.targets(), s.lse, c.tokens(), float(A::softcap), float(scale),
                                              din<Reg::h>(io));
   }
+  // A student distilling from this model reads its raw head logits (capped in the student's kernel).
+  static const bf16* teacher_logits(const Saved& s) { return s.logits; }
   static std::span<const float> row_losses(const Saved& s, std::size_t tokens) {
     if (!s.fresh) {
       s.host.resize(tokens);

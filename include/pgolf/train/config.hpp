@@ -96,7 +96,8 @@ struct TrainConfig {
   // optimizer step per micro-batch at replay_lr_scale times every group's base LR (Muon's momentum
   // as it last was). Distillation: distill_steps steps on new training batches against a frozen
   // teacher holding the EMA (so ema_decay > 0), every group at distill_lr_scale times its base LR,
-  // loss alpha tau^2 KL + (1 - alpha) CE (ops/cpu/distill.hpp; the CPU backend). Late QAT, when on,
+  // loss alpha tau^2 KL + (1 - alpha) CE (ops/cpu/distill.hpp; on CUDA ops/cuda/distill.cuh, for a
+  // GPT with the symmetric softcap). Late QAT, when on,
   // stays on and the EMA keeps updating in both; SWA does not collect. post_train_seconds 0: both
   // run outside the training clock (their time is logged); > 0: inside the wall-clock cap: the main
   // loop stops that many seconds early and the phases stop at the cap.

@@ -182,8 +182,8 @@ class Trainer {
     if (cfg_.qat_threshold > 0) fq_.emplace(Policy::fake_quant(model_));
     if (cfg_.replay_batches > 0) replay_.emplace(std::size_t(cfg_.replay_batches));
     PGOLF_CHECK(kDistill || cfg_.distill_steps == 0, "distill_steps is ", cfg_.distill_steps,
-                ": self-distillation needs a model whose loss takes a teacher's logits (the CPU backend's GPT); "
-                "this one has none");
+                ": self-distillation needs a model whose loss takes a teacher's logits (distill_from: every model "
+                "on the CPU; on CUDA, a GPT with the symmetric softcap); this one has none");
   }
 
  public:
@@ -703,7 +703,7 @@ class Trainer {
           for (int a = 0; a < accum; ++a) {
             const data::Batch b = data_.next_batch(c, accum);
             teacher.forward(b.x, b.y);
-            model_.set_teacher(teacher.logits(), opt);
+            model_.distill_from(teacher, opt);
             loss += model_.forward(b.x, b.y) / micro_div;
             model_.backward(1.0 / micro_div);
             model_.clear_teacher();
@@ -795,10 +795,9 @@ class Trainer {
     if constexpr (requires { Model::kPhases; }) return int(Model::kPhases);
     else return 1;
   }();
-  static constexpr bool kDistill = requires(Model m, std::span<const T> z) {
-    m.set_teacher(z, ops::cpu::DistillOptions{});
+  static constexpr bool kDistill = requires(Model m, const Model& teacher) {
+    m.distill_from(teacher, ops::cpu::DistillOptions{});
     m.clear_teacher();
-    m.logits();
   };
   std::optional<ReplayBuffer> replay_;
   CommTime comm_time_;                // this process's, since it started (not checkpointed)

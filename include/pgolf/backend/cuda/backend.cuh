@@ -24,6 +24,7 @@
 #include "pgolf/core/format.hpp"
 #include "pgolf/core/memory.hpp"
 #include "pgolf/nn/component.hpp"
+#include "pgolf/ops/cpu/distill.hpp"
 #include "pgolf/ops/cuda/channel.cuh"
 #include "pgolf/ops/cuda/common.cuh"
 
@@ -157,7 +158,19 @@ struct Cuda {
     // Positions with a target (>= 0) in the last batch.
     std::size_t scored() const { return scored_; }
 
+    // Self-distillation: while a teacher's raw head logits [tokens, vocab] (bf16, device) are set, the
+    // loss is the distillation loss against them (ops/cuda/distill.cuh) instead of the cross-entropy.
+    void set_teacher(const bf16* logits, const ops::cpu::DistillOptions& o) {
+      o.validate();
+      teacher_ = logits, distill_ = o;
+    }
+    void clear_teacher() { teacher_ = nullptr; }
+    const bf16* teacher() const { return teacher_; }
+    const ops::cpu::DistillOptions& distill_options() const { return distill_; }
+
    private:
+    const bf16* teacher_ = nullptr;
+    ops::cpu::DistillOptions distill_;
     cuda::DeviceBuffer<float> params_, grads_;
     cuda::DeviceBuffer<bf16> wbf_;
     cuda::DeviceBuffer<std::byte> arena_;

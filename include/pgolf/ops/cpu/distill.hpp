@@ -42,6 +42,22 @@ void softmax_stats(const T* z, int V, T k, T& m, T& s) {
 }
 }  // namespace detail
 
+// The loss from its parts (ce_mean: the mean cross-entropy over scored rows; kl_sum: the KL summed
+// over them) and the gradient's two coefficients, shared by this reference and the CUDA kernels
+// (ops/cuda/distill.cuh) so both backends normalise alike.
+inline double distill_loss(const DistillOptions& o, double ce_mean, double kl_sum, std::size_t scored) {
+  const double D = o.per_sequence ? double(o.batch_rows) : double(std::max<std::size_t>(scored, 1));
+  return o.alpha * o.temperature * o.temperature * kl_sum / D + (1 - o.alpha) * ce_mean;
+}
+struct DistillScales {
+  double ce, kl;  // dz = ce * (softmax(z_s) - onehot(y)) + kl * (softmax(z_s / tau) - softmax(z_t / tau))
+};
+inline DistillScales distill_scales(const DistillOptions& o, std::size_t scored, double grad_scale) {
+  const double n = double(std::max<std::size_t>(scored, 1));
+  const double D = o.per_sequence ? double(o.batch_rows) : n;
+  return {grad_scale * (1 - o.alpha) / n, grad_scale * o.alpha * o.temperature / D};
+}
+
 // Returns L; row_ce[n] = the student's cross-entropy of row n (0 where not scored), as evaluation
 // and the logged loss read it.
 template <class T>
@@ -65,9 +81,7 @@ double distill_forward(const T* zs, const T* zt, const std::int32_t* targets, st
     }
     kl += row;
   }
-  const double scored = double(std::max<std::size_t>(scored_rows(targets, N), 1));
-  const double D = o.per_sequence ? double(o.batch_rows) : scored;
-  return o.alpha * o.temperature * o.temperature * kl / D + (1 - o.alpha) * ce;
+  return distill_loss(o, ce, kl, scored_rows(targets, N));
 }
 
 // dz = grad_scale * dL/dz_s; dz may alias zs (each element is read before it is written). The CE
@@ -76,9 +90,8 @@ template <class T>
 void distill_backward(const T* zs, const T* zt, const std::int32_t* targets, std::size_t N, int V,
                       const DistillOptions& o, double grad_scale, T* dz) {
   const T k = T(1.0 / o.temperature);
-  const double scored = double(std::max<std::size_t>(scored_rows(targets, N), 1));
-  const double D = o.per_sequence ? double(o.batch_rows) : scored;
-  const T a_ce = T(grad_scale * (1 - o.alpha) / scored), a_kl = T(grad_scale * o.alpha * o.temperature / D);
+  const DistillScales a = distill_scales(o, scored_rows(targets, N), grad_scale);
+  const T a_ce = T(a.ce), a_kl = T(a.kl);
 #pragma omp parallel for schedule(static)
   for (std::size_t n = 0; n < N; ++n) {
     const T *s_row = zs + n * V, *t_row = zt + n * V;
