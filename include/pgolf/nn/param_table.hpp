@@ -94,7 +94,7 @@ struct ParamTableBuilder {
 
   constexpr std::size_t add(ParamName name, int rows, int cols, int rank, Init init, OptimGroup group, bool control,
                             int block) {
-    if (row >= N) throw "parameter table: more rows than declared";
+    if (row == N) throw "parameter table: more rows than declared";
     ParamInfo& p = table[row];
     p.name = name;
     p.offset = offset;

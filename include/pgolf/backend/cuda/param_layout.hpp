@@ -49,7 +49,8 @@ void to_device_layout(const std::array<ParamInfo, N>& table, const std::array<Pa
   PGOLF_CHECK(host.size() == table_size(table), "to_device_layout: ", host.size(), " values, the table holds ",
               table_size(table));
   if (device_size > 0) PGOLF_CUDA_CHECK(cudaMemset(device, 0, device_size * sizeof(T)));
-  for (std::size_t i = 0; i < N; ++i)
+  // != rather than <: nvcc warns of "i < 0" for a model without parameters (N = 0)
+  for (std::size_t i = 0; i != N; ++i)
     PGOLF_CUDA_CHECK(cudaMemcpy(device + dev[i].offset, host.data() + table[i].offset, table[i].numel() * sizeof(T),
                                 cudaMemcpyHostToDevice));
 }
@@ -58,7 +59,7 @@ template <class T, std::size_t N>
 std::vector<T> to_table_layout(const std::array<ParamInfo, N>& table, const std::array<ParamInfo, N>& dev,
                                const T* device) {
   std::vector<T> host(table_size(table));
-  for (std::size_t i = 0; i < N; ++i)
+  for (std::size_t i = 0; i != N; ++i)
     PGOLF_CUDA_CHECK(cudaMemcpy(host.data() + table[i].offset, device + dev[i].offset, table[i].numel() * sizeof(T),
                                 cudaMemcpyDeviceToHost));
   return host;
