@@ -1,13 +1,15 @@
-// The softcap + cross-entropy and softcap + self-distillation row kernels (the text of `namespace
-// detail` in ops/cuda/cross_entropy.cuh and ops/cuda/distill.cuh, extracted at configure time) run
-// on the CPU under emulate_cuda.hpp, launched as their host wrappers launch them (one warp per row,
-// common.cuh's rows per block), against the CPU reference in double (ops/cpu/cross_entropy.hpp,
-// ops/cpu/distill.hpp on the capped logits) on the same bf16 inputs. Rows: 21 (a partial last
-// block), every fifth not scored; vocabulary 512. The emulation's exp and log are exact, so the
-// bounds are fp32's: per-row values within 1e-4, the loss within 1e-5 relative, the bf16 gradient
-// within 5e-3 relative L2. Outputs are NaN beforehand (a row left unwritten fails); unscored rows
-// must be exactly 0; the gradient is written over the student's logits, as the model's head does.
-// This checks the kernels' logic without a GPU; tests/cuda/test_distill_cuda.cpp checks them on one.
+// The head's loss row kernels: softcap + cross-entropy, the asymmetric softcap + cross-entropy and
+// softcap + self-distillation (the text of `namespace detail` in ops/cuda/cross_entropy.cuh,
+// asym_softcap.cuh and distill.cuh, extracted at configure time) run on the CPU under
+// emulate_cuda.hpp, launched as their host wrappers launch them (one warp per row, common.cuh's rows
+// per block), against the CPU reference in double (ops/cpu/cross_entropy.hpp, ops/cpu/distill.hpp
+// on the capped logits; the asymmetric cap's formulas of nn/asym_softcap.hpp) on the same bf16
+// inputs. Rows: 21 (a partial last block), every fifth not scored; vocabulary 512. The emulation's
+// exp and log are exact, so the bounds are fp32's: per-row values within 1e-4, the loss within 1e-5
+// relative, the bf16 gradient within 5e-3 relative L2. Outputs are NaN beforehand (a row left
+// unwritten fails); unscored rows must be exactly 0; a target out of the vocabulary gives NaN in its
+// row only; the gradient is written over the student's logits, as the model's head does.
+// This checks the kernels' logic without a GPU; tests/cuda/ checks them on one.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -15,7 +17,7 @@
 #include <cstdio>
 #include <vector>
 
-#include "distill_kernels_emulated.hpp"
+#include "loss_kernels_emulated.hpp"
 #include "pgolf/core/rng.hpp"
 #include "pgolf/ops/cpu/cross_entropy.hpp"
 #include "pgolf/ops/cpu/distill.hpp"
@@ -66,14 +68,10 @@ double rel_l2(const std::vector<bf16>& got, const std::vector<double>& want) {
   }
   return std::sqrt(dd / ww);
 }
-}  // namespace
-
-TEST_CASE("emulated: softcap + cross-entropy row kernels match the CPU reference", "[distill_emulated]") {
-  Inputs in = inputs();
-  std::vector<float> row(kRows, NAN), lse(kRows, NAN);
-  launch_rows([&] { k::detail::softcap_ce_forward_kernel<V>(in.zs.data(), in.y.data(), kRows, float(kCap), row.data(), lse.data()); });
+// A cross-entropy forward's row losses against the CPU reference on the capped logits.
+void check_row_losses(const std::vector<float>& row, const std::vector<double>& capped, const Inputs& in) {
   std::vector<double> ref(kRows);
-  const double mean = cpu::cross_entropy_forward(in.cs.data(), in.y.data(), kRows, V, ref.data());
+  const double mean = cpu::cross_entropy_forward(capped.data(), in.y.data(), kRows, V, ref.data());
   double sum = 0;
   for (std::size_t n = 0; n < kRows; ++n) {
     CAPTURE(n);
@@ -82,6 +80,23 @@ TEST_CASE("emulated: softcap + cross-entropy row kernels match the CPU reference
     sum += row[n];
   }
   CHECK(sum / double(in.scored) == Approx(mean).epsilon(1e-5));
+}
+
+// A forward's per-row outputs with row 0's target moved out of the vocabulary: NaN in row 0 only.
+void check_out_of_vocabulary(std::vector<std::int32_t> y, auto&& forward) {
+  y[0] = V;
+  std::vector<float> row(kRows, NAN);
+  launch_rows([&] { forward(y.data(), row.data()); });
+  CHECK(std::isnan(row[0]));
+  for (std::size_t n = 1; n < kRows; ++n) CHECK(std::isfinite(row[n]));
+}
+}  // namespace
+
+TEST_CASE("emulated: softcap + cross-entropy row kernels match the CPU reference", "[loss_emulated]") {
+  Inputs in = inputs();
+  std::vector<float> row(kRows, NAN), lse(kRows, NAN);
+  launch_rows([&] { k::detail::softcap_ce_forward_kernel<V>(in.zs.data(), in.y.data(), kRows, float(kCap), row.data(), lse.data()); });
+  check_row_losses(row, in.cs, in);
   const float scale = 0.5f / float(in.scored);
   launch_rows([&] {
     k::detail::softcap_ce_backward_kernel<V>(in.zs.data(), in.y.data(), lse.data(), kRows, float(kCap), scale, in.zs.data());
@@ -90,9 +105,62 @@ TEST_CASE("emulated: softcap + cross-entropy row kernels match the CPU reference
   cpu::cross_entropy_backward(in.cs.data(), in.y.data(), kRows, V, double(scale), d.data());
   through_cap(in.cs, d);
   CHECK(rel_l2(in.zs, d) < 5e-3);
+  const Inputs fresh = inputs();
+  check_out_of_vocabulary(fresh.y, [&](const std::int32_t* y, float* row_loss) {
+    std::vector<float> l(kRows);
+    k::detail::softcap_ce_forward_kernel<V>(fresh.zs.data(), y, kRows, float(kCap), row_loss, l.data());
+  });
 }
 
-TEST_CASE("emulated: softcap + self-distillation row kernels match the CPU reference", "[distill_emulated]") {
+TEST_CASE("emulated: asymmetric softcap + cross-entropy row kernels match the CPU reference", "[loss_emulated]") {
+  Inputs in = inputs();
+  const float sp = 25.f, sn = 35.f;  // distinct caps, so a swapped sign shows
+  std::vector<double> capped(in.zs.size()), u(in.zs.size());
+  for (std::size_t i = 0; i < capped.size(); ++i) {
+    const double z = __bfloat162float(in.zs[i]), c = z >= 0 ? sp : sn;
+    u[i] = z / c, capped[i] = c * std::tanh(u[i]);
+  }
+  std::vector<float> row(kRows, NAN), lse(kRows, NAN);
+  launch_rows([&] {
+    k::detail::asym_softcap_ce_forward_kernel<V>(in.zs.data(), in.y.data(), kRows, &sp, &sn, row.data(), lse.data());
+  });
+  check_row_losses(row, capped, in);
+
+  // Backward: the raw logits' gradient (over them), the per-row partials, then each cap's sum.
+  const float scale = 0.5f / float(in.scored);
+  std::vector<float> part(2 * kRows, NAN);
+  const std::vector<bf16> raw = in.zs;
+  launch_rows([&] {
+    k::detail::asym_softcap_ce_backward_kernel<V>(in.zs.data(), in.y.data(), lse.data(), kRows, &sp, &sn, scale,
+                                                  in.zs.data(), part.data());
+  });
+  const float gp0 = 0.015625f, gn0 = -0.03125f;  // the kernel adds to what the gradients hold
+  float gp = gp0, gn = gn0;
+  emu::launch(1, 1, [&] { k::detail::asym_cap_grads_kernel(part.data(), kRows, &gp, &gn); }, 1024);
+  std::vector<double> d(capped.size());
+  cpu::cross_entropy_backward(capped.data(), in.y.data(), kRows, V, double(scale), d.data());
+  double ref_gp = 0, ref_gn = 0;
+  for (std::size_t i = 0; i < d.size(); ++i) {
+    const double th = std::tanh(u[i]), sech2 = 1 - th * th;
+    (__bfloat162float(raw[i]) >= 0 ? ref_gp : ref_gn) += d[i] * (th - u[i] * sech2);
+    d[i] *= sech2;
+  }
+  CHECK(rel_l2(in.zs, d) < 5e-3);
+  std::printf("  emulated asymmetric softcap: cap gradients cpu %.8f %.8f kernels %.8f %.8f\n", ref_gp, ref_gn,
+              gp - gp0, gn - gn0);
+  CHECK(gp - gp0 == Approx(ref_gp).epsilon(1e-4));
+  CHECK(gn - gn0 == Approx(ref_gn).epsilon(1e-4));
+  for (std::size_t n = 0; n < kRows; ++n)
+    if (in.y[n] < 0) CHECK((part[n] == 0.f && part[kRows + n] == 0.f));
+
+  const Inputs fresh = inputs();
+  check_out_of_vocabulary(fresh.y, [&](const std::int32_t* y, float* row_loss) {
+    std::vector<float> l(kRows);
+    k::detail::asym_softcap_ce_forward_kernel<V>(fresh.zs.data(), y, kRows, &sp, &sn, row_loss, l.data());
+  });
+}
+
+TEST_CASE("emulated: softcap + self-distillation row kernels match the CPU reference", "[loss_emulated]") {
   for (bool per_sequence : {false, true})
     for (double tau : {1.0, 2.0}) {
       CAPTURE(per_sequence, tau);
@@ -149,4 +217,10 @@ TEST_CASE("emulated: softcap + self-distillation row kernels match the CPU refer
         if (in.y[n] < 0)
           for (int i = 0; i < V; ++i) REQUIRE(__bfloat162float(in.zs[n * V + i]) == 0.f);
     }
+  const Inputs fresh = inputs();
+  check_out_of_vocabulary(fresh.y, [&](const std::int32_t* y, float* row_ce) {
+    std::vector<float> kl(kRows), lse(3 * kRows);
+    k::detail::softcap_distill_forward_kernel<V>(fresh.zs.data(), fresh.zt.data(), y, kRows, float(kCap), 1.f, row_ce,
+                                                 kl.data(), lse.data());
+  });
 }

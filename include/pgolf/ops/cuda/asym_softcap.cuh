@@ -20,16 +20,10 @@ __global__ void asym_softcap_ce_forward_kernel(const bf16* __restrict__ logits, 
                                                const float* __restrict__ sn_p, float* __restrict__ row_loss,
                                                float* __restrict__ lse) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
-  if (y < 0) {
-    if (lane == 0) row_loss[row] = lse[row] = 0.f;
-    return;
-  }
-  if (y >= V) {
-    if (lane == 0) row_loss[row] = lse[row] = NAN;
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
+  if (!ce_scored<V>(y)) {
+    if (lane == 0) row_loss[row] = lse[row] = ce_unscored_value(y);
     return;
   }
   const float sp = sp_p[0], sn = sn_p[0];
@@ -68,10 +62,8 @@ __global__ void asym_softcap_ce_backward_kernel(const bf16* logits, const std::i
                                                 const float* __restrict__ sp_p, const float* __restrict__ sn_p,
                                                 float scale, bf16* dlogits, float* __restrict__ part) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
   const float l = lse[row], sp = sp_p[0], sn = sn_p[0];
   float pp = 0.f, pn = 0.f;
 #pragma unroll

@@ -21,6 +21,24 @@ struct CeLayout {
   __device__ static int col(int lane, int v) { return 8 * (lane + 32 * v); }
 };
 
+// The row a warp of the row kernels below (and of asym_softcap.cuh's, distill.cuh's) works on, its
+// lane and its target; live is false past the last row. A target < 0 is not scored (every output of
+// the row is 0); one >= V is a caller's bug (targets are validated upstream): its outputs are NaN
+// and nothing is read out of bounds.
+struct CeRow {
+  std::size_t row;
+  int lane, y;
+  bool live;
+};
+__device__ __forceinline__ CeRow ce_row(const std::int32_t* targets, std::size_t rows) {
+  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
+  const bool live = row < rows;
+  return {row, int(threadIdx.x % 32), live ? int(targets[row]) : -1, live};
+}
+template <int V>
+__device__ __forceinline__ bool ce_scored(int y) { return y >= 0 && y < V; }
+__device__ __forceinline__ float ce_unscored_value(int y) { return y < 0 ? 0.f : NAN; }
+
 __device__ __forceinline__ void load8(const bf16* p, float* out) {
   const uint4 raw = *reinterpret_cast<const uint4*>(p);
   const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
@@ -44,16 +62,10 @@ __global__ void softcap_ce_forward_kernel(const bf16* __restrict__ logits, const
                                           std::size_t rows, float cap, float* __restrict__ row_loss,
                                           float* __restrict__ lse) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
-  if (y < 0) {  // not scored
-    if (lane == 0) row_loss[row] = lse[row] = 0.f;
-    return;
-  }
-  if (y >= V) {  // callers validate targets; never read out of bounds regardless
-    if (lane == 0) row_loss[row] = lse[row] = NAN;
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
+  if (!ce_scored<V>(y)) {
+    if (lane == 0) row_loss[row] = lse[row] = ce_unscored_value(y);
     return;
   }
   float z[L::kVecs][8], m = -INFINITY;
@@ -89,10 +101,8 @@ __global__ void softcap_ce_backward_kernel(const bf16* logits, const std::int32_
                                            const float* __restrict__ lse, std::size_t rows, float cap, float scale,
                                            bf16* dlogits) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
   const float l = lse[row];
 #pragma unroll
   for (int v = 0; v < L::kVecs; ++v) {

@@ -24,13 +24,11 @@ __global__ void softcap_distill_forward_kernel(const bf16* __restrict__ zs, cons
                                                float k, float* __restrict__ row_ce, float* __restrict__ row_kl,
                                                float* __restrict__ lse) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
   float* out = lse + 3 * row;  // lse1, lse_s, lse_t
-  if (y < 0 || y >= V) {       // not scored; callers validate targets, never read out of bounds regardless
-    if (lane == 0) row_ce[row] = row_kl[row] = out[0] = out[1] = out[2] = y < 0 ? 0.f : NAN;
+  if (!ce_scored<V>(y)) {
+    if (lane == 0) row_ce[row] = row_kl[row] = out[0] = out[1] = out[2] = ce_unscored_value(y);
     return;
   }
   const bf16 *s_row = zs + row * V, *t_row = zt + row * V;
@@ -79,10 +77,8 @@ __global__ void softcap_distill_backward_kernel(const bf16* zs, const bf16* __re
                                                 const float* __restrict__ lse, std::size_t rows, float cap, float k,
                                                 float a_ce, float a_kl, bf16* dlogits) {
   using L = CeLayout<V>;
-  const std::size_t row = std::size_t(blockIdx.x) * kWarpsPerBlock + threadIdx.x / 32;
-  const int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  const int y = targets[row];
+  const auto [row, lane, y, live] = ce_row(targets, rows);
+  if (!live) return;
   const float lse1 = lse[3 * row], lse_s = lse[3 * row + 1], lse_t = lse[3 * row + 2];
   for (int v = 0; v < L::kVecs; ++v) {
     const std::size_t at = row * V + L::col(lane, v);
