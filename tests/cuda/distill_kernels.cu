@@ -1,6 +1,7 @@
 #include "distill_kernels.hpp"
 
 #include "cuda_specs.hpp"
+#include "model_step.cuh"
 #include "pgolf/backend/cuda/buffer.hpp"
 #include "pgolf/model/gpt_cuda.cuh"
 #include "pgolf/ops/cuda/distill.cuh"
@@ -40,23 +41,9 @@ GpuDistillRows gpu_softcap_distill_1024(const std::vector<float>& zs, const std:
 GpuStep gpu_step_small_distill(const std::vector<float>& params, const std::vector<float>& teacher_params,
                                const std::vector<std::int32_t>& ids, const std::vector<std::int32_t>& targets,
                                int batch, int seq, double grad_scale, const pgolf::ops::cpu::DistillOptions& o) {
-  using Model = pgolf::GptCuda<cuda_test::kSmall>;
-  static_assert(Model::distills, "the CUDA GPT with the symmetric softcap distils");
-  Model model(batch, seq), teacher(batch, seq);
-  model.set_params(params);
-  teacher.set_params(teacher_params);
-  (void)teacher.forward(ids, targets);
-  model.distill_from(teacher, o);
-  model.zero_grad();
-  GpuStep out;
-  out.loss = model.forward(ids, targets);
-  const auto rl = model.row_losses();
-  out.row_losses.assign(rl.begin(), rl.end());
-  model.backward(grad_scale);
-  model.clear_teacher();
-  PGOLF_CUDA_CHECK(cudaDeviceSynchronize());
-  out.grads = model.grads_host();
-  return out;
+  static_assert(pgolf::GptCuda<cuda_test::kSmall>::distills, "the CUDA GPT with the symmetric softcap distils");
+  const GpuTeacher teacher{teacher_params, o};
+  return run_gpu_step<cuda_test::kSmall>(params, ids, targets, batch, seq, grad_scale, 0, &teacher);
 }
 
 // The asymmetric softcap's fused head has no distillation kernel: such a model has no
