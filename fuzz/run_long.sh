@@ -8,7 +8,7 @@ build=$1 out=$2
 shift 2
 targets=${*:-"jsonl checkpoint artifact shard tokenizer"}
 src=$(cd "$(dirname "$0")" && pwd)
-declare -A max_len=([shard]=2048 [artifact]=1024 [checkpoint]=1024 [jsonl]=2048 [tokenizer]=8192)
+declare -A max_len=([shard]=2048 [artifact]=1024 [checkpoint]=1024 [jsonl]=2048 [tokenizer]=8192 [safetensors]=4096)
 for t in $targets; do
   mkdir -p "$out/$t/corpus"
   cap=()

@@ -161,6 +161,7 @@ struct Fused<Cuda, Softcap, CrossEntropy> {
   static void plan(ArenaPlan& p, Saved& s, const Shape& sh) {
     static_assert(A::vocab % 256 == 0, "GptSpec.vocab must be a multiple of 256 for the CUDA kernels");
     p.take(s.row_loss, sh.tokens()), p.take(s.lse, sh.tokens()), p.take(s.sum, 2);
+    // Planned in every model, distilling or not: 16 bytes a token beside the logits' 2 * vocab.
     p.take(s.row_kl, sh.tokens()), p.take(s.lse3, 3 * sh.tokens());
   }
   static void forward(auto& c, Saved& s, Flow<Cuda>& f) {
