@@ -1,11 +1,15 @@
-// A host emulation of exactly the CUDA features that ops/cuda/flash_attention.cuh's kernels use (and
-// the row kernels of cross_entropy.cuh and distill.cuh), so their index arithmetic, masks, tails,
-// online softmax and the placement of their barriers can be checked on a machine without a GPU.
+// A host emulation of exactly the CUDA features that the kernels under tests/cuda_emulated use
+// (ops/cuda/common.cuh's helpers, flash attention's, the loss row kernels' and the others), so their
+// index arithmetic, masks, tails, reductions and the placement of their barriers can be checked on
+// a machine without a GPU.
 // Not CUDA's semantics in general:
 //   - blocks run one after another, on the same std::threads (128 by default); __syncthreads and
 //     __syncwarp are std::barriers (so a barrier missing from the kernel shows as a data race or a
 //     wrong result here, as it would on the device);
-//   - __shfl_xor_sync exchanges through a per-block array between two warp barriers;
+//   - __shfl_xor_sync and __shfl_up_sync exchange through a per-block array between two warp
+//     barriers;
+//   - __shared__ is `static`: one array per kernel instantiation, which the block's threads share
+//     (one block runs at a time);
 //   - a wmma fragment is the whole 16x16 tile, held by every lane; load_matrix_sync reads it without
 //     a barrier (the kernel must __syncwarp after lanes write what a fragment loads, as on the
 //     device), store_matrix_sync is written by lane 0 between two warp barriers; mma_sync sums in
@@ -33,7 +37,7 @@
 #define __forceinline__ inline
 #define __launch_bounds__(x)
 #define __restrict__ __restrict
-#define __shared__
+#define __shared__ static
 #define __align__(n) __attribute__((aligned(n)))
 
 struct EmuDim {
@@ -45,6 +49,7 @@ inline int min(int a, int b) { return a < b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float atomicAdd(float* address, float val) { return std::atomic_ref<float>(*address).fetch_add(val); }
 inline float __logf(float x) { return std::log(x); }
+inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 
 struct alignas(16) uint4 {
   unsigned x, y, z, w;
@@ -84,21 +89,37 @@ namespace emu {
 struct BlockSync {
   std::barrier<>* block;
   std::barrier<>* warp[32];
-  float* exchange;  // one value per thread
+  std::uint64_t* exchange;  // one value per thread
 };
 inline BlockSync sync;
 }  // namespace emu
 
 inline void __syncthreads() { emu::sync.block->arrive_and_wait(); }
 inline void __syncwarp() { emu::sync.warp[threadIdx.x / 32]->arrive_and_wait(); }
-inline float __shfl_xor_sync(unsigned, float v, int o) {
-  const int t = int(threadIdx.x), w = t / 32, l = t % 32;
+namespace emu {
+// Lane `from`'s v, for every lane of the warp (all of them call it, as __shfl_*_sync's mask says).
+template <class T>
+T exchange(T v, int from) {
+  static_assert(sizeof(T) <= sizeof(std::uint64_t) && std::is_trivially_copyable_v<T>);
+  const int t = int(threadIdx.x), w = t / 32;
   __syncwarp();
-  emu::sync.exchange[t] = v;
+  std::memcpy(&sync.exchange[t], &v, sizeof v);
   __syncwarp();
-  const float r = emu::sync.exchange[w * 32 + (l ^ o)];
+  T r;
+  std::memcpy(&r, &sync.exchange[w * 32 + from], sizeof r);
   __syncwarp();
   return r;
+}
+}  // namespace emu
+template <class T>
+T __shfl_xor_sync(unsigned, T v, int o) {
+  return emu::exchange(v, int(threadIdx.x % 32) ^ o);
+}
+// Lanes below delta keep their own value, as on the device.
+template <class T>
+T __shfl_up_sync(unsigned, T v, unsigned delta) {
+  const int lane = int(threadIdx.x % 32);
+  return emu::exchange(v, lane >= int(delta) ? lane - int(delta) : lane);
 }
 
 namespace nvcuda::wmma {
@@ -150,31 +171,6 @@ void mma_sync(C& d, const A& a, const B& b, const C& c) {
 }
 }  // namespace nvcuda::wmma
 
-namespace pgolf::ops::cuda {
-using bf16 = __nv_bfloat16;
-inline float warp_sum(float v) {  // as in ops/cuda/common.cuh
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = std::fmax(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
-template <class T>
-T block_sum(T v) {  // the same fixed tree as ops/cuda/common.cuh's (one block runs at a time)
-  static T part[1024];
-  part[threadIdx.x] = v;
-  __syncthreads();
-  for (unsigned w = blockDim.x / 2; w > 0; w >>= 1) {
-    if (threadIdx.x < w) part[threadIdx.x] += part[threadIdx.x + w];
-    __syncthreads();
-  }
-  const T total = part[0];
-  __syncthreads();
-  return total;
-}
-}  // namespace pgolf::ops::cuda
-
 namespace emu {
 // Runs body() as every thread of every block of a (gx, gy) grid of blocks of `threads` threads (a
 // multiple of 32, at most 1024).
@@ -186,7 +182,7 @@ void launch(unsigned gx, unsigned gy, F&& body, unsigned block_threads = 128) {
   std::vector<std::unique_ptr<std::barrier<>>> warps;
   BlockSync s{&block, {}, nullptr};
   for (unsigned w = 0; w < block_threads / 32; ++w) s.warp[w] = warps.emplace_back(std::make_unique<std::barrier<>>(32)).get();
-  std::vector<float> exchange(block_threads);
+  std::vector<std::uint64_t> exchange(block_threads);
   s.exchange = exchange.data();
   sync = s;
   // One set of threads runs the blocks in turn (starting threads per block cost most of the
