@@ -6,7 +6,7 @@
 set -u
 build=$1 out=$2
 shift 2
-targets=${*:-"jsonl checkpoint artifact shard tokenizer"}
+targets=${*:-"jsonl checkpoint artifact shard safetensors tokenizer"}
 src=$(cd "$(dirname "$0")" && pwd)
 declare -A max_len=([shard]=2048 [artifact]=1024 [checkpoint]=1024 [jsonl]=2048 [tokenizer]=8192 [safetensors]=4096)
 for t in $targets; do
