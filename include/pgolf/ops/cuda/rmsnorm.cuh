@@ -62,13 +62,6 @@ struct ScaleAdd {  // a + s * f
   __device__ float operator()(std::size_t e, int c) const { return a[e] + s[c] * to_float(f[e]); }
 };
 
-template <int Dim, class TOut, class Pre>
-void launch_pre_norm(Pre pre, std::size_t rows, float eps, float* keep, TOut* y, float* rstd, cudaStream_t st,
-                     const char* name) {
-  pre_norm_kernel<Dim, TOut, Pre><<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(pre, rows, eps, keep, y, rstd);
-  PGOLF_CUDA_CHECK_LAUNCH(name);
-}
-
 template <int Dim, class TF>
 __global__ void scale_add_kernel(const float* __restrict__ a, const float* __restrict__ s, const TF* __restrict__ f,
                                  std::size_t n, float* __restrict__ out) {
@@ -103,6 +96,17 @@ __global__ void rmsnorm_backward_kernel(const float* __restrict__ dn, const floa
   }
 }
 
+}  // namespace detail
+
+// Host side, after the kernels (tests/cuda_emulated copies the text up to the end of the first
+// `namespace detail`, which must hold no launches).
+namespace detail {
+template <int Dim, class TOut, class Pre>
+void launch_pre_norm(Pre pre, std::size_t rows, float eps, float* keep, TOut* y, float* rstd, cudaStream_t st,
+                     const char* name) {
+  pre_norm_kernel<Dim, TOut, Pre><<<row_blocks(rows), 32 * kWarpsPerBlock, 0, st>>>(pre, rows, eps, keep, y, rstd);
+  PGOLF_CUDA_CHECK_LAUNCH(name);
+}
 }  // namespace detail
 
 template <int Dim, class TOut>
