@@ -46,6 +46,7 @@ struct EmuDim {
 inline thread_local EmuDim threadIdx, blockIdx;
 inline EmuDim gridDim, blockDim;
 inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
 inline float atomicAdd(float* address, float val) { return std::atomic_ref<float>(*address).fetch_add(val); }
 inline float __logf(float x) { return std::log(x); }
