@@ -16,6 +16,7 @@
 // sums within 1e-5 of the sum of the terms' magnitudes. Outputs are NaN beforehand (an element left
 // unwritten fails); outputs that accumulate (+=) start from known values; in-place forms run in place;
 // the fixed-order column sums and lambda gradients run twice and must give the same bits.
+// common.cuh's cast_to_bf16 and scale_into kernels are checked here too, bit for bit.
 // This checks the kernels' logic without a GPU; tests/cuda/ checks them on one.
 #include <catch2/catch.hpp>
 
@@ -473,4 +474,24 @@ TEST_CASE("emulated: parallel lanes kernels match the CPU component", "[block_op
   launch_elems(kN, [&] { kd::lane_mean_backward_kernel(g0.data(), kN, bx.data(), bx1.data()); });
   check_close("lane_mean_backward dx", bx, half, 0, 0);  // a halving: exact
   check_close("lane_mean_backward dx1", bx1, half, 0, 0);
+}
+
+TEST_CASE("emulated: common.cuh's cast and scale kernels match their one-rounding results", "[block_ops_emulated]") {
+  // One fp32 operation and one rounding each, so bit for bit; kN = 2016 leaves a partial block.
+  const std::vector<float> x = randn<float>(kN, 41, 3.0);
+  std::vector<bf16> cast(kN, k::from_float<bf16>(NAN));
+  launch_elems(kN, [&] { kd::cast_to_bf16_kernel(x.data(), kN, cast.data()); });
+  std::vector<float> scaled(kN, NAN);
+  launch_elems(kN, [&] { kd::scale_into_kernel<float>(x.data(), 0.37f, kN, scaled.data()); });
+  const std::vector<bf16> xb = randn<bf16>(kN, 42, 3.0);
+  std::vector<bf16> scaled_b(kN, k::from_float<bf16>(NAN));
+  launch_elems(kN, [&] { kd::scale_into_kernel<bf16>(xb.data(), 0.37f, kN, scaled_b.data()); });
+  std::size_t wrong = 0;
+  for (std::size_t i = 0; i < kN; ++i) {
+    const float s = 0.37f * x[i], sb = 0.37f * __bfloat162float(xb[i]);
+    wrong += std::memcmp(&scaled[i], &s, sizeof s) != 0;
+    wrong += val(cast[i]) != val(__float2bfloat16_rn(x[i]));
+    wrong += val(scaled_b[i]) != val(__float2bfloat16_rn(sb));
+  }
+  CHECK(wrong == 0);
 }
