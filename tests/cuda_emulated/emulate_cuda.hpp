@@ -1,11 +1,13 @@
-// A host emulation of exactly the CUDA features that the kernels under tests/cuda_emulated use
-// (ops/cuda/common.cuh's helpers, flash attention's, the loss row kernels' and the others), so their
-// index arithmetic, masks, tails, reductions and the placement of their barriers can be checked on
-// a machine without a GPU.
+// A host emulation of exactly the CUDA features that the library's kernels use (ops/cuda/common.cuh's
+// helpers, flash attention's, the loss row kernels' and the others), so their index arithmetic,
+// masks, tails, reductions and the placement of their barriers can be checked on a machine without
+// a GPU. emulate_runtime.hpp adds the host side (memory, launches, cuBLASLt, CUB) for whole models.
 // Not CUDA's semantics in general:
-//   - blocks run one after another, on the same std::threads (128 by default); __syncthreads and
-//     __syncwarp are std::barriers (so a barrier missing from the kernel shows as a data race or a
-//     wrong result here, as it would on the device);
+//   - blocks run one after another; a block's threads are fibers on the calling thread,
+//     each running until it reaches a barrier, then the next, round robin. So a barrier missing from
+//     a kernel shows as a wrong result (a thread reads what another has not written yet), and
+//     threads of a block that reach different barriers (a __syncthreads some of them skip or
+//     return before) or wait at one the others never reach stop the test with a message;
 //   - __shfl_xor_sync and __shfl_up_sync exchange through a per-block array between two warp
 //     barriers;
 //   - __shared__ is `static`: one array per kernel instantiation, which the block's threads share
@@ -15,21 +17,26 @@
 //     device), store_matrix_sync is written by lane 0 between two warp barriers; mma_sync sums in
 //     fp32 in k order (the tensor cores' internal order differs: results agree to rounding only);
 //   - bf16 conversions round to nearest even, __expf/__logf are std::exp/std::log;
-//   - atomicAdd on float is std::atomic_ref<float>::fetch_add (the block's threads run concurrently);
-//   - dynamic shared memory is one static array (one block at a time).
-// What it cannot check: the real fragment layouts, alignment, the shared-memory limit, occupancy,
-// the launch configuration in FlashAttention (the test launches the kernels itself) and speed.
+//   - atomicAdd on float is a plain addition (one thread runs at a time);
+//   - dynamic shared memory is one static array (one block at a time), filled with 0xff bytes (NaN)
+//     before each launch.
+// What it cannot check: the real fragment layouts, alignment, the shared-memory limit, occupancy and
+// speed (emulate_runtime.hpp checks launch configurations against the device's limits).
 #pragma once
 
+#include <algorithm>
 #include <atomic>
-#include <barrier>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
 #include <memory>
-#include <thread>
 #include <type_traits>
 #include <vector>
+
+#include <ucontext.h>
 
 #define __global__
 #define __device__
@@ -43,12 +50,23 @@
 struct EmuDim {
   unsigned x = 0, y = 0, z = 0;
 };
-inline thread_local EmuDim threadIdx, blockIdx;
+inline EmuDim threadIdx, blockIdx;  // the running fiber's (Fibers swaps them)
 inline EmuDim gridDim, blockDim;
+struct dim3 {
+  unsigned x, y, z;
+  constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+namespace emu {
+inline unsigned linear_tid = 0;  // threadIdx as one index: its warp is linear_tid / 32
+}
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
 inline float __expf(float x) { return std::exp(x); }
-inline float atomicAdd(float* address, float val) { return std::atomic_ref<float>(*address).fetch_add(val); }
+inline float atomicAdd(float* address, float val) {
+  const float old = *address;
+  *address = old + val;
+  return old;
+}
 inline float __logf(float x) { return std::log(x); }
 inline float rsqrtf(float x) { return 1.f / std::sqrt(x); }
 
@@ -74,6 +92,7 @@ inline __nv_bfloat16 __float2bfloat16_rn(float f) {
   u += 0x7fffu + ((u >> 16) & 1u);
   return {std::uint16_t(u >> 16)};
 }
+inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
 inline float __bfloat162float(__nv_bfloat16 b) {
   const std::uint32_t u = std::uint32_t(b.bits) << 16;
   float f;
@@ -87,22 +106,190 @@ inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {__float2
 inline float2 __bfloat1622float2(__nv_bfloat162 v) { return {__bfloat162float(v.x), __bfloat162float(v.y)}; }
 
 namespace emu {
+// A fiber's saved context. On x86-64 the switch is a few instructions (the callee-saved registers,
+// MXCSR and the x87 control word pushed on the fiber's own stack): swapcontext would also save and
+// restore the signal mask with a system call at every barrier, most of a whole model's time.
+#if defined(__x86_64__)
+extern "C" void pgolf_emu_switch(void** save_sp, void* load_sp);
+asm(R"(
+  .text
+  .weak pgolf_emu_switch
+  .type pgolf_emu_switch, @function
+pgolf_emu_switch:
+  pushq %rbp
+  pushq %rbx
+  pushq %r12
+  pushq %r13
+  pushq %r14
+  pushq %r15
+  subq $8, %rsp
+  stmxcsr (%rsp)
+  fnstcw 4(%rsp)
+  movq %rsp, (%rdi)
+  movq %rsi, %rsp
+  ldmxcsr (%rsp)
+  fldcw 4(%rsp)
+  addq $8, %rsp
+  popq %r15
+  popq %r14
+  popq %r13
+  popq %r12
+  popq %rbx
+  popq %rbp
+  ret
+  .size pgolf_emu_switch, .-pgolf_emu_switch
+)");
+struct Context {
+  void* sp = nullptr;
+  // A fresh stack whose first switch "returns" into entry (which must never return).
+  void start(char* stack, std::size_t bytes, void (*entry)()) {
+    auto top = (reinterpret_cast<std::uintptr_t>(stack) + bytes) & ~std::uintptr_t(15);
+    auto* slot = reinterpret_cast<std::uint64_t*>(top);
+    slot[-2] = reinterpret_cast<std::uint64_t>(entry);  // after `ret`, rsp = top - 8, as after a call
+    for (int r = 3; r <= 8; ++r) slot[-r] = 0;          // rbp, rbx, r12..r15
+    std::uint32_t control[2];
+    asm volatile("stmxcsr %0\n\tfnstcw %1" : "=m"(control[0]), "=m"(control[1]));
+    std::memcpy(&slot[-9], control, 8);
+    sp = &slot[-9];
+  }
+  static void jump(Context& from, Context& to) { pgolf_emu_switch(&from.sp, to.sp); }
+};
+#else
+struct Context {
+  ucontext_t uc{};
+  void start(char* stack, std::size_t bytes, void (*entry)()) {
+    getcontext(&uc);
+    uc.uc_stack.ss_sp = stack;
+    uc.uc_stack.ss_size = bytes;
+    uc.uc_link = nullptr;
+    makecontext(&uc, entry, 0);
+  }
+  static void jump(Context& from, Context& to) { swapcontext(&from.uc, &to.uc); }
+};
+#endif
+
+// The fibers that run one block's threads (all of a launch's blocks, in turn).
+class Fibers {
+ public:
+  static constexpr std::size_t kStack = 128 * 1024;
+  struct State {
+    EmuDim thread, block;
+    unsigned linear = 0;
+  };
+
+  // body(t) for t = 0..n-1, each on its own fiber, until all have returned.
+  void run(unsigned n, const std::function<void(unsigned)>& body) {
+    while (stacks_.size() < n) stacks_.push_back(std::unique_ptr<char[]>(new char[kStack]));  // untouched until used
+    contexts_.assign(n, Context{});
+    states_.assign(n, State{});
+    done_.assign(n, false);
+    body_ = &body;
+    live_ = n;
+    for (unsigned t = 0; t < n; ++t) contexts_[t].start(stacks_[t].get(), kStack, &Fibers::entry);
+    cur_ = n - 1;
+    while (live_ > 0) {
+      const unsigned to = next_live(cur_);
+      cur_ = to;
+      restore(to);
+      Context::jump(main_, contexts_[to]);  // back here when fiber `cur_` has finished
+    }
+  }
+  // Gives the thread to the next fiber that has not returned; false when this is the only one.
+  bool yield() {
+    const unsigned from = cur_, to = next_live(from);
+    if (to == from) return false;
+    save(from);
+    cur_ = to;
+    restore(to);
+    Context::jump(contexts_[from], contexts_[to]);
+    return true;
+  }
+  unsigned live() const { return live_; }
+  unsigned long long progress = 0;  // arrivals at barriers and returns: what a waiting fiber watches
+
+ private:
+  static void entry();
+  unsigned next_live(unsigned from) const {
+    const unsigned n = unsigned(done_.size());
+    for (unsigned k = 1; k <= n; ++k)
+      if (!done_[(from + k) % n]) return (from + k) % n;
+    return from;
+  }
+  void save(unsigned t) { states_[t] = {threadIdx, blockIdx, linear_tid}; }
+  void restore(unsigned t) { threadIdx = states_[t].thread, blockIdx = states_[t].block, linear_tid = states_[t].linear; }
+
+  std::vector<std::unique_ptr<char[]>> stacks_;
+  std::vector<Context> contexts_;
+  std::vector<State> states_;
+  std::vector<bool> done_;
+  Context main_, finished_;
+  const std::function<void(unsigned)>* body_ = nullptr;
+  unsigned cur_ = 0, live_ = 0;
+};
+inline Fibers& fibers() {
+  static Fibers f;
+  return f;
+}
+inline void Fibers::entry() {
+  Fibers& f = fibers();
+  (*f.body_)(f.cur_);
+  f.done_[f.cur_] = true;
+  --f.live_;
+  ++f.progress;
+  Context::jump(f.finished_, f.main_);  // never resumed
+}
+
+[[noreturn]] inline void stop(const char* why) {
+  std::fprintf(stderr, "CUDA emulation: %s (block %u,%u,%u, thread %u)\n", why, blockIdx.x, blockIdx.y, blockIdx.z,
+               linear_tid);
+  std::abort();
+}
+
+// A barrier of `expected` fibers. `site` tells apart the kernel's own barriers from the one after
+// each block: threads of a block meeting at different ones is a kernel bug the device would not forgive.
+struct Barrier {
+  unsigned expected = 0, arrived = 0;
+  unsigned long long generation = 0;
+  int site = -1;
+  void wait(int at) {
+    Fibers& f = fibers();
+    if (arrived == 0) site = at;
+    if (site != at) stop("threads of a block reach different barriers (a __syncthreads some threads skip?)");
+    ++f.progress;
+    const unsigned long long g = generation;
+    if (++arrived == expected) {
+      arrived = 0, ++generation;
+      return;
+    }
+    // Round robin gives every other live fiber a turn between two checks: a whole round without
+    // progress means they all wait for something that will not come.
+    unsigned long long seen = f.progress;
+    while (generation == g) {
+      if (!f.yield()) stop("a thread waits at a barrier that no other thread of its block can reach");
+      if (generation != g) break;
+      if (f.progress == seen) stop("the threads of a block wait at barriers that can never complete");
+      seen = f.progress;
+    }
+  }
+};
+
 struct BlockSync {
-  std::barrier<>* block;
-  std::barrier<>* warp[32];
+  Barrier* block;
+  Barrier* warp[32];
   std::uint64_t* exchange;  // one value per thread
 };
 inline BlockSync sync;
+inline constexpr int kKernelBarrier = 0, kWarpBarrier = 1, kBlockEnd = 2;
 }  // namespace emu
 
-inline void __syncthreads() { emu::sync.block->arrive_and_wait(); }
-inline void __syncwarp() { emu::sync.warp[threadIdx.x / 32]->arrive_and_wait(); }
+inline void __syncthreads() { emu::sync.block->wait(emu::kKernelBarrier); }
+inline void __syncwarp() { emu::sync.warp[emu::linear_tid / 32]->wait(emu::kWarpBarrier); }
 namespace emu {
 // Lane `from`'s v, for every lane of the warp (all of them call it, as __shfl_*_sync's mask says).
 template <class T>
 T exchange(T v, int from) {
   static_assert(sizeof(T) <= sizeof(std::uint64_t) && std::is_trivially_copyable_v<T>);
-  const int t = int(threadIdx.x), w = t / 32;
+  const int t = int(linear_tid), w = t / 32;
   __syncwarp();
   std::memcpy(&sync.exchange[t], &v, sizeof v);
   __syncwarp();
@@ -114,12 +301,12 @@ T exchange(T v, int from) {
 }  // namespace emu
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int o) {
-  return emu::exchange(v, int(threadIdx.x % 32) ^ o);
+  return emu::exchange(v, int(emu::linear_tid % 32) ^ o);
 }
 // Lanes below delta keep their own value, as on the device.
 template <class T>
 T __shfl_up_sync(unsigned, T v, unsigned delta) {
-  const int lane = int(threadIdx.x % 32);
+  const int lane = int(emu::linear_tid % 32);
   return emu::exchange(v, lane >= int(delta) ? lane - int(delta) : lane);
 }
 
@@ -154,13 +341,26 @@ void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, u
 template <class T>
 void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t) {
   __syncwarp();  // no lane still reads the old tile (on the device each lane stores only its own part)
-  if (threadIdx.x % 32 == 0)
+  if (emu::linear_tid % 32 == 0)
     for (int r = 0; r < 16; ++r)
       for (int c = 0; c < 16; ++c) p[r * ldm + c] = f.v[r * 16 + c];
   __syncwarp();
 }
+// Every lane of a warp holds the same tiles, so the warp's first lane computes the product and the
+// others take it when their operands are the same bits (else they compute their own).
+struct MmaMemo {
+  float a[256], b[256], c[256], d[256];
+  bool valid = false;
+};
+inline MmaMemo mma_memo[32];  // one per warp of the block
 template <class A, class B, class C>
 void mma_sync(C& d, const A& a, const B& b, const C& c) {
+  MmaMemo& m = mma_memo[emu::linear_tid / 32];
+  if (m.valid && std::memcmp(m.a, a.v, sizeof m.a) == 0 && std::memcmp(m.b, b.v, sizeof m.b) == 0 &&
+      std::memcmp(m.c, c.v, sizeof m.c) == 0) {
+    std::memcpy(d.v, m.d, sizeof m.d);
+    return;
+  }
   float out[256];
   for (int i = 0; i < 16; ++i)
     for (int j = 0; j < 16; ++j) {
@@ -168,37 +368,48 @@ void mma_sync(C& d, const A& a, const B& b, const C& c) {
       for (int k = 0; k < 16; ++k) s += a.v[i * 16 + k] * b.v[k * 16 + j];
       out[i * 16 + j] = s;
     }
+  std::memcpy(m.a, a.v, sizeof m.a);
+  std::memcpy(m.b, b.v, sizeof m.b);
+  std::memcpy(m.c, c.v, sizeof m.c);
+  std::memcpy(m.d, out, sizeof out);
+  m.valid = true;
   std::memcpy(d.v, out, sizeof out);
 }
 }  // namespace nvcuda::wmma
 
 namespace emu {
-// Runs body() as every thread of every block of a (gx, gy) grid of blocks of `threads` threads (a
-// multiple of 32, at most 1024).
+// Runs body() as every thread of every block of `grid` (blocks in x, then y, then z order), with
+// `block` threads per block (at most 1024; a last warp may be partial).
 template <class F>
-void launch(unsigned gx, unsigned gy, F&& body, unsigned block_threads = 128) {
-  gridDim = {gx, gy, 1};
-  blockDim = {block_threads, 1, 1};
-  std::barrier<> block(block_threads);
-  std::vector<std::unique_ptr<std::barrier<>>> warps;
-  BlockSync s{&block, {}, nullptr};
-  for (unsigned w = 0; w < block_threads / 32; ++w) s.warp[w] = warps.emplace_back(std::make_unique<std::barrier<>>(32)).get();
-  std::vector<std::uint64_t> exchange(block_threads);
+void run_grid(dim3 grid, dim3 block, F&& body) {
+  const unsigned n = block.x * block.y * block.z;
+  gridDim = {grid.x, grid.y, grid.z};
+  blockDim = {block.x, block.y, block.z};
+  Barrier whole{n};
+  std::vector<Barrier> warps;
+  for (unsigned w = 0; w * 32 < n; ++w) warps.push_back(Barrier{std::min(32u, n - 32 * w)});
+  BlockSync s{&whole, {}, nullptr};
+  for (unsigned w = 0; w * 32 < n; ++w) s.warp[w] = &warps[w];
+  std::vector<std::uint64_t> exchange(n);
   s.exchange = exchange.data();
   sync = s;
-  // One set of threads runs the blocks in turn (starting threads per block cost most of the
-  // test's time); a block barrier after each keeps the blocks apart.
-  std::vector<std::thread> threads;
-  for (unsigned t = 0; t < block_threads; ++t)
-    threads.emplace_back([&, t] {
-      threadIdx = {t, 0, 0};
-      for (unsigned by = 0; by < gy; ++by)
-        for (unsigned bx = 0; bx < gx; ++bx) {
-          blockIdx = {bx, by, 0};
+  // A block barrier after each block keeps the blocks apart.
+  fibers().run(n, [&](unsigned t) {
+    linear_tid = t;
+    threadIdx = {t % block.x, (t / block.x) % block.y, t / (block.x * block.y)};
+    for (unsigned bz = 0; bz < grid.z; ++bz)
+      for (unsigned by = 0; by < grid.y; ++by)
+        for (unsigned bx = 0; bx < grid.x; ++bx) {
+          blockIdx = {bx, by, bz};
           body();
-          block.arrive_and_wait();
+          whole.wait(kBlockEnd);
         }
-    });
-  for (auto& th : threads) th.join();
+  });
+}
+
+// Runs body() as every thread of every block of a (gx, gy) grid of blocks of `threads` threads.
+template <class F>
+void launch(unsigned gx, unsigned gy, F&& body, unsigned block_threads = 128) {
+  run_grid(dim3(gx, gy), dim3(block_threads), body);
 }
 }  // namespace emu
