@@ -1,8 +1,12 @@
 // Every component the CUDA backend runs (alone, or in the fused runs it has), against the CPU
 // reference in double on the same inputs and tensors (tests/nn/lone_run.hpp, the cases of
-// tests/nn/component_cases.hpp). bf16 products and activations: outputs, input gradients and every
-// tensor's gradient within 5e-2 relative L2 and cosine > 0.999 (q_gain's, a covariance over each
-// softmax row, 0.4 and 0.95 as in test_gpt_cuda.cpp); the loss within 1%.
+// tests/nn/component_cases.hpp). bf16 products and activations: outputs and input gradients within
+// 5e-2 relative L2 and cosine > 0.999; every tensor's gradient within cuda_test::bf16_bound (those
+// floors, or 3x / 6x how far the reference's own gradient moves when its parameters are rounded to
+// bf16; q_gain's floors, a covariance over each softmax row, 0.4 and 0.95 as in test_gpt_cuda.cpp);
+// the run's own loss (a loss component's) within 1%. The projections <out_r, R_r> that the lone run
+// adds to its loss are not compared as a sum: R has random signs, so the sum cancels and its bf16
+// error can reach several percent of it; the outputs they project are compared instead.
 #include <catch2/catch.hpp>
 
 #include <cmath>
@@ -10,21 +14,34 @@
 #include <string_view>
 
 #include "../nn/component_cases.hpp"
+#include "compare.hpp"
 #include "component_kernels.hpp"
+#include "pgolf/optim/muon.hpp"
 
 using namespace pgolf;
 using namespace pgolf::test;
 
 namespace {
 
-struct Compare {
-  double cosine, rel_l2;
-};
+using cuda_test::Bound;
+using cuda_test::Compare;
+
 Compare compare(const double* a, const double* b, std::size_t n) {
-  double ab = 0, aa = 0, bb = 0, dd = 0;
-  for (std::size_t i = 0; i < n; ++i) ab += a[i] * b[i], aa += a[i] * a[i], bb += b[i] * b[i], dd += (a[i] - b[i]) * (a[i] - b[i]);
-  if (bb == 0 && aa == 0) return {1, 0};
-  return {ab / std::sqrt(aa * bb + 1e-300), std::sqrt(dd / (bb + 1e-300))};
+  bool zero = true;
+  for (std::size_t i = 0; i < n; ++i) zero = zero && a[i] == 0 && b[i] == 0;
+  if (zero) return {1, 0};
+  return cuda_test::compare(a, b, n);
+}
+
+// The run's own loss: its total less the projections <out_r, R_r> of its outputs.
+double own_loss(const LoneResult& r, const LoneInput& in) {
+  double loss = r.loss;
+  for (int k = 0; k < kRegCount; ++k) {
+    const auto& o = r.out[std::size_t(k)];
+    const auto& w = in.weight[std::size_t(k)];
+    for (std::size_t i = 0; i < o.size() && i < w.size(); ++i) loss -= w[i] * o[i];
+  }
+  return loss;
 }
 
 template <class C>
@@ -35,8 +52,13 @@ void cuda_parity() {
   const LoneResult ref = run_case<C>(in);
   const LoneResult gpu = run_case_cuda(C::name, in);
   const LoneResult again = run_case_cuda(C::name, in);
-  INFO("case " << C::name << ": loss cpu " << ref.loss << " gpu " << gpu.loss);
-  CHECK(std::abs(gpu.loss - ref.loss) <= 1e-2 * (1 + std::abs(ref.loss)));
+  LoneInput rounded = in;
+  for (double& v : rounded.params) v = double(pgolf::round_to_bf16(float(v)));
+  const LoneResult moved = run_case<C>(rounded);
+  const double own_ref = own_loss(ref, in), own_gpu = own_loss(gpu, in);
+  INFO("case " << C::name << ": loss cpu " << ref.loss << " gpu " << gpu.loss << "; own loss cpu " << own_ref
+               << " gpu " << own_gpu);
+  CHECK(std::abs(own_gpu - own_ref) <= 1e-2 * (1 + std::abs(own_ref)));
   CHECK(gpu.grads == again.grads);  // no atomics: the same bits every run
   for (int r = 0; r < kRegCount; ++r) {
     for (const auto* pair : {&ref.out, &ref.din}) {
@@ -52,12 +74,16 @@ void cuda_parity() {
   }
   for (const auto& p : table) {
     const Compare c = compare(gpu.grads.data() + p.offset, ref.grads.data() + p.offset, p.numel());
+    const Compare sens = compare(moved.grads.data() + p.offset, ref.grads.data() + p.offset, p.numel());
     const bool gain = std::string_view(p.name.c_str()).ends_with("q_gain");
-    INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2);
-    CHECK(c.cosine > (gain ? 0.95 : 0.999));
-    CHECK(c.rel_l2 < (gain ? 0.4 : 5e-2));
+    const Bound b = gain ? cuda_test::bf16_bound(sens, p.numel(), 0.05, 0.4) : cuda_test::bf16_bound(sens, p.numel());
+    INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2 << "; bound " << b.cosine << ", "
+                        << b.rel_l2 << " (bf16 parameters alone " << sens.rel_l2 << ")");
+    CHECK(c.cosine > b.cosine);
+    CHECK(c.rel_l2 < b.rel_l2);
   }
-  std::printf("  %-40s loss cpu %.6f gpu %.6f\n", std::string(C::name).c_str(), ref.loss, gpu.loss);
+  std::printf("  %-40s loss cpu %.6f gpu %.6f (own %.6f, %.6f)\n", std::string(C::name).c_str(), ref.loss, gpu.loss,
+              own_ref, own_gpu);
 }
 
 }  // namespace

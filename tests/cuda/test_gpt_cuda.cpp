@@ -1,12 +1,16 @@
 // A whole forward + backward of GptCuda against the CPU reference Gpt<Spec, double> on the same
 // random weights and tokens. Bounds (bf16 matrix products, fp32 elsewhere): mean loss within 1%
-// relative, per-token losses within 3% relative L2, every gradient tensor with cosine similarity
-// above 0.999 and relative L2 error under 5e-2 against the float64 gradient; two runs bitwise
-// equal (the backward has no atomics).
-// The exception is q_gain: its gradient is a covariance over each softmax row (every row of the
-// score gradient sums to zero), so the ~1% bf16 error that every upstream gradient carries here is
-// amplified (measured cosines 0.976 to 0.9998 on these specs). It gets cosine > 0.95 and relative
-// L2 < 0.4; test_attention_cuda checks the same kernel's gain gradient to 2e-3 on shared inputs.
+// relative, per-token losses within 3% relative L2, two runs bitwise equal (the backward has no
+// atomics), and every gradient tensor within cuda_test::bf16_bound: cosine above 0.999 and relative
+// L2 error under 5e-2 against the float64 gradient, or within 3x (6x for tensors under 64
+// elements) of how far the reference's own gradient moves when its weights are rounded to bf16,
+// whichever is looser. Random weights in deep specs amplify rounding toward the first layers: the
+// records' stack's reference moves by 5-20% there on rounded weights alone, and the emulated
+// backend (tests/cuda_emulated) by 1.0-1.4x as much.
+// q_gain's floor is cosine > 0.95 and relative L2 < 0.4: its gradient is a covariance over each
+// softmax row (every row of the score gradient sums to zero), so the ~1% bf16 error that every
+// upstream gradient carries is amplified; test_attention_cuda checks the same kernel's gain
+// gradient to 2e-3 on shared inputs.
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -21,13 +25,29 @@
 #include "pgolf/core/rng.hpp"
 #include "pgolf/export/calibration.hpp"
 #include "pgolf/model/gpt.hpp"
+#include "pgolf/optim/muon.hpp"
 #include "pgolf/presets/frugendorff.hpp"
 #include "pgolf/presets/records_stack.hpp"
 
 namespace {
 
+using cuda_test::bf16_bound;
+using cuda_test::Bound;
 using cuda_test::Compare;
 using cuda_test::compare;
+
+// The reference's gradients on these parameters (set_phase, one forward + backward).
+template <pgolf::GptSpec S>
+std::vector<double> cpu_grads(const std::vector<double>& params, const std::vector<std::int32_t>& ids,
+                              const std::vector<std::int32_t>& targets, int batch, int seq, double scale, int phase) {
+  pgolf::Gpt<S, double> m(batch, seq);
+  m.set_phase(phase);
+  m.init(11);
+  std::copy(params.begin(), params.end(), m.params().begin());
+  m.forward(ids, targets);
+  m.backward(scale);
+  return {m.grads().begin(), m.grads().end()};
+}
 
 // unscored_every > 0: every such target is -1 (not scored), the backends' shared contract.
 template <pgolf::GptSpec S, class GpuFn>
@@ -70,6 +90,9 @@ void check_model(GpuFn gpu_step, int batch, int seq, int unscored_every = 0, int
   CHECK(g1.grads == g2.grads);
 
   REQUIRE(g1.grads.size() == Cpu::num_params);
+  std::vector<double> rounded(params);
+  for (double& v : rounded) v = double(pgolf::round_to_bf16(float(v)));
+  const std::vector<double> moved = cpu_grads<S>(rounded, ids, targets, batch, seq, scale, phase);
   for (const auto& p : Cpu::param_table) {
     if (std::all_of(cpu.grads().begin() + std::ptrdiff_t(p.offset), cpu.grads().begin() + std::ptrdiff_t(p.offset + p.numel()),
                     [](double v) { return v == 0.0; })) {
@@ -78,11 +101,15 @@ void check_model(GpuFn gpu_step, int batch, int seq, int unscored_every = 0, int
       continue;
     }
     const Compare c = compare(g1.grads.data() + p.offset, cpu.grads().data() + p.offset, p.numel());
-    std::printf("  %-28s cosine %.6f  rel_l2 %.3e\n", p.name.c_str(), c.cosine, c.rel_l2);
-    INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2);
+    const Compare sens = compare(moved.data() + p.offset, cpu.grads().data() + p.offset, p.numel());
     const bool gain = std::string_view(p.name.c_str()).ends_with("q_gain");
-    CHECK(c.cosine > (gain ? 0.95 : 0.999));
-    CHECK(c.rel_l2 < (gain ? 0.4 : 5e-2));
+    const Bound b = gain ? bf16_bound(sens, p.numel(), 0.05, 0.4) : bf16_bound(sens, p.numel());
+    std::printf("  %-28s cosine %.6f  rel_l2 %.3e  (bound %.6f, %.3e; bf16 weights alone %.3e)\n", p.name.c_str(),
+                c.cosine, c.rel_l2, b.cosine, b.rel_l2, sens.rel_l2);
+    INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2 << "; bound " << b.cosine << ", "
+                        << b.rel_l2);
+    CHECK(c.cosine > b.cosine);
+    CHECK(c.rel_l2 < b.rel_l2);
   }
 }
 
