@@ -1,0 +1,3 @@
+// The CUB emulation in place of CCCL's cub/device/device_scan.cuh (tests/cuda_emulated/emulate_cub.hpp).
+#pragma once
+#include "../../../emulate_cub.hpp"
