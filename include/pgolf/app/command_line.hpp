@@ -275,7 +275,7 @@ struct Command {
   bool no_progress = false, overwrite = false, micro_batch_given = false;
   // submit / verify (app/submit.hpp)
   std::string name, author, github_id, hardware;
-  double tolerance = 1e-8;
+  std::optional<double> tolerance;  // verify: unset, by the device that scored the run
   bool keep_build = false;
   std::string build_dir;
 };
@@ -344,8 +344,10 @@ inline Parsed parse_command_line(int argc, const char* const* argv, const Varian
       ->envname("DATA_PATH");
   verify->add_option("--tokenizer-path", cmd.config.tokenizer_path, "tokenizer the built binary scores with")
       ->envname("TOKENIZER_PATH");
-  verify->add_option("--tolerance", cmd.tolerance, "largest |difference| of val_bpb and val_loss from submission.json")
-      ->check(CLI::NonNegativeNumber)->capture_default_str();
+  verify->add_option("--tolerance", cmd.tolerance, "largest |difference| of val_bpb and val_loss from submission.json "
+                                                   "(default 1e-8, or 2e-3 for a run scored on a GPU: the built binary "
+                                                   "scores on the CPU)")
+      ->check(CLI::NonNegativeNumber);
   verify->add_flag("--keep-build", cmd.keep_build, "keep the scratch folder the code was built in");
   verify->add_option("--build-dir", cmd.build_dir, "build in this folder and keep it; a build there of byte-identical "
                                                    "packed code and build.sh is reused (one verify at a time per folder)");
