@@ -75,8 +75,7 @@ void cuda_parity() {
   for (const auto& p : table) {
     const Compare c = compare(gpu.grads.data() + p.offset, ref.grads.data() + p.offset, p.numel());
     const Compare sens = compare(moved.grads.data() + p.offset, ref.grads.data() + p.offset, p.numel());
-    const bool gain = std::string_view(p.name.c_str()).ends_with("q_gain");
-    const Bound b = gain ? cuda_test::bf16_bound(sens, p.numel(), 0.05, 0.4) : cuda_test::bf16_bound(sens, p.numel());
+    const Bound b = cuda_test::bf16_bound(p.name.c_str(), sens, p.numel());
     INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2 << "; bound " << b.cosine << ", "
                         << b.rel_l2 << " (bf16 parameters alone " << sens.rel_l2 << ")");
     CHECK(c.cosine > b.cosine);

@@ -102,8 +102,7 @@ void check_model(GpuFn gpu_step, int batch, int seq, int unscored_every = 0, int
     }
     const Compare c = compare(g1.grads.data() + p.offset, cpu.grads().data() + p.offset, p.numel());
     const Compare sens = compare(moved.data() + p.offset, cpu.grads().data() + p.offset, p.numel());
-    const bool gain = std::string_view(p.name.c_str()).ends_with("q_gain");
-    const Bound b = gain ? bf16_bound(sens, p.numel(), 0.05, 0.4) : bf16_bound(sens, p.numel());
+    const Bound b = bf16_bound(p.name.c_str(), sens, p.numel());
     std::printf("  %-28s cosine %.6f  rel_l2 %.3e  (bound %.6f, %.3e; bf16 weights alone %.3e)\n", p.name.c_str(),
                 c.cosine, c.rel_l2, b.cosine, b.rel_l2, sens.rel_l2);
     INFO(p.name.c_str() << ": cosine " << c.cosine << ", rel_l2 " << c.rel_l2 << "; bound " << b.cosine << ", "
