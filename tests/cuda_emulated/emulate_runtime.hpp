@@ -53,7 +53,8 @@ inline constexpr int kSharedDefault = 48 * 1024, kSharedOptin = 227 * 1024, kSms
 inline constexpr std::size_t kDeviceMemory = std::size_t(16) << 30;
 
 struct State {
-  std::map<std::uintptr_t, std::size_t> allocations;  // start -> bytes
+  std::map<std::uintptr_t, std::size_t> allocations;  // start -> bytes (one memory for every device)
+  int device = 0;                                     // cudaSetDevice's
   std::map<const void*, int> smem_optin;              // kernel -> its dynamic shared memory limit
   cudaError_t last = cudaSuccess;
   std::size_t in_use = 0;
@@ -61,6 +62,20 @@ struct State {
 inline State& state() {
   static State s;
   return s;
+}
+// Devices on this node: PGOLF_EMU_DEVICES (1 to 8, default 1), so one node's data-parallel launch
+// (a process per GPU, dist/nccl.cuh) runs here too.
+inline int device_count() {
+  static const int n = [] {
+    const char* v = std::getenv("PGOLF_EMU_DEVICES");
+    const int k = v ? std::atoi(v) : 1;
+    if (k < 1 || k > 8) {
+      std::fprintf(stderr, "CUDA emulation: PGOLF_EMU_DEVICES=%s is not 1 to 8\n", v);
+      std::exit(2);
+    }
+    return k;
+  }();
+  return n;
 }
 inline cudaError_t fail(cudaError_t e) {
   state().last = e;
@@ -133,16 +148,20 @@ inline cudaError_t cudaGetLastError() { return std::exchange(emu::state().last, 
 inline cudaError_t cudaPeekAtLastError() { return emu::state().last; }
 
 inline cudaError_t cudaGetDeviceCount(int* n) {
-  *n = 1;
+  *n = emu::device_count();
   return cudaSuccess;
 }
 inline cudaError_t cudaGetDevice(int* d) {
-  *d = 0;
+  *d = emu::state().device;
   return cudaSuccess;
 }
-inline cudaError_t cudaSetDevice(int d) { return d == 0 ? cudaSuccess : emu::fail(cudaErrorInvalidDevice); }
+inline cudaError_t cudaSetDevice(int d) {
+  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
+  emu::state().device = d;
+  return cudaSuccess;
+}
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
-  if (d != 0) return emu::fail(cudaErrorInvalidDevice);
+  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
   *p = {};
   std::snprintf(p->name, sizeof p->name, "CUDA emulation on the CPU");
   p->major = 9, p->minor = 0, p->multiProcessorCount = emu::kSms;
@@ -150,7 +169,7 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
-  if (d != 0) return emu::fail(cudaErrorInvalidDevice);
+  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
   switch (a) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = emu::kSharedOptin; return cudaSuccess;
     case cudaDevAttrMultiProcessorCount: *v = emu::kSms; return cudaSuccess;
