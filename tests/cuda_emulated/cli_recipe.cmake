@@ -3,8 +3,8 @@
 # The records' recipe through the command line's CUDA path, on the CPU under the CUDA emulation:
 # `train --device cuda` with EMA, late QAT, GPTQ int6 (Hessians on the device), LZMA and
 # sliding-window scores, against the same command on the CPU backend; then `eval --device cuda`
-# of its artifact, a resume on the device from the step-3 checkpoint (the same artifact, bit for
-# bit), and `submit` + `verify` of the device run (verify scores on the CPU: the cross-device
+# of its artifact, `export --device cuda` of its checkpoint and a resume on the device from the
+# step-3 checkpoint (each the same artifact, bit for bit), and `submit` + `verify` of the device run (verify scores on the CPU: the cross-device
 # tolerance). BUILD: a folder where `verify --build-dir` built pgolf-tiny's packed code (reused).
 include(${CMAKE_CURRENT_LIST_DIR}/scores.cmake)
 set(recipe train --iterations 6 --val-loss-every 0 --val-tokens 4097 --train-batch-tokens 2048 --no-progress
@@ -35,6 +35,17 @@ if(NOT out MATCHES "eval_mode:sliding_window stride:128 seq_len:256\n.*val_loss:
   message(FATAL_ERROR "eval --device cuda does not repeat the run's val_loss:${trained}:\n${out}")
 endif()
 
+# Exported again from the run's checkpoint on the device, with the run's quantiser flags: GPTQ's
+# Hessians come from the same micro-batches, so the artifact is the run's, bit for bit.
+run("export --device cuda" out ${EMU} export ${DIR}/cuda/checkpoint.bin -o ${DIR}/cuda/exported.pgolf --device cuda
+    --quant gptq --quant-min-numel 4096 --gptq-calib-batches 2 --compressor lzma --val-tokens 4097
+    --train-batch-tokens 2048)
+file(SHA256 ${DIR}/cuda/model.pgolf a)
+file(SHA256 ${DIR}/cuda/exported.pgolf b)
+if(NOT a STREQUAL b)
+  message(FATAL_ERROR "export --device cuda of the run's checkpoint wrote another artifact than the run:\n${out}")
+endif()
+
 # Resumed on the device from step 3 (before QAT switches on): EMA, QAT, optimizer and data state
 # come back from the checkpoint, so the artifact is the uninterrupted run's.
 run("the resumed CUDA run" out ${EMU} ${recipe} --device cuda --out-dir ${DIR}/resumed
@@ -42,7 +53,6 @@ run("the resumed CUDA run" out ${EMU} ${recipe} --device cuda --out-dir ${DIR}/r
 if(NOT out MATCHES "resumed:.* step:3 .*qat:on step:4 bits:6.*step:6/6 val_loss")
   message(FATAL_ERROR "the resumed run's output:\n${out}")
 endif()
-file(SHA256 ${DIR}/cuda/model.pgolf a)
 file(SHA256 ${DIR}/resumed/model.pgolf b)
 if(NOT a STREQUAL b)
   message(FATAL_ERROR "the run resumed from step 3 on the device wrote another artifact than the uninterrupted run")

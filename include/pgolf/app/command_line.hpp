@@ -232,7 +232,7 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
   const auto quantisers = CLI::IsMember({"int8", "rowmax", "int6", "gptq-lite", "gptq"});
   cmd.add_option("--quant", c.quant, "quantiser of the attention, MLP and other matrices: int8 (the reference's), "
                                      "rowmax / int6 (row-max scales), gptq-lite (clip-percentile search), gptq "
-                                     "(full-Hessian, calibrated on training batches; CPU)")
+                                     "(full-Hessian, calibrated on training batches on either backend)")
       ->envname("QUANT")->check(quantisers)->capture_default_str();
   cmd.add_option("--quant-bits", c.quant_bits, "bits of --quant (2..8); 0: 8 for int8, else 6")
       ->envname("QUANT_BITS")->check(CLI::Range(0, 8))->capture_default_str();

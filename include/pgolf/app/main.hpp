@@ -415,7 +415,8 @@ int run(const Variant& variant, const Command& cmd) {
                      (long long)m.tokens, (long long)m.bytes));
     return 0;
   }
-  tr.load_checkpoint(cmd.file, /*params_only=*/true, cmd.weights);
+  tr.load_checkpoint(cmd.file, /*params_only=*/true, cmd.weights,
+                     /*data_position=*/cfg.export_options().uses(Quantiser::gptq));
   if (cmd.format == "safetensors") {
     // Lossless (the model's own scalar), so instead of a round-trip score the file is read back
     // and must give the weights bit for bit.

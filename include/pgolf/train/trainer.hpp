@@ -485,10 +485,21 @@ class Trainer {
 
   // Loads the full state from a checkpoint file (resume), or only the weights when params_only:
   // `weights` picks which (load_weights).
-  void load_checkpoint(const std::filesystem::path& path, bool params_only = false, const std::string& weights = "auto") {
+  // data_position (with params_only): the training data also continues where the run stopped, so an
+  // export calibrates GPTQ on the micro-batches the run's own export read (the same artifact).
+  void load_checkpoint(const std::filesystem::path& path, bool params_only = false, const std::string& weights = "auto",
+                       bool data_position = false) {
     const auto ck = decode_checkpoint<T>(read_file_bytes(path), table_fingerprint(Model::param_table), path.string());
-    if (params_only) load_weights(ck, weights, path.string());
-    else restore(ck);
+    if (!params_only) return restore(ck);
+    load_weights(ck, weights, path.string());
+    if (data_position) {
+      try {
+        data_.seek({ck.data_file, ck.data_pos});
+      } catch (const std::exception& e) {
+        PGOLF_FAIL(path.string(), ": its run stopped at a training-data position this data does not have (",
+                   e.what(), "); pass the run's --data-path");
+      }
+    }
   }
 
   // Only the weights of a checkpoint (eval, export): auto = the ones its run exported (the average
