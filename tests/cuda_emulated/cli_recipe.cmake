@@ -4,8 +4,9 @@
 # `train --device cuda` with EMA, late QAT, GPTQ int6 (Hessians on the device), LZMA and
 # sliding-window scores, against the same command on the CPU backend; then `eval --device cuda`
 # of its artifact, `export --device cuda` of its checkpoint and a resume on the device from the
-# step-3 checkpoint (each the same artifact, bit for bit), and `submit` + `verify` of the device run (verify scores on the CPU: the cross-device
-# tolerance). BUILD: a folder where `verify --build-dir` built pgolf-tiny's packed code (reused).
+# step-3 checkpoint (each the run's artifact, bit for bit), and `submit` + `verify` of the device
+# run (verify scores on the CPU: the cross-device tolerance). BUILD: a folder where
+# `verify --build-dir` built pgolf-tiny's packed code (reused).
 include(${CMAKE_CURRENT_LIST_DIR}/scores.cmake)
 set(recipe train --iterations 6 --val-loss-every 0 --val-tokens 4097 --train-batch-tokens 2048 --no-progress
            --max-wallclock-seconds 0 --warmdown-iters 4 --ema-decay 0.9 --qat-threshold 0.5 --quant gptq
@@ -40,9 +41,9 @@ endif()
 run("export --device cuda" out ${EMU} export ${DIR}/cuda/checkpoint.bin -o ${DIR}/cuda/exported.pgolf --device cuda
     --quant gptq --quant-min-numel 4096 --gptq-calib-batches 2 --compressor lzma --val-tokens 4097
     --train-batch-tokens 2048)
-file(SHA256 ${DIR}/cuda/model.pgolf a)
-file(SHA256 ${DIR}/cuda/exported.pgolf b)
-if(NOT a STREQUAL b)
+file(SHA256 ${DIR}/cuda/model.pgolf run_sha)
+file(SHA256 ${DIR}/cuda/exported.pgolf exported_sha)
+if(NOT run_sha STREQUAL exported_sha)
   message(FATAL_ERROR "export --device cuda of the run's checkpoint wrote another artifact than the run:\n${out}")
 endif()
 
@@ -53,8 +54,8 @@ run("the resumed CUDA run" out ${EMU} ${recipe} --device cuda --out-dir ${DIR}/r
 if(NOT out MATCHES "resumed:.* step:3 .*qat:on step:4 bits:6.*step:6/6 val_loss")
   message(FATAL_ERROR "the resumed run's output:\n${out}")
 endif()
-file(SHA256 ${DIR}/resumed/model.pgolf b)
-if(NOT a STREQUAL b)
+file(SHA256 ${DIR}/resumed/model.pgolf resumed_sha)
+if(NOT run_sha STREQUAL resumed_sha)
   message(FATAL_ERROR "the run resumed from step 3 on the device wrote another artifact than the uninterrupted run")
 endif()
 

@@ -77,6 +77,7 @@ inline int device_count() {
   }();
   return n;
 }
+inline bool valid_device(int d) { return d >= 0 && d < device_count(); }
 inline cudaError_t fail(cudaError_t e) {
   state().last = e;
   return e;
@@ -156,12 +157,12 @@ inline cudaError_t cudaGetDevice(int* d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaSetDevice(int d) {
-  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
+  if (!emu::valid_device(d)) return emu::fail(cudaErrorInvalidDevice);
   emu::state().device = d;
   return cudaSuccess;
 }
 inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
-  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
+  if (!emu::valid_device(d)) return emu::fail(cudaErrorInvalidDevice);
   *p = {};
   std::snprintf(p->name, sizeof p->name, "CUDA emulation on the CPU");
   p->major = 9, p->minor = 0, p->multiProcessorCount = emu::kSms;
@@ -169,7 +170,7 @@ inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp* p, int d) {
   return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetAttribute(int* v, cudaDeviceAttr a, int d) {
-  if (d < 0 || d >= emu::device_count()) return emu::fail(cudaErrorInvalidDevice);
+  if (!emu::valid_device(d)) return emu::fail(cudaErrorInvalidDevice);
   switch (a) {
     case cudaDevAttrMaxSharedMemoryPerBlockOptin: *v = emu::kSharedOptin; return cudaSuccess;
     case cudaDevAttrMultiProcessorCount: *v = emu::kSms; return cudaSuccess;

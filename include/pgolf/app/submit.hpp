@@ -442,9 +442,9 @@ inline int verify(const VerifyOptions& o) {
   // eval_device, where present (folders since it was recorded), must say the same.
   const auto log = read_file_bytes(dir / "train.log");
   const std::string scored_on = detail::logged_device(std::string_view(reinterpret_cast<const char*>(log.data()), log.size()));
-  if (s.contains("eval_device") && field<std::string>(s, "eval_device", where) != scored_on)
-    fail("submission.json's eval_device '" + field<std::string>(s, "eval_device", where) + "' is not train.log's device '" +
-         scored_on + "'");
+  const std::string said = s.contains("eval_device") ? field<std::string>(s, "eval_device", where) : scored_on;
+  if (said != scored_on)
+    fail("submission.json's eval_device '" + said + "' is not train.log's device '" + scored_on + "'");
   const bool cross_device = scored_on != "cpu";
   const double tolerance = o.tolerance.value_or(cross_device ? kCrossDeviceTolerance : kSameDeviceTolerance);
   std::vector<std::string> flags;
