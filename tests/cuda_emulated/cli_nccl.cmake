@@ -4,7 +4,8 @@
 # global batch trained by one process and by two ranks under mpiexec (NcclCommunicator, its id
 # over MPI, gradients summed on the device). The gradient sums group the micro-batches differently
 # (six on one rank; three per rank, then the two ranks), so the scores agree to float rounding,
-# not bit for bit.
+# not bit for bit. And the two ranks' Muon split by matrix (the default) against Muon whole on each
+# rank (--no-muon-shard): under the emulation the same weights bit for bit, so the same artifact.
 include(${CMAKE_CURRENT_LIST_DIR}/scores.cmake)
 string(REPLACE "|" ";" mpiexec "${MPIEXEC}")
 set(quick train --device cuda --iterations 2 --val-tokens 4097 --train-batch-tokens 3072 --micro-batch-tokens 512
@@ -20,3 +21,16 @@ foreach(label "step:2/2" final_int8_zlib_roundtrip_exact)
   score("${two}" ${label} b)
   expect_close("${label} (1 process, 2 ranks)" ${a} ${b} 1000000)
 endforeach()
+
+run("two ranks, Muon whole" whole ${CMAKE_COMMAND} -E env PGOLF_EMU_DEVICES=2 ${mpiexec} -np 2 ${EMU} ${quick}
+    --no-muon-shard --out-dir ${DIR}/np2_whole)
+if(two MATCHES "muon_allreduce_ms_per_step min:0\\.00 max:0\\.00" OR
+   NOT whole MATCHES "muon_allreduce_ms_per_step min:0\\.00 max:0\\.00")
+  message(FATAL_ERROR "split Muon's all-reduce should show in the default run only:\n${two}\n${whole}")
+endif()
+file(SHA256 ${DIR}/np2/model.pgolf split_hash)
+file(SHA256 ${DIR}/np2_whole/model.pgolf whole_hash)
+if(NOT split_hash STREQUAL whole_hash)
+  message(FATAL_ERROR "Muon split over two ranks wrote another artifact than Muon whole on each rank")
+endif()
+message(STATUS "Muon split and whole on two ranks: the same artifact (${split_hash})")

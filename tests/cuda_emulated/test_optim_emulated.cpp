@@ -17,7 +17,8 @@
 //     of norm < 1e-7 is divided by 1e-7; the per-matrix sum of squares (1024 threads) within 2e-6
 //     relative, identical bits twice; the packed bf16 input of Newton-Schulz (both normalisations, the
 //     transposed [count, r, k] layout of tall matrices) within half a bf16 ulp of the exact value
-//     (1 + 1e-4: fp32's share); the update (weight decay, shape factor) within 3e-7 of its terms.
+//     (1 + 1e-4: fp32's share); the update (weight decay, shape factor) within 3e-7 of its terms; a
+//     sharded step's unpack to fp32 and update from it the same bits as the update from bf16.
 //   - Muon, whole steps: the wrapper's kernels in its order, the Newton-Schulz products (cuBLAS on the
 //     device) on the host by a gemm that follows GemmShape literally and rounds to bf16 where
 //     Muon<double>'s ns_bf16 does, against Muon<double> with ns_bf16: the momentum buffer within 1e-6
@@ -456,6 +457,31 @@ TEST_CASE("emulated: Muon's elementwise and row kernels match double on the same
     }
   }
   check_untouched(table, OptimGroup::muon_matrix, W, W0);
+
+  // A sharded step's kernels: the same X unpacked to fp32 (untransposed, every element of every
+  // matrix written), then the dense update from it, give the update above bit for bit.
+  std::vector<float> U2(layout.state + kTail, NAN), W2 = W0;
+  for (std::size_t gi = 0; gi < layout.groups.size(); ++gi) {
+    const auto& gr = layout.groups[gi];
+    emu::launch(32, unsigned(gr.count), [&] {
+      k::detail::muon_unpack_kernel(segs.data(), gr.members.data(), Xs[gi].data(), gr.rows, gr.cols,
+                                    gr.rows > gr.cols, U2.data());
+    }, 256);
+    const std::size_t rk = std::size_t(gr.rows) * gr.cols;
+    for (int j = 0; j < gr.count; ++j)
+      for (std::size_t i = 0; i < rk; ++i) {
+        const std::size_t r = i / gr.cols, c = i % gr.cols, src = gr.rows > gr.cols ? c * gr.rows + r : i;
+        CAPTURE(gr.rows, gr.cols, j, i);
+        REQUIRE(U2[segs[gr.members[j]].state + i] == __bfloat162float(Xs[gi][j * rk + src]));
+      }
+    const float shape = float(std::sqrt(std::max(1.0, double(gr.rows) / double(gr.cols))));
+    emu::launch(32, unsigned(gr.count), [&] {
+      k::detail::muon_apply_dense_kernel(segs.data(), gr.members.data(), U2.data(), rk, W2.data(), float(lr) * shape,
+                                         float(1.0 - lr * wd));
+    }, 256);
+  }
+  for (std::size_t i = layout.state; i < U2.size(); ++i) REQUIRE(std::isnan(U2[i]));
+  REQUIRE(std::memcmp(W2.data(), W.data(), W.size() * sizeof(float)) == 0);
   std::printf("  emulated Muon kernels: worst packed error %.3f of half a bf16 ulp\n", worst_pack);
 }
 

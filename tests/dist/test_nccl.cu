@@ -6,9 +6,18 @@
 //   mpirun -np N test_nccl                    N ranks, one GPU each, the id over MPI
 //   RANK=r WORLD_SIZE=N LOCAL_RANK=r MASTER_ADDR=.. MASTER_PORT=.. test_nccl   torchrun-style
 //
+// And Muon split by matrix over the ranks (CudaMuon with a MuonShard, as the Trainer's --muon-shard
+// runs it) against Muon whole on each rank: every rank's weights the same bits as rank 0's, and the
+// whole step's within bf16 rounding (`--bitwise`: the same bits; the emulation's products give each
+// matrix the same bits whatever the batch, cuBLASLt may pick another algorithm for another batch).
+//
 // Without a CUDA device it prints why and exits 77 (CTest: skipped). Built where nvcc and NCCL are.
+#include <array>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <string_view>
 #include <vector>
 
 #include "pgolf/core/cuda_check.hpp"
@@ -24,9 +33,86 @@ struct DeviceGrads {
   std::size_t n = 0;
   cuda::DeviceParamSpan grads() const { return {d, n}; }
 };
+
+// Five matrices of four shapes (two alike: a batch of two; tall ones: transposed) and a vector Muon
+// leaves alone. On 3 ranks some rank owns no matrix of a shape.
+constexpr std::array<ParamInfo, 6> kMuonTable = [] {
+  std::array<ParamInfo, 6> t{};
+  const int shape[6][2] = {{48, 32}, {48, 32}, {32, 64}, {96, 24}, {1, 1}, {16, 40}};
+  std::size_t at = 0;
+  for (std::size_t k = 0; k < t.size(); ++k) {
+    t[k].name = k == 4 ? "gain" : "w";
+    t[k].offset = at;
+    t[k].rows = shape[k][0], t[k].cols = shape[k][1];
+    t[k].rank = k == 4 ? 1 : 2;
+    t[k].group = k == 4 ? OptimGroup::adam_scalar : OptimGroup::muon_matrix;
+    at += t[k].numel();
+  }
+  return t;
+}();
+
+float pseudo_random(std::size_t i, int salt) {  // the same on every rank
+  std::uint32_t x = std::uint32_t(i * 2654435761u) ^ std::uint32_t(salt * 40503u + 17u);
+  x ^= x >> 15, x *= 0x2c1b3c6dU, x ^= x >> 12;
+  return float(x % 20001u) / 10000.f - 1.f;
+}
+
+// Returns the number of failed checks on this rank.
+int check_muon_shard(dist::Communicator& comm, bool bitwise) {
+  const int W = comm.size(), r = comm.rank();
+  const std::size_t n = table_size(kMuonTable);
+  std::vector<float> w0(n), g(n);
+  for (std::size_t i = 0; i < n; ++i) w0[i] = 0.1f * pseudo_random(i, 1);
+  cuda::DeviceBuffer<float> whole_w(n), split_w(n), grads(n);
+  whole_w.upload(w0);
+  split_w.upload(w0);
+  cuda::Gemm gemm;
+  const MuonOptions opt{.weight_decay = 0.1, .row_normalize = true};
+  cuda::CudaMuon whole(kMuonTable, opt, gemm), split(kMuonTable, opt, gemm);
+  const MuonShard<float> shard{r, W, [&](std::span<float> x) { TrainerBackend<Cuda>::all_reduce(x, comm); }};
+  for (int step = 0; step < 3; ++step) {
+    for (std::size_t i = 0; i < n; ++i) g[i] = pseudo_random(i, 2 + step);
+    grads.upload(g);
+    whole.step(whole_w.data(), grads.data(), 0.05);
+    split.step(split_w.data(), grads.data(), 0.05, shard);
+  }
+  PGOLF_CUDA_CHECK(cudaDeviceSynchronize());
+  std::vector<float> a(n), b(n), root(n);
+  whole_w.download(a);
+  split_w.download(b);
+  int failed = 0;
+  root = b;
+  comm.broadcast(std::as_writable_bytes(std::span<float>(root)), 0);
+  if (std::memcmp(root.data(), b.data(), n * sizeof(float)) != 0) {
+    std::printf("FAIL rank %d: split Muon's weights differ from rank 0's\n", r);
+    ++failed;
+  }
+  for (std::size_t k = 0; k < kMuonTable.size(); ++k) {
+    const ParamInfo& p = kMuonTable[k];
+    double diff = 0, change = 0;
+    bool same = true;
+    for (std::size_t i = p.offset; i < p.offset + p.numel(); ++i) {
+      diff += (double(b[i]) - a[i]) * (double(b[i]) - a[i]);
+      change += (double(a[i]) - w0[i]) * (double(a[i]) - w0[i]);
+      same = same && std::memcmp(&a[i], &b[i], sizeof(float)) == 0;
+    }
+    const bool moved = p.group == OptimGroup::muon_matrix;
+    if ((moved && change == 0) || (!moved && change != 0) || (bitwise && !same) ||
+        (moved && std::sqrt(diff) > 1e-2 * std::sqrt(change))) {
+      std::printf("FAIL rank %d: matrix %zu (%dx%d): split against whole |diff| %.3g, |change| %.3g%s\n", r, k,
+                  p.rows, p.cols, std::sqrt(diff), std::sqrt(change), same ? "" : ", not bit for bit");
+      ++failed;
+    }
+  }
+  if (r == 0)
+    std::printf("split Muon on %d rank(s): this rank orthogonalises %d of 5 matrices; weights equal on every rank\n",
+                W, split.owned(r, W));
+  return failed;
+}
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  const bool bitwise = argc > 1 && std::string_view(argv[1]) == "--bitwise";
   if (cuda::device_count() == 0) {
     std::printf("skipped: no CUDA device\n");
     return 77;
@@ -72,6 +158,7 @@ int main() {
       std::printf("FAIL rank %d: broadcast gave %g\n", r, b);
       ++failed;
     }
+    failed += check_muon_shard(comm, bitwise);
     comm.barrier();
     failed = int(comm.sum(double(failed)));
     if (r == 0) std::printf("%s: NCCL communicator on %d rank(s)\n", failed ? "FAILED" : "PASSED", W);

@@ -133,8 +133,8 @@ inline void add_config_flags(CLI::App& cmd, TrainConfig& c, std::string& codec, 
                "MuonEq-R: normalise each row of Muon's update before Newton-Schulz")
       ->envname("MUON_ROW_NORMALIZE")->capture_default_str();
   cmd.add_flag("--muon-shard,!--no-muon-shard", c.muon_shard,
-               "data parallel on the CPU: each rank orthogonalises its share of Muon's matrices (the same "
-               "update bit for bit); off: every rank runs all of them")
+               "data parallel: each rank orthogonalises its share of Muon's matrices and the updates are "
+               "summed (on the CPU the same update bit for bit); off: every rank runs all of them")
       ->envname("MUON_SHARD")->capture_default_str();
   cmd.add_flag("--deterministic,!--no-deterministic", c.deterministic,
                "the CUDA flash attention's backward without atomics, the same bits every run; off: the "

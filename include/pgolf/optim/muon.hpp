@@ -116,11 +116,31 @@ void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16
 // buffer each rank filled at its own matrices only. Every rank still updates the whole momentum
 // (elementwise, cheap, the same on every rank), so checkpoints need no gather, and since x + 0 + ... = x
 // exactly, every rank applies bit for bit the update one process computes.
+// On the CUDA backend (optim/cuda/muon.cuh) the buffer and `sum` are in device memory.
 template <class T>
 struct MuonShard {
   int rank = 0, world = 1;
   std::function<void(std::span<T>)> sum;
 };
+
+// Which of `world` ranks orthogonalises each matrix (in table order): largest Newton-Schulz cost
+// first (rows * cols * min(rows, cols)), each to the least-loaded rank, so ranks finish together.
+// Both backends split by this rule, so a checkpoint's run resumes on either.
+inline std::vector<int> muon_owners(const std::vector<ParamInfo>& matrices, int world) {
+  PGOLF_CHECK(world >= 1, "Muon: world size ", world);
+  std::vector<std::size_t> order(matrices.size());
+  for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
+  auto cost = [&](std::size_t k) { return double(matrices[k].numel()) * std::min(matrices[k].rows, matrices[k].cols); };
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost(a) > cost(b); });
+  std::vector<double> load(std::size_t(world), 0.0);
+  std::vector<int> owners(matrices.size(), 0);
+  for (const std::size_t k : order) {
+    const auto r = std::size_t(std::min_element(load.begin(), load.end()) - load.begin());
+    owners[k] = int(r);
+    load[r] += cost(k);
+  }
+  return owners;
+}
 
 // Muon over every muon_matrix row of a parameter table; momentum buffers mirror the parameters.
 template <class T>
@@ -175,22 +195,9 @@ class Muon {
     }
   }
 
-  // Which rank orthogonalises matrix k on `world` ranks: largest Newton-Schulz cost first
-  // (rows * cols * min(rows, cols)), each to the least-loaded rank, so ranks finish together.
+  // Which rank orthogonalises matrix k on `world` ranks (muon_owners).
   const std::vector<int>& owners(int world) {
-    if (owners_world_ == world) return owners_;
-    std::vector<std::size_t> order(params_.size());
-    for (std::size_t k = 0; k < order.size(); ++k) order[k] = k;
-    auto cost = [&](std::size_t k) { return double(params_[k].numel()) * std::min(params_[k].rows, params_[k].cols); };
-    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return cost(a) > cost(b); });
-    std::vector<double> load(std::size_t(world), 0.0);
-    owners_.assign(params_.size(), 0);
-    for (const std::size_t k : order) {
-      const auto r = std::size_t(std::min_element(load.begin(), load.end()) - load.begin());
-      owners_[k] = int(r);
-      load[r] += cost(k);
-    }
-    owners_world_ = world;
+    if (owners_world_ != world) owners_ = muon_owners(params_, world), owners_world_ = world;
     return owners_;
   }
 

@@ -7,6 +7,8 @@
 //   params_to_host(model), params_from_host(model, p)   the parameters in the table layout
 //   state_to_host(x), state_from_host(x, v, what)       optimizer state for checkpoints
 //   all_reduce_grads(model, comm)                       sums the gradient buffer over the ranks
+//   all_reduce(span, comm)                              sums a buffer in the backend's memory (a
+//                                                       sharded Muon step's updates) over the ranks
 //   synchronize()                                       waits for the work queued on the device
 //   Mirror, mirror(model), zeros(model)                 a buffer shaped like the parameters (EMA,
 //                                                       SWA sum): a copy of them, or zeros
@@ -56,6 +58,7 @@ struct TrainerBackend<Cpu<T>> {
   static void all_reduce_grads(M& m, dist::Communicator& comm) {
     comm.all_reduce_sum(m.grads());
   }
+  static void all_reduce(std::span<T> x, dist::Communicator& comm) { comm.all_reduce_sum(x); }
   static void synchronize() {}
   template <class M>
   static std::vector<T> params_to_host(const M& m) {
@@ -144,15 +147,19 @@ struct TrainerBackend<Cuda> {
     return cuda::clip_grad_norm(m.grads(), max_norm);
   }
   static void synchronize() { PGOLF_CUDA_CHECK(cudaDeviceSynchronize()); }
-  // In place on the device with NCCL; through a host copy with a host communicator (MPI).
   template <class M>
   static void all_reduce_grads(M& m, dist::Communicator& comm) {
     const cuda::DeviceParamSpan g = m.grads();
-    if (comm.reduces_device_memory()) return comm.all_reduce_sum_device(g.data, g.size);
-    std::vector<float> h(g.size);
-    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), g.data, g.size * sizeof(float), cudaMemcpyDeviceToHost));
+    all_reduce(std::span<float>(g.data, g.size), comm);
+  }
+  // x in device memory: in place with NCCL; through a host copy with a host communicator (MPI).
+  static void all_reduce(std::span<float> x, dist::Communicator& comm) {
+    if (comm.reduces_device_memory()) return comm.all_reduce_sum_device(x.data(), x.size());
+    synchronize();  // the kernels that wrote x may run on another stream than the copy's
+    std::vector<float> h(x.size());
+    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), x.data(), x.size() * sizeof(float), cudaMemcpyDeviceToHost));
     comm.all_reduce_sum(std::span<float>(h));
-    PGOLF_CUDA_CHECK(cudaMemcpy(g.data, h.data(), g.size * sizeof(float), cudaMemcpyHostToDevice));
+    PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), h.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
   }
   template <class M>
   static std::vector<float> params_to_host(const M& m) {

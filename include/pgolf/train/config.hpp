@@ -47,8 +47,8 @@ struct TrainConfig {
   int muon_backend_steps = 5;              // MUON_BACKEND_STEPS
   double muon_weight_decay = 0.0;          // MUON_WEIGHT_DECAY: decoupled, W *= 1 - lr * wd (the records' 0.04-0.095)
   bool muon_row_normalize = false;         // MUON_ROW_NORMALIZE: MuonEq-R (each row of the update normalised)
-  // MUON_SHARD: data parallel on the CPU, each rank orthogonalises its share of the matrices and the
-  // updates are summed over the ranks (the reference's split; bit for bit the unsplit update).
+  // MUON_SHARD: data parallel, each rank orthogonalises its share of the matrices and the updates are
+  // summed over the ranks (the reference's split; on the CPU bit for bit the unsplit update).
   bool muon_shard = true;
   // Newton-Schulz in bf16 (the reference runs it so on the GPU; the CUDA backend always does). Off:
   // the CPU runs it in the parameters' precision, which is more accurate and as fast on a CPU.

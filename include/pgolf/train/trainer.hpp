@@ -148,15 +148,14 @@ class Trainer {
       matrix_adam_.emplace(Policy::adam(model_, OptimGroup::muon_matrix, adam_options()));
     else
       muon_.emplace(Policy::muon(model_, muon_options()));
-    // Data parallel: each rank orthogonalises its share of the Muon matrices (optim/muon.hpp,
-    // MuonShard). The CPU's Muon can; the CUDA one runs whole on every rank.
-    if constexpr (kShardedMuon)
-      if (muon_ && cfg_.muon_shard && comm_->size() > 1)
-        muon_shard_.emplace(MuonShard<T>{comm_->rank(), comm_->size(), [this](std::span<T> x) {
-          const auto tc = Clock::now();
-          comm_->all_reduce_sum(x);
-          comm_time_.muon_ms += ms_since(tc);
-        }});
+    // Data parallel: each rank orthogonalises its share of the Muon matrices (MuonShard in
+    // optim/muon.hpp; optim/cuda/muon.cuh on the GPU).
+    if (muon_ && cfg_.muon_shard && comm_->size() > 1)
+      muon_shard_.emplace(MuonShard<T>{comm_->rank(), comm_->size(), [this](std::span<T> x) {
+        const auto tc = Clock::now();
+        Policy::all_reduce(x, *comm_);
+        comm_time_.muon_ms += ms_since(tc);
+      }});
     if (cfg_.token_recycling > 0) {
       PGOLF_CHECK(kTokenWeights, "token_recycling needs a model that takes per-token loss weights "
                                  "(set_token_weights, e.g. Prism); this model has none");
@@ -602,10 +601,8 @@ class Trainer {
     }
     if (c.grad_clip_norm > 0) Policy::clip(model_, c.grad_clip_norm);
     if (matrix_adam_) matrix_adam_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
-    else if constexpr (kShardedMuon) {
-      if (muon_shard_) muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale, *muon_shard_);
-      else muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
-    } else muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
+    else if (muon_shard_) muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale, *muon_shard_);
+    else muon_->step(model_.params(), model_.grads(), c.matrix_lr * lr_scale);
     embed_.step(model_.params(), model_.grads(), (head_.empty() ? c.tied_embed_lr : c.embed_lr) * lr_scale);
     head_.step(model_.params(), model_.grads(), c.head_lr * lr_scale);
     scalar_.step(model_.params(), model_.grads(), c.scalar_lr * lr_scale);
@@ -797,7 +794,6 @@ class Trainer {
   Model model_;
   using MuonT = decltype(Policy::muon(std::declval<Model&>(), MuonOptions{}));
   std::optional<MuonT> muon_;
-  static constexpr bool kShardedMuon = std::is_same_v<MuonT, Muon<T>>;
   std::optional<MuonShard<T>> muon_shard_;
   AdamT embed_, head_, scalar_;
   std::optional<AdamT> matrix_adam_;

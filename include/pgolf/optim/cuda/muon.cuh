@@ -12,11 +12,19 @@
 //   5. per shape: W = W*(1 - lr*wd) - lr*sqrt(max(1, rows/cols)) * X (untransposed)
 // The momentum buffer is packed in table order as the CPU optimizer's, so checkpoints move between
 // backends.
+// Data parallel (step with a MuonShard, as the records split it): every rank advances the whole
+// momentum (elementwise), packs and orthogonalises only the matrices muon_owners() gives it (a smaller
+// batch per shape), writes those updates into U (zero elsewhere), and one all-reduce of U completes
+// it on every rank; step 5 then reads U. bf16 -> fp32 and x + 0 are exact, so every rank applies the
+// same bits, and the bits a whole step gives wherever the batched products give each matrix the same
+// result whatever the batch count.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cmath>
 #include <map>
+#include <span>
 #include <utility>
 #include <vector>
 
@@ -97,6 +105,29 @@ __global__ inline void muon_apply_kernel(const Segment* __restrict__ segs, const
   }
 }
 
+// U_m := fp32 of the orthogonalised X[m] (untransposed), for the matrices in members.
+__global__ inline void muon_unpack_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
+                                          const ops::cuda::bf16* __restrict__ X, int rows, int cols, bool transpose,
+                                          float* __restrict__ U) {
+  const std::size_t n = std::size_t(rows) * cols;
+  const Segment s = segs[members[blockIdx.y]];
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t r = i / cols, c = i % cols;
+    U[s.state + i] = __bfloat162float(X[std::size_t(blockIdx.y) * n + (transpose ? c * rows + r : i)]);
+  }
+}
+
+// muon_apply_kernel's update from the fp32 U (a sharded step's all-reduced updates).
+__global__ inline void muon_apply_dense_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
+                                               const float* __restrict__ U, std::size_t n, float* __restrict__ W,
+                                               float lr_shape, float decay) {
+  const Segment s = segs[members[blockIdx.y]];
+  for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    float& w = W[s.param + i];
+    w = w * decay - lr_shape * U[s.state + i];
+  }
+}
+
 }  // namespace detail
 
 class CudaMuon {
@@ -111,6 +142,7 @@ class CudaMuon {
         PGOLF_CHECK(p.rank == 2, "Muon: parameter ", p.name.c_str(), " is not a matrix");
         by_shape[{p.rows, p.cols}].push_back(int(segs.size()));
         segs.push_back({p.offset, at, p.numel(), p.cols});
+        matrix_info_.push_back(p);
         at += p.numel();
       }
     matrices_ = int(segs.size());
@@ -128,6 +160,7 @@ class CudaMuon {
       g.count = int(members.size());
       g.members = DeviceBuffer<int>(members.size());
       g.members.upload(members);
+      g.host_members = members;
       const std::size_t r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
       g.X = DeviceBuffer<ops::cuda::bf16>(g.count * r * k);
       g.Y = DeviceBuffer<ops::cuda::bf16>(g.count * r * k);
@@ -145,7 +178,73 @@ class CudaMuon {
   void step(DeviceParamSpan params, DeviceParamSpan grads, double lr) { step(params.data, grads.data, lr); }
   void step(float* params, const float* grads, double lr, cudaStream_t st = nullptr) {
     if (matrices_ == 0) return;
-    using ops::cuda::bf16;
+    advance(grads, st);
+    for (Group& g : groups_) {
+      pack(g, g.members.data(), g.count, st);
+      newton_schulz(g, g.count, st);
+      const dim3 grid(32, unsigned(g.count));
+      detail::muon_apply_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), g.X.data(), g.rows, g.cols,
+                                                      g.rows > g.cols, params, float(lr) * shape_factor(g),
+                                                      float(1.0 - lr * options_.weight_decay));
+      PGOLF_CUDA_CHECK_LAUNCH("muon_apply");
+    }
+  }
+
+  // The same step split over the ranks of `shard` by matrix (see the top of this file); shard.sum
+  // all-reduces a device buffer over the ranks.
+  void step(DeviceParamSpan params, DeviceParamSpan grads, double lr, const MuonShard<float>& shard) {
+    step(params.data, grads.data, lr, shard);
+  }
+  void step(float* params, const float* grads, double lr, const MuonShard<float>& shard, cudaStream_t st = nullptr) {
+    PGOLF_CHECK(shard.world >= 1 && shard.rank >= 0 && shard.rank < shard.world && shard.sum,
+                "Muon: shard rank ", shard.rank, " of world ", shard.world);
+    if (shard.world == 1) return step(params, grads, lr, st);
+    if (matrices_ == 0) return;
+    own(shard.rank, shard.world);
+    advance(grads, st);
+    for (Group& g : groups_)  // before U is cleared: the packed inputs are read from it
+      if (g.own_count > 0) pack(g, g.own.data(), g.own_count, st);
+    PGOLF_CUDA_CHECK(cudaMemsetAsync(U_.data(), 0, U_.size() * sizeof(float), st));
+    for (Group& g : groups_)
+      if (g.own_count > 0) {
+        newton_schulz(g, g.own_count, st);
+        detail::muon_unpack_kernel<<<dim3(32, unsigned(g.own_count)), 256, 0, st>>>(
+            segs_.data(), g.own.data(), g.X.data(), g.rows, g.cols, g.rows > g.cols, U_.data());
+        PGOLF_CUDA_CHECK_LAUNCH("muon_unpack");
+      }
+    shard.sum(std::span<float>(U_.data(), U_.size()));
+    for (Group& g : groups_) {
+      detail::muon_apply_dense_kernel<<<dim3(32, unsigned(g.count)), 256, 0, st>>>(
+          segs_.data(), g.members.data(), U_.data(), std::size_t(g.rows) * g.cols, params,
+          float(lr) * shape_factor(g), float(1.0 - lr * options_.weight_decay));
+      PGOLF_CUDA_CHECK_LAUNCH("muon_apply_dense");
+    }
+  }
+
+  // How many matrices this rank orthogonalises in a sharded step on `world` ranks.
+  int owned(int rank, int world) {
+    own(rank, world);
+    int n = 0;
+    for (const Group& g : groups_) n += g.own_count;
+    return n;
+  }
+
+ private:
+  struct Group {
+    int rows = 0, cols = 0, count = 0;
+    DeviceBuffer<int> members;
+    std::vector<int> host_members;
+    DeviceBuffer<int> own;  // the members this rank orthogonalises in a sharded step
+    int own_count = 0;
+    DeviceBuffer<ops::cuda::bf16> X, Y, A, B;
+  };
+
+  static float shape_factor(const Group& g) {
+    return float(std::sqrt(std::max(1.0, double(g.rows) / double(g.cols))));
+  }
+
+  // Steps 1-2: the momentum, U (MuonEq-R) and ||U|| of every matrix.
+  void advance(const float* grads, cudaStream_t st) {
     detail::muon_momentum_kernel<<<dim3(32, unsigned(matrices_)), 256, 0, st>>>(
         segs_.data(), grads, buf_.data(), U_.data(), float(options_.momentum), options_.nesterov);
     PGOLF_CUDA_CHECK_LAUNCH("muon_momentum");
@@ -156,52 +255,63 @@ class CudaMuon {
     }
     detail::sumsq_kernel<<<unsigned(matrices_), 1024, 0, st>>>(segs_.data(), U_.data(), sumsq_.data());
     PGOLF_CUDA_CHECK_LAUNCH("muon_sumsq");
+  }
+
+  // Step 3 for `count` matrices of g (device indices `members`): X[0, count).
+  void pack(Group& g, const int* members, int count, cudaStream_t st) {
     const NsNormalisation nrm = ns_normalisation(options_.polar_express);
-    for (Group& g : groups_) {
-      const bool tr = g.rows > g.cols;
-      const int r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
-      const dim3 grid(32, unsigned(g.count));
-      detail::muon_pack_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), U_.data(), sumsq_.data(), g.rows,
-                                                     g.cols, tr, g.X.data(), float(nrm.scale), float(nrm.eps));
-      PGOLF_CUDA_CHECK_LAUNCH("muon_pack");
-      const long long rk = (long long)r * k, rr = (long long)r * r;
-      const GemmShape xxt{.ta = false, .tb = true, .M = r, .N = r, .K = k, .lda = k, .ldb = k, .ldc = r,
-                          .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
-                          .stride_a = rk, .stride_b = rk, .stride_c = rr};
-      const GemmShape aa{.ta = false, .tb = false, .M = r, .N = r, .K = r, .lda = r, .ldb = r, .ldc = r,
-                         .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
-                         .stride_a = rr, .stride_b = rr, .stride_c = rr};
-      const GemmShape bx{.ta = false, .tb = false, .M = r, .N = k, .K = r, .lda = r, .ldb = k, .ldc = k,
-                         .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = g.count,
-                         .stride_a = rr, .stride_b = rk, .stride_c = rk};
-      for (int s = 0; s < options_.ns_steps; ++s) {
-        const NsCoefficients co = ns_coefficients(s, options_.polar_express);
-        const float a = float(co.a), b = float(co.b), c = float(co.c);
-        gemm_.run(xxt, g.X.data(), g.X.data(), g.A.data(), 1.f, 0.f, st);                  // A = X X^T
-        gemm_.run(aa, g.A.data(), g.A.data(), g.A.data(), g.B.data(), c, b, st);            // B = bA + cAA
-        gemm_.run(bx, g.B.data(), g.X.data(), g.X.data(), g.Y.data(), 1.f, a, st);          // Y = aX + BX
-        std::swap(g.X, g.Y);
-      }
-      const float shape = float(std::sqrt(std::max(1.0, double(g.rows) / double(g.cols))));
-      detail::muon_apply_kernel<<<grid, 256, 0, st>>>(segs_.data(), g.members.data(), g.X.data(), g.rows, g.cols, tr,
-                                                      params, float(lr) * shape,
-                                                      float(1.0 - lr * options_.weight_decay));
-      PGOLF_CUDA_CHECK_LAUNCH("muon_apply");
+    detail::muon_pack_kernel<<<dim3(32, unsigned(count)), 256, 0, st>>>(segs_.data(), members, U_.data(),
+                                                                       sumsq_.data(), g.rows, g.cols, g.rows > g.cols,
+                                                                       g.X.data(), float(nrm.scale), float(nrm.eps));
+    PGOLF_CUDA_CHECK_LAUNCH("muon_pack");
+  }
+
+  // Step 4 over the first `count` packed matrices of g; the result in g.X.
+  void newton_schulz(Group& g, int count, cudaStream_t st) {
+    const int r = std::min(g.rows, g.cols), k = std::max(g.rows, g.cols);
+    const long long rk = (long long)r * k, rr = (long long)r * r;
+    const GemmShape xxt{.ta = false, .tb = true, .M = r, .N = r, .K = k, .lda = k, .ldb = k, .ldc = r,
+                        .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = count,
+                        .stride_a = rk, .stride_b = rk, .stride_c = rr};
+    const GemmShape aa{.ta = false, .tb = false, .M = r, .N = r, .K = r, .lda = r, .ldb = r, .ldc = r,
+                       .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = count,
+                       .stride_a = rr, .stride_b = rr, .stride_c = rr};
+    const GemmShape bx{.ta = false, .tb = false, .M = r, .N = k, .K = r, .lda = r, .ldb = k, .ldc = k,
+                       .a = DType::bf16, .b = DType::bf16, .c = DType::bf16, .batch = count,
+                       .stride_a = rr, .stride_b = rk, .stride_c = rk};
+    for (int s = 0; s < options_.ns_steps; ++s) {
+      const NsCoefficients co = ns_coefficients(s, options_.polar_express);
+      const float a = float(co.a), b = float(co.b), c = float(co.c);
+      gemm_.run(xxt, g.X.data(), g.X.data(), g.A.data(), 1.f, 0.f, st);                  // A = X X^T
+      gemm_.run(aa, g.A.data(), g.A.data(), g.A.data(), g.B.data(), c, b, st);            // B = bA + cAA
+      gemm_.run(bx, g.B.data(), g.X.data(), g.X.data(), g.Y.data(), 1.f, a, st);          // Y = aX + BX
+      std::swap(g.X, g.Y);
     }
   }
 
- private:
-  struct Group {
-    int rows = 0, cols = 0, count = 0;
-    DeviceBuffer<int> members;
-    DeviceBuffer<ops::cuda::bf16> X, Y, A, B;
-  };
+  // Each group's members owned by `rank` of `world` (muon_owners), uploaded once per world.
+  void own(int rank, int world) {
+    if (own_rank_ == rank && own_world_ == world) return;
+    const std::vector<int> owner = muon_owners(matrix_info_, world);
+    for (Group& g : groups_) {
+      std::vector<int> mine;
+      for (const int m : g.host_members)
+        if (owner[std::size_t(m)] == rank) mine.push_back(m);
+      g.own_count = int(mine.size());
+      g.own = DeviceBuffer<int>(mine.size());
+      if (!mine.empty()) g.own.upload(mine);
+    }
+    own_rank_ = rank, own_world_ = world;
+  }
+
   MuonOptions options_;
   Gemm& gemm_;
   int matrices_ = 0;
   DeviceBuffer<Segment> segs_;
   DeviceBuffer<float> buf_, U_, sumsq_;
   std::vector<Group> groups_;
+  std::vector<ParamInfo> matrix_info_;  // in segment (table) order
+  int own_rank_ = -1, own_world_ = 0;
 };
 
 }  // namespace pgolf::cuda
