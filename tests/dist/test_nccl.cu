@@ -77,11 +77,11 @@ int check_muon_shard(dist::Communicator& comm, bool bitwise) {
     split.step(split_w.data(), grads.data(), 0.05, shard);
   }
   PGOLF_CUDA_CHECK(cudaDeviceSynchronize());
-  std::vector<float> a(n), b(n), root(n);
+  std::vector<float> a(n), b(n);
   whole_w.download(a);
   split_w.download(b);
   int failed = 0;
-  root = b;
+  std::vector<float> root = b;
   comm.broadcast(std::as_writable_bytes(std::span<float>(root)), 0);
   if (std::memcmp(root.data(), b.data(), n * sizeof(float)) != 0) {
     std::printf("FAIL rank %d: split Muon's weights differ from rank 0's\n", r);

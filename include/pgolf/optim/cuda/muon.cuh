@@ -203,12 +203,12 @@ class CudaMuon {
     own(shard.rank, shard.world);
     advance(grads, st);
     for (Group& g : groups_)  // before U is cleared: the packed inputs are read from it
-      if (g.own_count > 0) pack(g, g.own.data(), g.own_count, st);
+      if (g.own.size() > 0) pack(g, g.own.data(), int(g.own.size()), st);
     PGOLF_CUDA_CHECK(cudaMemsetAsync(U_.data(), 0, U_.size() * sizeof(float), st));
     for (Group& g : groups_)
-      if (g.own_count > 0) {
-        newton_schulz(g, g.own_count, st);
-        detail::muon_unpack_kernel<<<dim3(32, unsigned(g.own_count)), 256, 0, st>>>(
+      if (g.own.size() > 0) {
+        newton_schulz(g, int(g.own.size()), st);
+        detail::muon_unpack_kernel<<<dim3(32, unsigned(g.own.size())), 256, 0, st>>>(
             segs_.data(), g.own.data(), g.X.data(), g.rows, g.cols, g.rows > g.cols, U_.data());
         PGOLF_CUDA_CHECK_LAUNCH("muon_unpack");
       }
@@ -225,7 +225,7 @@ class CudaMuon {
   int owned(int rank, int world) {
     own(rank, world);
     int n = 0;
-    for (const Group& g : groups_) n += g.own_count;
+    for (const Group& g : groups_) n += int(g.own.size());
     return n;
   }
 
@@ -235,7 +235,6 @@ class CudaMuon {
     DeviceBuffer<int> members;
     std::vector<int> host_members;
     DeviceBuffer<int> own;  // the members this rank orthogonalises in a sharded step
-    int own_count = 0;
     DeviceBuffer<ops::cuda::bf16> X, Y, A, B;
   };
 
@@ -297,7 +296,6 @@ class CudaMuon {
       std::vector<int> mine;
       for (const int m : g.host_members)
         if (owner[std::size_t(m)] == rank) mine.push_back(m);
-      g.own_count = int(mine.size());
       g.own = DeviceBuffer<int>(mine.size());
       if (!mine.empty()) g.own.upload(mine);
     }
