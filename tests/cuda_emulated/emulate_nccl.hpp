@@ -9,7 +9,8 @@
 // allocation (emulate_runtime.hpp); a peer that aborted (ncclCommAbort) or stopped answering for
 // PGOLF_EMU_NCCL_TIMEOUT seconds (default 120) fails the call instead of hanging it, with a message.
 // What it cannot: streams (a collective completes before it returns), NCCL's own algorithms.
-// Sums are formed in rank order, so every rank holds the same bits (as NCCL's ring all-reduce).
+// Sums are formed in rank order, so every rank holds the same bits (as NCCL's ring all-reduce);
+// bf16 sums round each partial sum to bf16.
 #pragma once
 
 #include <fcntl.h>
@@ -169,6 +170,17 @@ void sum_ranks(const ncclComm* c, std::size_t n, void* out) {
     o[i] = acc;
   }
 }
+// bf16: each partial sum rounded to bf16, as a reduction in bf16 arithmetic rounds at every hop.
+inline void sum_ranks_bf16(const ncclComm* c, std::size_t n, void* out) {
+  auto* o = static_cast<__nv_bfloat16*>(out);
+  for (std::size_t i = 0; i < n; ++i) {
+    __nv_bfloat16 acc = reinterpret_cast<const __nv_bfloat16*>(c->slots)[i];
+    for (int r = 1; r < c->nranks; ++r)
+      acc = __float2bfloat16_rn(__bfloat162float(acc) +
+                                __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(c->slots + std::size_t(r) * kChunk)[i]));
+    o[i] = acc;
+  }
+}
 inline void sum_into(const ncclComm* c, int type, std::size_t n, void* out) {
   switch (type) {
     case ncclInt8: return sum_ranks<std::int8_t>(c, n, out);
@@ -179,6 +191,7 @@ inline void sum_into(const ncclComm* c, int type, std::size_t n, void* out) {
     case ncclUint64: return sum_ranks<std::uint64_t>(c, n, out);
     case ncclFloat32: return sum_ranks<float>(c, n, out);
     case ncclFloat64: return sum_ranks<double>(c, n, out);
+    case ncclBfloat16: return sum_ranks_bf16(c, n, out);
   }
 }
 
@@ -189,8 +202,8 @@ inline ncclResult_t collective(ncclComm* c, Call call, const void* send, void* r
   if (es == 0) return complain(ncclInvalidArgument, c, std::string(name) + ": unknown data type " + std::to_string(call.type));
   if (call.op == Op::all_reduce && call.redop != ncclSum)
     return complain(ncclInvalidArgument, c, std::string(name) + ": only ncclSum is emulated");
-  if (call.op == Op::all_reduce && (call.type == ncclFloat16 || call.type == ncclBfloat16))
-    return complain(ncclInvalidArgument, c, std::string(name) + ": half-precision sums are not emulated");
+  if (call.op == Op::all_reduce && call.type == ncclFloat16)
+    return complain(ncclInvalidArgument, c, std::string(name) + ": fp16 sums are not emulated");
   if (call.op == Op::broadcast && (call.root < 0 || call.root >= c->nranks))
     return complain(ncclInvalidArgument, c, std::string(name) + ": root " + std::to_string(call.root) + " is not a rank");
   const std::size_t bytes = call.count * es;

@@ -73,6 +73,22 @@ int main() {
     expect(v == 42.0f, "the broadcast value", rank);
     cudaFree(d);
   });
+  // bf16 (a split Muon step's updates): a partial sum is rounded to bf16; x + 0 stays x.
+  all &= two_ranks("bf16 all-reduce", [](int rank, ncclComm_t c) {
+    const float mine[2][4] = {{1.0f, 1.0f, 0.3359375f, 0.0f}, {0.001953125f, 0.01171875f, 0.0f, -2.5f}};
+    const float want[4] = {1.0f, 1.015625f, 0.3359375f, -2.5f};  // 1 + 1/4 ulp; 1 + 3/2 ulp, to even
+    __nv_bfloat16 h[4];
+    for (int i = 0; i < 4; ++i) h[i] = __float2bfloat16_rn(mine[rank][i]);
+    void* d = nullptr;
+    cudaMalloc(&d, sizeof h);
+    cudaMemcpy(d, h, sizeof h, cudaMemcpyHostToDevice);
+    expect(ncclAllReduce(d, d, 4, ncclBfloat16, ncclSum, c, nullptr) == ncclSuccess, "ncclAllReduce bf16", rank);
+    cudaMemcpy(h, d, sizeof h, cudaMemcpyDeviceToHost);
+    bool right = true;
+    for (int i = 0; i < 4; ++i) right &= __bfloat162float(h[i]) == want[i];
+    expect(right, "the bf16 sum", rank);
+    cudaFree(d);
+  });
   all &= two_ranks("different counts: an error on both ranks", [](int rank, ncclComm_t c) {
     float* d = device_floats(8);
     expect(ncclAllReduce(d, d, rank == 0 ? 8 : 7, ncclFloat32, ncclSum, c, nullptr) == ncclInvalidUsage,

@@ -18,7 +18,8 @@
 //     relative, identical bits twice; the packed bf16 input of Newton-Schulz (both normalisations, the
 //     transposed [count, r, k] layout of tall matrices) within half a bf16 ulp of the exact value
 //     (1 + 1e-4: fp32's share); the update (weight decay, shape factor) within 3e-7 of its terms; a
-//     sharded step's unpack to fp32 and update from it the same bits as the update from bf16.
+//     sharded step's unpack (bf16, untransposed) and update from it the same bits as the update
+//     from the packed X.
 //   - Muon, whole steps: the wrapper's kernels in its order, the Newton-Schulz products (cuBLAS on the
 //     device) on the host by a gemm that follows GemmShape literally and rounds to bf16 where
 //     Muon<double>'s ns_bf16 does, against Muon<double> with ns_bf16: the momentum buffer within 1e-6
@@ -458,9 +459,10 @@ TEST_CASE("emulated: Muon's elementwise and row kernels match double on the same
   }
   check_untouched(table, OptimGroup::muon_matrix, W, W0);
 
-  // A sharded step's kernels: the same X unpacked to fp32 (untransposed, every element of every
-  // matrix written), then the dense update from it, give the update above bit for bit.
-  std::vector<float> U2(layout.state + kTail, NAN), W2 = W0;
+  // A sharded step's kernels: the same X unpacked (untransposed, every element of every matrix
+  // written), then the dense update from it, give the update above bit for bit.
+  std::vector<__nv_bfloat16> U2(layout.state + kTail, __float2bfloat16_rn(NAN));
+  std::vector<float> W2 = W0;
   for (std::size_t gi = 0; gi < layout.groups.size(); ++gi) {
     const auto& gr = layout.groups[gi];
     emu::launch(32, unsigned(gr.count), [&] {
@@ -472,7 +474,7 @@ TEST_CASE("emulated: Muon's elementwise and row kernels match double on the same
       for (std::size_t i = 0; i < rk; ++i) {
         const std::size_t r = i / gr.cols, c = i % gr.cols, src = gr.rows > gr.cols ? c * gr.rows + r : i;
         CAPTURE(gr.rows, gr.cols, j, i);
-        REQUIRE(U2[segs[gr.members[j]].state + i] == __bfloat162float(Xs[gi][j * rk + src]));
+        REQUIRE(U2[segs[gr.members[j]].state + i].bits == Xs[gi][j * rk + src].bits);
       }
     const float shape = float(std::sqrt(std::max(1.0, double(gr.rows) / double(gr.cols))));
     emu::launch(32, unsigned(gr.count), [&] {
@@ -480,7 +482,7 @@ TEST_CASE("emulated: Muon's elementwise and row kernels match double on the same
                                          float(1.0 - lr * wd));
     }, 256);
   }
-  for (std::size_t i = layout.state; i < U2.size(); ++i) REQUIRE(std::isnan(U2[i]));
+  for (std::size_t i = layout.state; i < U2.size(); ++i) REQUIRE(std::isnan(__bfloat162float(U2[i])));
   REQUIRE(std::memcmp(W2.data(), W.data(), W.size() * sizeof(float)) == 0);
   std::printf("  emulated Muon kernels: worst packed error %.3f of half a bf16 ulp\n", worst_pack);
 }

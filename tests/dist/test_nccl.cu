@@ -1,13 +1,14 @@
 // NcclCommunicator on the GPUs this job is given: all-reduce of device floats (what the Trainer's
-// gradients take: TrainerBackend<Cuda>::all_reduce_grads) and of host doubles, broadcast, barrier.
+// gradients take: TrainerBackend<Cuda>::all_reduce_grads, in place and staged via the host as with a
+// host communicator) and of host doubles, broadcast, barrier.
 //
 //   test_nccl                                 a world of one, its id over the TCP rendezvous on
 //                                             127.0.0.1 (the torchrun-style path)
 //   mpirun -np N test_nccl                    N ranks, one GPU each, the id over MPI
 //   RANK=r WORLD_SIZE=N LOCAL_RANK=r MASTER_ADDR=.. MASTER_PORT=.. test_nccl   torchrun-style
 //
-// And Muon split by matrix over the ranks (CudaMuon with a MuonShard, as the Trainer's --muon-shard
-// runs it) against Muon whole on each rank: every rank's weights the same bits as rank 0's, and the
+// And Muon split by matrix over the ranks (CudaMuon with a MuonShard, its updates all-reduced in bf16,
+// as the Trainer's --muon-shard runs it) against Muon whole on each rank: every rank's weights the same bits as rank 0's, and the
 // whole step's within bf16 rounding (`--bitwise`: the same bits; the emulation's products give each
 // matrix the same bits whatever the batch, cuBLASLt may pick another algorithm for another batch).
 //
@@ -51,13 +52,34 @@ constexpr std::array<ParamInfo, 6> kMuonTable = [] {
   return t;
 }();
 
+// The same ranks seen as a host communicator (reduces_device_memory() false): the Trainer's device
+// all-reduces then go through host copies, as with a CUDA model under an MPI communicator.
+class HostStaged final : public dist::Communicator {
+ public:
+  explicit HostStaged(dist::Communicator& c) : c_(c) {}
+  int rank() const override { return c_.rank(); }
+  int size() const override { return c_.size(); }
+  const char* kind() const override { return "host-staged"; }
+  void all_reduce_sum(std::span<float> x) override { c_.all_reduce_sum(x); }
+  void all_reduce_sum(std::span<double> x) override { c_.all_reduce_sum(x); }
+  void broadcast(std::span<std::byte> x, int root) override { c_.broadcast(x, root); }
+  void barrier() override { c_.barrier(); }
+  [[noreturn]] void fail(const std::string& message) override {
+    c_.fail(message);
+    std::abort();  // not reached; the compiler does not take [[noreturn]] through a virtual call
+  }
+
+ private:
+  dist::Communicator& c_;
+};
+
 float pseudo_random(std::size_t i, int salt) {  // the same on every rank
   std::uint32_t x = std::uint32_t(i * 2654435761u) ^ std::uint32_t(salt * 40503u + 17u);
   x ^= x >> 15, x *= 0x2c1b3c6dU, x ^= x >> 12;
   return float(x % 20001u) / 10000.f - 1.f;
 }
 
-// Returns the number of failed checks on this rank.
+// Returns the number of failed checks on this rank; `comm` carries the split step's all-reduce.
 int check_muon_shard(dist::Communicator& comm, bool bitwise) {
   const int W = comm.size(), r = comm.rank();
   const std::size_t n = table_size(kMuonTable);
@@ -69,7 +91,7 @@ int check_muon_shard(dist::Communicator& comm, bool bitwise) {
   cuda::Gemm gemm;
   const MuonOptions opt{.weight_decay = 0.1, .row_normalize = true};
   cuda::CudaMuon whole(kMuonTable, opt, gemm), split(kMuonTable, opt, gemm);
-  const MuonShard<float> shard{r, W, [&](std::span<float> x) { TrainerBackend<Cuda>::all_reduce(x, comm); }};
+  const cuda::CudaMuon::Shard shard{r, W, [&](std::span<ops::cuda::bf16> x) { TrainerBackend<Cuda>::all_reduce(x, comm); }};
   for (int step = 0; step < 3; ++step) {
     for (std::size_t i = 0; i < n; ++i) g[i] = pseudo_random(i, 2 + step);
     grads.upload(g);
@@ -105,8 +127,8 @@ int check_muon_shard(dist::Communicator& comm, bool bitwise) {
     }
   }
   if (r == 0)
-    std::printf("split Muon on %d rank(s): this rank orthogonalises %d of 5 matrices; weights equal on every rank\n",
-                W, split.owned(r, W));
+    std::printf("split Muon on %d rank(s), updates over %s: this rank orthogonalises %d of 5 matrices; weights "
+                "equal on every rank\n", W, comm.kind(), split.owned(r, W));
   return failed;
 }
 }  // namespace
@@ -129,23 +151,26 @@ int main(int argc, char** argv) {
     const int W = comm.size(), r = comm.rank();
     int failed = 0;
 
-    // Device floats through the Trainer's path: element i on rank r is r + 1 + i; the sum over
-    // ranks is W(W+1)/2 + W i, exact in float for these sizes.
-    const std::size_t n = 1 << 20;
-    std::vector<float> h(n);
-    for (std::size_t i = 0; i < n; ++i) h[i] = float(r + 1) + float(i % 1000);
-    DeviceGrads g{nullptr, n};
-    PGOLF_CUDA_CHECK(cudaMalloc(&g.d, n * sizeof(float)));
-    PGOLF_CUDA_CHECK(cudaMemcpy(g.d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
-    TrainerBackend<Cuda>::all_reduce_grads(g, comm);
-    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), g.d, n * sizeof(float), cudaMemcpyDeviceToHost));
-    for (std::size_t i = 0; i < n; ++i)
-      if (h[i] != float(W * (W + 1) / 2) + float(W) * float(i % 1000)) {
-        std::printf("FAIL rank %d: device all-reduce element %zu is %g\n", r, i, double(h[i]));
-        ++failed;
-        break;
-      }
-    PGOLF_CUDA_CHECK(cudaFree(g.d));
+    // Device floats through the Trainer's path (in place, and staged via the host): element i on
+    // rank r is r + 1 + i; the sum over ranks is W(W+1)/2 + W i, exact in float for these sizes.
+    HostStaged staged(comm);
+    for (dist::Communicator* c : {static_cast<dist::Communicator*>(&comm), static_cast<dist::Communicator*>(&staged)}) {
+      const std::size_t n = 1 << 20;
+      std::vector<float> h(n);
+      for (std::size_t i = 0; i < n; ++i) h[i] = float(r + 1) + float(i % 1000);
+      DeviceGrads g{nullptr, n};
+      PGOLF_CUDA_CHECK(cudaMalloc(&g.d, n * sizeof(float)));
+      PGOLF_CUDA_CHECK(cudaMemcpy(g.d, h.data(), n * sizeof(float), cudaMemcpyHostToDevice));
+      TrainerBackend<Cuda>::all_reduce_grads(g, *c);
+      PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), g.d, n * sizeof(float), cudaMemcpyDeviceToHost));
+      for (std::size_t i = 0; i < n; ++i)
+        if (h[i] != float(W * (W + 1) / 2) + float(W) * float(i % 1000)) {
+          std::printf("FAIL rank %d: device all-reduce (%s) element %zu is %g\n", r, c->kind(), i, double(h[i]));
+          ++failed;
+          break;
+        }
+      PGOLF_CUDA_CHECK(cudaFree(g.d));
+    }
 
     double v[2] = {double(r), 1.0};  // host doubles: sum of ranks, count of ranks
     comm.all_reduce_sum(std::span<double>(v));
@@ -159,6 +184,7 @@ int main(int argc, char** argv) {
       ++failed;
     }
     failed += check_muon_shard(comm, bitwise);
+    failed += check_muon_shard(staged, bitwise);
     comm.barrier();
     failed = int(comm.sum(double(failed)));
     if (r == 0) std::printf("%s: NCCL communicator on %d rank(s)\n", failed ? "FAILED" : "PASSED", W);

@@ -4,6 +4,7 @@
 //   rank(), size()                        this process's place in the job (size 1: single process)
 //   all_reduce_sum(span<float|double>)    in place, on host memory; every rank gets the same bits
 //   all_reduce_sum_device(float*, n)      in place, on device memory (NCCL; others stage via host)
+//   all_reduce_sum_device_bf16(ptr, n)    the same for n bf16 values (a split Muon step's updates)
 //   broadcast(bytes, root), barrier()
 //   fail(message)                         takes the whole job down, the rank named in the message
 //                                         (MPI_Abort / ncclCommAbort + exit): a failing rank never
@@ -42,6 +43,9 @@ class Communicator {
   // Device (CUDA) memory: true where the communicator reduces device buffers itself (NCCL).
   virtual bool reduces_device_memory() const { return false; }
   virtual void all_reduce_sum_device(float* /*device*/, std::size_t /*n*/) {
+    fail(std::string(kind()) + " communicator cannot reduce device memory; stage it through the host");
+  }
+  virtual void all_reduce_sum_device_bf16(void* /*device*/, std::size_t /*n*/) {
     fail(std::string(kind()) + " communicator cannot reduce device memory; stage it through the host");
   }
 

@@ -1,6 +1,6 @@
 // dist::NcclCommunicator: data parallelism for the CUDA backend. One process per GPU; the GPU is
-// LOCAL_RANK's (OMPI_COMM_WORLD_LOCAL_RANK under mpirun). Gradients are reduced in place on the
-// device (ncclAllReduce, sum); host values (losses, evaluation sums, the clock) go through a small
+// LOCAL_RANK's (OMPI_COMM_WORLD_LOCAL_RANK under mpirun). Gradients (fp32) and a split Muon step's
+// updates (bf16) are reduced in place on the device (ncclAllReduce, sum); host values (losses, evaluation sums, the clock) go through a small
 // device scratch buffer. NCCL's ring all-reduce forms each element's sum once and then copies it,
 // so every rank holds the same bits.
 //
@@ -178,12 +178,8 @@ class NcclCommunicator final : public Communicator {
     all_reduce_sum(std::span<float>(&one, 1));
   }
   bool reduces_device_memory() const override { return true; }
-  void all_reduce_sum_device(float* d, std::size_t n) override {
-    if (n == 0) return;
-    PGOLF_CUDA_CHECK(cudaDeviceSynchronize());  // the backward's kernels, on whatever stream they ran
-    nccl(ncclAllReduce(d, d, n, ncclFloat32, ncclSum, comm_, stream_), "ncclAllReduce");
-    PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream_));
-  }
+  void all_reduce_sum_device(float* d, std::size_t n) override { device_reduce(d, n, ncclFloat32); }
+  void all_reduce_sum_device_bf16(void* d, std::size_t n) override { device_reduce(d, n, ncclBfloat16); }
   [[noreturn]] void fail(const std::string& message) override {
     std::fflush(stdout);
     std::fprintf(stderr, "error: %s\n", tagged(message).c_str());
@@ -207,6 +203,12 @@ class NcclCommunicator final : public Communicator {
       scratch_bytes_ = bytes;
     }
     return scratch_;
+  }
+  void device_reduce(void* d, std::size_t n, ncclDataType_t type) {
+    if (n == 0) return;
+    PGOLF_CUDA_CHECK(cudaDeviceSynchronize());  // the kernels that wrote d, on whatever stream they ran
+    nccl(ncclAllReduce(d, d, n, type, ncclSum, comm_, stream_), "ncclAllReduce");
+    PGOLF_CUDA_CHECK(cudaStreamSynchronize(stream_));
   }
   void host_reduce(void* h, std::size_t bytes, std::size_t n, ncclDataType_t type) {
     if (n == 0 || size_ == 1) return;

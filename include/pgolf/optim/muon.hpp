@@ -116,7 +116,8 @@ void newton_schulz5(const T* G, int rows, int cols, int steps, T* out, bool bf16
 // buffer each rank filled at its own matrices only. Every rank still updates the whole momentum
 // (elementwise, cheap, the same on every rank), so checkpoints need no gather, and since x + 0 + ... = x
 // exactly, every rank applies bit for bit the update one process computes.
-// On the CUDA backend (optim/cuda/muon.cuh) the buffer and `sum` are in device memory.
+// On the CUDA backend (optim/cuda/muon.cuh) the buffer is in device memory and in bf16 (T = the
+// bf16 type, as the reference's), the values Newton-Schulz gave: half the bytes of fp32, still exact.
 template <class T>
 struct MuonShard {
   int rank = 0, world = 1;

@@ -9,6 +9,8 @@
 //   all_reduce_grads(model, comm)                       sums the gradient buffer over the ranks
 //   all_reduce(span, comm)                              sums a buffer in the backend's memory (a
 //                                                       sharded Muon step's updates) over the ranks
+//   MuonWire                                            the type those updates travel in: T on the
+//                                                       CPU, bf16 on the GPU (as the reference's)
 //   synchronize()                                       waits for the work queued on the device
 //   Mirror, mirror(model), zeros(model)                 a buffer shaped like the parameters (EMA,
 //                                                       SWA sum): a copy of them, or zeros
@@ -59,6 +61,7 @@ struct TrainerBackend<Cpu<T>> {
     comm.all_reduce_sum(m.grads());
   }
   static void all_reduce(std::span<T> x, dist::Communicator& comm) { comm.all_reduce_sum(x); }
+  using MuonWire = T;
   static void synchronize() {}
   template <class M>
   static std::vector<T> params_to_host(const M& m) {
@@ -160,6 +163,21 @@ struct TrainerBackend<Cuda> {
     PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), x.data(), x.size() * sizeof(float), cudaMemcpyDeviceToHost));
     comm.all_reduce_sum(std::span<float>(h));
     PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), h.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+  }
+  // bf16 in device memory: in place with NCCL (half the bytes of fp32); through the host in fp32
+  // with a host communicator, rounded back (exact where one rank holds the only nonzero, as in a
+  // split Muon step).
+  using MuonWire = ops::cuda::bf16;
+  static void all_reduce(std::span<ops::cuda::bf16> x, dist::Communicator& comm) {
+    if (comm.reduces_device_memory()) return comm.all_reduce_sum_device_bf16(x.data(), x.size());
+    synchronize();
+    std::vector<ops::cuda::bf16> b(x.size());
+    PGOLF_CUDA_CHECK(cudaMemcpy(b.data(), x.data(), x.size() * sizeof(ops::cuda::bf16), cudaMemcpyDeviceToHost));
+    std::vector<float> h(x.size());
+    for (std::size_t i = 0; i < h.size(); ++i) h[i] = __bfloat162float(b[i]);
+    comm.all_reduce_sum(std::span<float>(h));
+    for (std::size_t i = 0; i < h.size(); ++i) b[i] = __float2bfloat16_rn(h[i]);
+    PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), b.data(), x.size() * sizeof(ops::cuda::bf16), cudaMemcpyHostToDevice));
   }
   template <class M>
   static std::vector<float> params_to_host(const M& m) {

@@ -98,6 +98,7 @@ class Trainer {
  public:
   using T = typename Model::Scalar;
   using Policy = TrainerBackend<typename Model::Backend>;
+  using MuonWire = typename Policy::MuonWire;  // a split Muon step's updates between ranks
   using Metrics = typename Data::Metrics;
 
   struct TrainRecord {
@@ -151,7 +152,7 @@ class Trainer {
     // Data parallel: each rank orthogonalises its share of the Muon matrices (MuonShard in
     // optim/muon.hpp; optim/cuda/muon.cuh on the GPU).
     if (muon_ && cfg_.muon_shard && comm_->size() > 1)
-      muon_shard_.emplace(MuonShard<T>{comm_->rank(), comm_->size(), [this](std::span<T> x) {
+      muon_shard_.emplace(MuonShard<MuonWire>{comm_->rank(), comm_->size(), [this](std::span<MuonWire> x) {
         const auto tc = Clock::now();
         Policy::all_reduce(x, *comm_);
         comm_time_.muon_ms += ms_since(tc);
@@ -794,7 +795,7 @@ class Trainer {
   Model model_;
   using MuonT = decltype(Policy::muon(std::declval<Model&>(), MuonOptions{}));
   std::optional<MuonT> muon_;
-  std::optional<MuonShard<T>> muon_shard_;
+  std::optional<MuonShard<MuonWire>> muon_shard_;
   AdamT embed_, head_, scalar_;
   std::optional<AdamT> matrix_adam_;
   static constexpr bool kTokenWeights = requires(Model m, std::span<const T> w) { m.set_token_weights(w); };

@@ -14,10 +14,10 @@
 // backends.
 // Data parallel (step with a MuonShard, as the records split it): every rank advances the whole
 // momentum (elementwise), packs and orthogonalises only the matrices muon_owners() gives it (a smaller
-// batch per shape), writes those updates into U (zero elsewhere), and one all-reduce of U completes
-// it on every rank; step 5 then reads U. bf16 -> fp32 and x + 0 are exact, so every rank applies the
-// same bits, and the bits a whole step gives wherever the batched products give each matrix the same
-// result whatever the batch count.
+// batch per shape), copies those updates into a bf16 buffer R (zero elsewhere), and one all-reduce of
+// R (in bf16, as the reference's updates_flat: half the bytes of fp32) completes it on every rank;
+// step 5 then reads R. x + 0 is exact, so every rank applies the same bits, and the bits a whole step
+// gives wherever the batched products give each matrix the same result whatever the batch count.
 #pragma once
 
 #include <algorithm>
@@ -105,26 +105,26 @@ __global__ inline void muon_apply_kernel(const Segment* __restrict__ segs, const
   }
 }
 
-// U_m := fp32 of the orthogonalised X[m] (untransposed), for the matrices in members.
+// R_m := the orthogonalised X[m] (untransposed), for the matrices in members.
 __global__ inline void muon_unpack_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
                                           const ops::cuda::bf16* __restrict__ X, int rows, int cols, bool transpose,
-                                          float* __restrict__ U) {
+                                          ops::cuda::bf16* __restrict__ R) {
   const std::size_t n = std::size_t(rows) * cols;
   const Segment s = segs[members[blockIdx.y]];
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     const std::size_t r = i / cols, c = i % cols;
-    U[s.state + i] = __bfloat162float(X[std::size_t(blockIdx.y) * n + (transpose ? c * rows + r : i)]);
+    R[s.state + i] = X[std::size_t(blockIdx.y) * n + (transpose ? c * rows + r : i)];
   }
 }
 
-// muon_apply_kernel's update from the fp32 U (a sharded step's all-reduced updates).
+// muon_apply_kernel's update from R (a sharded step's all-reduced updates, untransposed).
 __global__ inline void muon_apply_dense_kernel(const Segment* __restrict__ segs, const int* __restrict__ members,
-                                               const float* __restrict__ U, std::size_t n, float* __restrict__ W,
+                                               const ops::cuda::bf16* __restrict__ R, std::size_t n, float* __restrict__ W,
                                                float lr_shape, float decay) {
   const Segment s = segs[members[blockIdx.y]];
   for (std::size_t i = std::size_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
     float& w = W[s.param + i];
-    w = w * decay - lr_shape * U[s.state + i];
+    w = w * decay - lr_shape * __bfloat162float(R[s.state + i]);
   }
 }
 
@@ -191,31 +191,32 @@ class CudaMuon {
   }
 
   // The same step split over the ranks of `shard` by matrix (see the top of this file); shard.sum
-  // all-reduces a device buffer over the ranks.
-  void step(DeviceParamSpan params, DeviceParamSpan grads, double lr, const MuonShard<float>& shard) {
+  // all-reduces a device buffer of bf16 over the ranks.
+  using Shard = MuonShard<ops::cuda::bf16>;
+  void step(DeviceParamSpan params, DeviceParamSpan grads, double lr, const Shard& shard) {
     step(params.data, grads.data, lr, shard);
   }
-  void step(float* params, const float* grads, double lr, const MuonShard<float>& shard, cudaStream_t st = nullptr) {
+  void step(float* params, const float* grads, double lr, const Shard& shard, cudaStream_t st = nullptr) {
     PGOLF_CHECK(shard.world >= 1 && shard.rank >= 0 && shard.rank < shard.world && shard.sum,
                 "Muon: shard rank ", shard.rank, " of world ", shard.world);
     if (shard.world == 1) return step(params, grads, lr, st);
     if (matrices_ == 0) return;
     own(shard.rank, shard.world);
+    if (R_.size() != buf_.size()) R_ = DeviceBuffer<ops::cuda::bf16>(buf_.size());  // data-parallel runs only
     advance(grads, st);
-    for (Group& g : groups_)  // before U is cleared: the packed inputs are read from it
-      if (g.own.size() > 0) pack(g, g.own.data(), int(g.own.size()), st);
-    PGOLF_CUDA_CHECK(cudaMemsetAsync(U_.data(), 0, U_.size() * sizeof(float), st));
+    PGOLF_CUDA_CHECK(cudaMemsetAsync(R_.data(), 0, R_.size() * sizeof(ops::cuda::bf16), st));
     for (Group& g : groups_)
       if (g.own.size() > 0) {
+        pack(g, g.own.data(), int(g.own.size()), st);
         newton_schulz(g, int(g.own.size()), st);
         detail::muon_unpack_kernel<<<dim3(32, unsigned(g.own.size())), 256, 0, st>>>(
-            segs_.data(), g.own.data(), g.X.data(), g.rows, g.cols, g.rows > g.cols, U_.data());
+            segs_.data(), g.own.data(), g.X.data(), g.rows, g.cols, g.rows > g.cols, R_.data());
         PGOLF_CUDA_CHECK_LAUNCH("muon_unpack");
       }
-    shard.sum(std::span<float>(U_.data(), U_.size()));
+    shard.sum(std::span<ops::cuda::bf16>(R_.data(), R_.size()));
     for (Group& g : groups_) {
       detail::muon_apply_dense_kernel<<<dim3(32, unsigned(g.count)), 256, 0, st>>>(
-          segs_.data(), g.members.data(), U_.data(), std::size_t(g.rows) * g.cols, params,
+          segs_.data(), g.members.data(), R_.data(), std::size_t(g.rows) * g.cols, params,
           float(lr) * shape_factor(g), float(1.0 - lr * options_.weight_decay));
       PGOLF_CUDA_CHECK_LAUNCH("muon_apply_dense");
     }
@@ -307,6 +308,7 @@ class CudaMuon {
   int matrices_ = 0;
   DeviceBuffer<Segment> segs_;
   DeviceBuffer<float> buf_, U_, sumsq_;
+  DeviceBuffer<ops::cuda::bf16> R_;  // a split step's updates, all-reduced (allocated by the first)
   std::vector<Group> groups_;
   std::vector<ParamInfo> matrix_info_;  // in segment (table) order
   int own_rank_ = -1, own_world_ = 0;
