@@ -161,23 +161,20 @@ inline ncclResult_t barrier(ncclComm* c, const char* what) {
   return wait_for(c, what, [&] { return s.generation.load() != g; });
 }
 
+// bf16 rounds each partial sum to bf16, as a reduction in bf16 arithmetic does at every hop.
+template <class T>
+T plus(T a, T b) {
+  return a + b;
+}
+inline __nv_bfloat16 plus(__nv_bfloat16 a, __nv_bfloat16 b) {
+  return __float2bfloat16_rn(__bfloat162float(a) + __bfloat162float(b));
+}
 template <class T>
 void sum_ranks(const ncclComm* c, std::size_t n, void* out) {
   T* o = static_cast<T*>(out);
   for (std::size_t i = 0; i < n; ++i) {
     T acc = reinterpret_cast<const T*>(c->slots)[i];
-    for (int r = 1; r < c->nranks; ++r) acc += reinterpret_cast<const T*>(c->slots + std::size_t(r) * kChunk)[i];
-    o[i] = acc;
-  }
-}
-// bf16: each partial sum rounded to bf16, as a reduction in bf16 arithmetic rounds at every hop.
-inline void sum_ranks_bf16(const ncclComm* c, std::size_t n, void* out) {
-  auto* o = static_cast<__nv_bfloat16*>(out);
-  for (std::size_t i = 0; i < n; ++i) {
-    __nv_bfloat16 acc = reinterpret_cast<const __nv_bfloat16*>(c->slots)[i];
-    for (int r = 1; r < c->nranks; ++r)
-      acc = __float2bfloat16_rn(__bfloat162float(acc) +
-                                __bfloat162float(reinterpret_cast<const __nv_bfloat16*>(c->slots + std::size_t(r) * kChunk)[i]));
+    for (int r = 1; r < c->nranks; ++r) acc = plus(acc, reinterpret_cast<const T*>(c->slots + std::size_t(r) * kChunk)[i]);
     o[i] = acc;
   }
 }
@@ -191,7 +188,7 @@ inline void sum_into(const ncclComm* c, int type, std::size_t n, void* out) {
     case ncclUint64: return sum_ranks<std::uint64_t>(c, n, out);
     case ncclFloat32: return sum_ranks<float>(c, n, out);
     case ncclFloat64: return sum_ranks<double>(c, n, out);
-    case ncclBfloat16: return sum_ranks_bf16(c, n, out);
+    case ncclBfloat16: return sum_ranks<__nv_bfloat16>(c, n, out);
   }
 }
 

@@ -7,10 +7,11 @@
 //   mpirun -np N test_nccl                    N ranks, one GPU each, the id over MPI
 //   RANK=r WORLD_SIZE=N LOCAL_RANK=r MASTER_ADDR=.. MASTER_PORT=.. test_nccl   torchrun-style
 //
-// And Muon split by matrix over the ranks (CudaMuon with a MuonShard, its updates all-reduced in bf16,
-// as the Trainer's --muon-shard runs it) against Muon whole on each rank: every rank's weights the same bits as rank 0's, and the
-// whole step's within bf16 rounding (`--bitwise`: the same bits; the emulation's products give each
-// matrix the same bits whatever the batch, cuBLASLt may pick another algorithm for another batch).
+// And Muon split by matrix over the ranks (CudaMuon with a MuonShard, its updates all-reduced in
+// bf16, as the Trainer's --muon-shard runs it) against Muon whole on each rank: every rank's weights
+// the same bits as rank 0's, and the whole step's within bf16 rounding (`--bitwise`: the same bits;
+// the emulation's products give each matrix the same bits whatever the batch, cuBLASLt may pick
+// another algorithm for another batch).
 //
 // Without a CUDA device it prints why and exits 77 (CTest: skipped). Built where nvcc and NCCL are.
 #include <array>
@@ -154,7 +155,7 @@ int main(int argc, char** argv) {
     // Device floats through the Trainer's path (in place, and staged via the host): element i on
     // rank r is r + 1 + i; the sum over ranks is W(W+1)/2 + W i, exact in float for these sizes.
     HostStaged staged(comm);
-    for (dist::Communicator* c : {static_cast<dist::Communicator*>(&comm), static_cast<dist::Communicator*>(&staged)}) {
+    for (dist::Communicator* c : std::array<dist::Communicator*, 2>{&comm, &staged}) {
       const std::size_t n = 1 << 20;
       std::vector<float> h(n);
       for (std::size_t i = 0; i < n; ++i) h[i] = float(r + 1) + float(i % 1000);

@@ -1,8 +1,8 @@
 // dist::NcclCommunicator: data parallelism for the CUDA backend. One process per GPU; the GPU is
 // LOCAL_RANK's (OMPI_COMM_WORLD_LOCAL_RANK under mpirun). Gradients (fp32) and a split Muon step's
-// updates (bf16) are reduced in place on the device (ncclAllReduce, sum); host values (losses, evaluation sums, the clock) go through a small
-// device scratch buffer. NCCL's ring all-reduce forms each element's sum once and then copies it,
-// so every rank holds the same bits.
+// updates (bf16) are reduced in place on the device (ncclAllReduce, sum); host values (losses,
+// evaluation sums, the clock) go through a small device scratch buffer. NCCL's ring all-reduce forms
+// each element's sum once and then copies it, so every rank holds the same bits.
 //
 // The ncclUniqueId travels from rank 0 to the others
 //   - by MPI broadcast when launched by mpirun and the binary has MPI (PGOLF_HAVE_MPI), or

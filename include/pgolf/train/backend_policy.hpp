@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "pgolf/backend/cpu.hpp"
@@ -155,29 +156,32 @@ struct TrainerBackend<Cuda> {
     const cuda::DeviceParamSpan g = m.grads();
     all_reduce(std::span<float>(g.data, g.size), comm);
   }
-  // x in device memory: in place with NCCL; through a host copy with a host communicator (MPI).
+  // x in device memory (fp32 gradients; a split Muon step's bf16 updates, half the bytes): in place
+  // with NCCL; with a host communicator (MPI) through a host copy summed in fp32, bf16 rounded back
+  // (exact where one rank holds the only nonzero, as in a split Muon step).
+  using MuonWire = ops::cuda::bf16;
   static void all_reduce(std::span<float> x, dist::Communicator& comm) {
     if (comm.reduces_device_memory()) return comm.all_reduce_sum_device(x.data(), x.size());
-    synchronize();  // the kernels that wrote x may run on another stream than the copy's
-    std::vector<float> h(x.size());
-    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), x.data(), x.size() * sizeof(float), cudaMemcpyDeviceToHost));
-    comm.all_reduce_sum(std::span<float>(h));
-    PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), h.data(), x.size() * sizeof(float), cudaMemcpyHostToDevice));
+    all_reduce_via_host(x, comm);
   }
-  // bf16 in device memory: in place with NCCL (half the bytes of fp32); through the host in fp32
-  // with a host communicator, rounded back (exact where one rank holds the only nonzero, as in a
-  // split Muon step).
-  using MuonWire = ops::cuda::bf16;
   static void all_reduce(std::span<ops::cuda::bf16> x, dist::Communicator& comm) {
     if (comm.reduces_device_memory()) return comm.all_reduce_sum_device_bf16(x.data(), x.size());
-    synchronize();
-    std::vector<ops::cuda::bf16> b(x.size());
-    PGOLF_CUDA_CHECK(cudaMemcpy(b.data(), x.data(), x.size() * sizeof(ops::cuda::bf16), cudaMemcpyDeviceToHost));
-    std::vector<float> h(x.size());
-    for (std::size_t i = 0; i < h.size(); ++i) h[i] = __bfloat162float(b[i]);
-    comm.all_reduce_sum(std::span<float>(h));
-    for (std::size_t i = 0; i < h.size(); ++i) b[i] = __float2bfloat16_rn(h[i]);
-    PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), b.data(), x.size() * sizeof(ops::cuda::bf16), cudaMemcpyHostToDevice));
+    all_reduce_via_host(x, comm);
+  }
+  template <class E>
+  static void all_reduce_via_host(std::span<E> x, dist::Communicator& comm) {
+    synchronize();  // the kernels that wrote x may run on another stream than the copy's
+    std::vector<E> h(x.size());
+    PGOLF_CUDA_CHECK(cudaMemcpy(h.data(), x.data(), x.size_bytes(), cudaMemcpyDeviceToHost));
+    if constexpr (std::is_same_v<E, float>) {
+      comm.all_reduce_sum(std::span<float>(h));
+    } else {
+      std::vector<float> f(h.size());
+      for (std::size_t i = 0; i < f.size(); ++i) f[i] = __bfloat162float(h[i]);
+      comm.all_reduce_sum(std::span<float>(f));
+      for (std::size_t i = 0; i < f.size(); ++i) h[i] = __float2bfloat16_rn(f[i]);
+    }
+    PGOLF_CUDA_CHECK(cudaMemcpy(x.data(), h.data(), x.size_bytes(), cudaMemcpyHostToDevice));
   }
   template <class M>
   static std::vector<float> params_to_host(const M& m) {
