@@ -20,8 +20,12 @@
 //   - atomicAdd on float is a plain addition (one thread runs at a time);
 //   - dynamic shared memory is one static array (one block at a time), filled with 0xff bytes (NaN)
 //     before each launch.
-// What it cannot check: the real fragment layouts, alignment, the shared-memory limit, occupancy and
-// speed (emulate_runtime.hpp checks launch configurations against the device's limits).
+// Alignment, as the device demands it: a wmma operand's pointer and leading dimension are checked
+// here; the kernels' vector loads and stores (uint4, float4, bf16x2 casts) by UBSan's alignment
+// check, which every emulated build compiles in (tests/cuda_emulated/CMakeLists.txt). Static
+// __shared__ arrays take the host compiler's alignment, which may exceed nvcc's.
+// What it cannot check: the real fragment layouts, the shared-memory limit, occupancy and speed
+// (emulate_runtime.hpp checks launch configurations against the device's limits).
 #pragma once
 
 #include <algorithm>
@@ -321,25 +325,39 @@ template <class Use, int M, int N, int K, class T, class Layout = void>
 struct fragment {
   float v[256];  // element (r, c) at v[16 r + c]
 };
+// The emulation's own fragment loops are not the kernels' accesses: UBSan's alignment check
+// (CMakeLists.txt) skips them, where most of an emulated tensor-core kernel's time goes.
+#define PGOLF_EMU_FRAGMENT_CODE __attribute__((no_sanitize("alignment")))
 template <class F>
-void fill_fragment(F& f, float x) {
+PGOLF_EMU_FRAGMENT_CODE void fill_fragment(F& f, float x) {
   for (float& e : f.v) e = x;
 }
 inline float value(const __nv_bfloat16& b) { return __bfloat162float(b); }
 inline float value(const float& b) { return b; }
+// What the device demands of a fragment's memory (CUDA Programming Guide, "Warp Matrix Functions"):
+// mptr 256-bit aligned, ldm a multiple of 16 bytes (8 bf16 or 4 floats). A device that is not
+// given them faults ("misaligned address") or reads a wrong tile; the emulation would not notice.
+template <class P>
+void check_operand(const P* p, unsigned ldm) {
+  if (reinterpret_cast<std::uintptr_t>(p) % 32 != 0) emu::stop("wmma operand pointer is not 32-byte aligned");
+  if (ldm * sizeof(P) % 16 != 0) emu::stop("wmma leading dimension is not a multiple of 16 bytes");
+}
 template <class Use, class T, class Layout, class P>
-void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const P* p, unsigned ldm) {
+PGOLF_EMU_FRAGMENT_CODE void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layout>& f, const P* p, unsigned ldm) {
+  check_operand(p, ldm);
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c)
       f.v[r * 16 + c] = std::is_same_v<Layout, col_major> ? value(p[c * ldm + r]) : value(p[r * ldm + c]);
 }
 template <class T>
-void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, unsigned ldm, layout_t) {
+PGOLF_EMU_FRAGMENT_CODE void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, unsigned ldm, layout_t) {
+  check_operand(p, ldm);
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) f.v[r * 16 + c] = p[r * ldm + c];
 }
 template <class T>
-void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t) {
+PGOLF_EMU_FRAGMENT_CODE void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t) {
+  check_operand(p, ldm);
   __syncwarp();  // no lane still reads the old tile (on the device each lane stores only its own part)
   if (emu::linear_tid % 32 == 0)
     for (int r = 0; r < 16; ++r)
@@ -354,7 +372,7 @@ struct MmaMemo {
 };
 inline MmaMemo mma_memo[32];  // one per warp of the block
 template <class A, class B, class C>
-void mma_sync(C& d, const A& a, const B& b, const C& c) {
+PGOLF_EMU_FRAGMENT_CODE void mma_sync(C& d, const A& a, const B& b, const C& c) {
   MmaMemo& m = mma_memo[emu::linear_tid / 32];
   if (m.valid && std::memcmp(m.a, a.v, sizeof m.a) == 0 && std::memcmp(m.b, b.v, sizeof m.b) == 0 &&
       std::memcmp(m.c, c.v, sizeof m.c) == 0) {

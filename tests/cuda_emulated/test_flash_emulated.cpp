@@ -190,3 +190,22 @@ TEST_CASE("flash attention's atomic backward, emulated, matches the CPU referenc
   check<64, 4>(1, 130, 2, {}, kAtomic);
   check<128, 1>(1, 130, 2, {}, kAtomic);
 }
+
+// Hidden (run by ctest, expected to fail): wmma operands the device would not accept must stop the
+// emulated run (emulate_cuda.hpp), as they would fault or read a wrong tile on the device. First the
+// kernels' own product with its A tile 16 bytes off a 32-byte boundary, then a leading dimension of
+// 12 bf16 (24 bytes, not a multiple of 16).
+TEST_CASE("emulated: a misaligned wmma operand stops the run", "[.misaligned_wmma_pointer]") {
+  alignas(32) static bf16 a[16 * fl::ldb<64> + 8], b[fl::kKeys * fl::ldb<64>];
+  alignas(32) static float c[16 * fl::lds];
+  emu::launch(1, 1, [&] { fl::product_abt<64>(a + 8, b, c); }, 32);
+  std::printf("the misaligned wmma pointer went unnoticed\n");
+}
+TEST_CASE("emulated: a wmma leading dimension off 16 bytes stops the run", "[.misaligned_wmma_ldm]") {
+  alignas(32) static bf16 a[16 * 16 * 2];
+  emu::launch(1, 1, [&] {
+    nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, bf16, nvcuda::wmma::row_major> fa;
+    nvcuda::wmma::load_matrix_sync(fa, a, 12);
+  }, 32);
+  std::printf("the wmma leading dimension went unnoticed\n");
+}
