@@ -27,30 +27,22 @@ __global__ void asym_softcap_ce_forward_kernel(const bf16* __restrict__ logits, 
     return;
   }
   const float sp = sp_p[0], sn = sn_p[0];
-  float z[L::kVecs][8], m = -INFINITY;
-#pragma unroll
+  float m = -INFINITY, s = 0.f, zy = 0.f;
+#pragma unroll 4
   for (int v = 0; v < L::kVecs; ++v) {
-    load8(logits + row * V + L::col(lane, v), z[v]);
+    float z[8];
+    load8(logits + row * V + L::col(lane, v), z);
 #pragma unroll
     for (int e = 0; e < 8; ++e) {
-      const float cap = z[v][e] >= 0.f ? sp : sn;
-      z[v][e] = cap * tanhf(z[v][e] / cap);
-      m = fmaxf(m, z[v][e]);
+      const float cap = z[e] >= 0.f ? sp : sn;
+      z[e] = cap * tanhf(z[e] / cap);
+      if (L::col(lane, v) + e == y) zy = z[e];
     }
+    lse_add8(z, m, s);
   }
-  m = warp_max(m);
-  float s = 0.f, zy = 0.f;
-#pragma unroll
-  for (int v = 0; v < L::kVecs; ++v)
-#pragma unroll
-    for (int e = 0; e < 8; ++e) {
-      s += __expf(z[v][e] - m);
-      if (L::col(lane, v) + e == y) zy = z[v][e];
-    }
-  s = warp_sum(s);
+  const float l = lse_warp(m, s);
   zy = warp_sum(zy);
   if (lane == 0) {
-    const float l = m + __logf(s);
     lse[row] = l;
     row_loss[row] = l - zy;
   }

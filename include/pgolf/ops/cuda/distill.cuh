@@ -7,8 +7,8 @@
 //                  * (1 - (z_s / cap)^2)
 // with a_ce, a_kl from distill_scales() and the loss from distill_loss() over the ordered sums of
 // ce_n and kl_n. A row whose target is < 0 is not scored: 0 in every output.
-// Unlike the cross-entropy kernels, the rows are re-read from memory in each pass instead of held
-// in registers: two rows of a large vocabulary would not fit, and distillation is a short end phase.
+// The rows are re-read from memory in each pass (maxima, sums, KL) rather than held in registers:
+// two rows of a large vocabulary would not fit, and distillation is a short end phase.
 #pragma once
 
 #include "pgolf/ops/cuda/common.cuh"
