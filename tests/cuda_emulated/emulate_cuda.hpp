@@ -350,13 +350,15 @@ PGOLF_EMU_FRAGMENT_CODE void load_matrix_sync(fragment<Use, 16, 16, 16, T, Layou
       f.v[r * 16 + c] = std::is_same_v<Layout, col_major> ? value(p[c * ldm + r]) : value(p[r * ldm + c]);
 }
 template <class T>
-PGOLF_EMU_FRAGMENT_CODE void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, unsigned ldm, layout_t) {
+PGOLF_EMU_FRAGMENT_CODE void load_matrix_sync(fragment<accumulator, 16, 16, 16, T>& f, const float* p, unsigned ldm,
+                                              layout_t) {
   check_operand(p, ldm);
   for (int r = 0; r < 16; ++r)
     for (int c = 0; c < 16; ++c) f.v[r * 16 + c] = p[r * ldm + c];
 }
 template <class T>
-PGOLF_EMU_FRAGMENT_CODE void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm, layout_t) {
+PGOLF_EMU_FRAGMENT_CODE void store_matrix_sync(float* p, const fragment<accumulator, 16, 16, 16, T>& f, unsigned ldm,
+                                               layout_t) {
   check_operand(p, ldm);
   __syncwarp();  // no lane still reads the old tile (on the device each lane stores only its own part)
   if (emu::linear_tid % 32 == 0)

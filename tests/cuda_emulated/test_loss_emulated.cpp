@@ -234,7 +234,8 @@ TEST_CASE("emulated: a misaligned vector load stops the run", "[.misaligned_vect
   std::copy(in.zs.begin(), in.zs.end(), shifted.begin() + 1);
   std::vector<float> row(kRows, NAN), lse(kRows, NAN);
   launch_rows([&] {
-    k::detail::softcap_ce_forward_kernel<V>(shifted.data() + 1, in.y.data(), kRows, float(kCap), row.data(), lse.data());
+    k::detail::softcap_ce_forward_kernel<V>(shifted.data() + 1, in.y.data(), kRows, float(kCap), row.data(),
+                                            lse.data());
   });
   std::printf("the misaligned vector load went unnoticed\n");
 }
