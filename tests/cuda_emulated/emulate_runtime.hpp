@@ -5,16 +5,20 @@
 // emu::launch_kernel(emu::Cfg(grid, block, smem, stream), k, args).
 //
 // What it checks that the device would: launch configurations (threads per block, grid limits,
-// dynamic shared memory against the kernel's opt-in limit), and every copy and memset stays inside
-// one live allocation. What it cannot: streams (every call runs at once, in order, so a missing
-// synchronisation between two streams does not show), host code that dereferences device memory
-// (here both are host memory), and the memory's real limits.
+// dynamic shared memory against the kernel's opt-in limit), every pointer a kernel is handed as an
+// argument (null, or inside or just past a live allocation: the device faults on pageable host
+// memory), and every copy and memset stays inside one live allocation. What it cannot: streams
+// (every call runs at once, in order, so a missing synchronisation between two streams does not
+// show), host code that dereferences device memory (here both are host memory), pointers a kernel
+// finds inside a struct argument, and the memory's real limits.
 #pragma once
 
+#include <array>
 #include <cstdio>
 #include <cstdlib>
 #include <map>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 
 #include "emulate_cuda.hpp"
@@ -26,6 +30,7 @@ enum cudaError {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorInvalidDevicePointer = 17,
   cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalAddress = 700,
 };
 using cudaError_t = cudaError;
 enum cudaMemcpyKind {
@@ -101,6 +106,20 @@ inline cudaError_t outside(const char* what, const void* p, std::size_t bytes) {
 alignas(128) inline char dynamic_shared_bytes[kSharedOptin];
 inline char* dynamic_shared() { return dynamic_shared_bytes; }
 
+// A kernel argument as the device would take it: a pointer must be null or point inside (or just
+// past) a live allocation; anything else passes by value.
+struct ArgumentCheck {
+  bool ok;
+  const void* address;
+};
+template <class X>
+ArgumentCheck check_argument(const X& x) {
+  if constexpr (std::is_pointer_v<X> && !std::is_function_v<std::remove_pointer_t<X>>)
+    return {x == nullptr || device_range(x, 0), static_cast<const void*>(x)};
+  else
+    return {true, nullptr};
+}
+
 struct Cfg {
   dim3 grid, block;
   std::size_t smem;
@@ -130,6 +149,16 @@ void launch_kernel(const Cfg& c, void (*kernel)(P...), A&&... args) {
   }
   std::memset(dynamic_shared_bytes, 0xff, c.smem);
   const std::tuple<P...> params(static_cast<P>(std::forward<A>(args))...);
+  // A host pointer handed to a kernel: on the device the kernel faults at its first access and the
+  // context is lost (an illegal address); here nothing runs and the launch reports that error.
+  const auto checks = std::apply(
+      [](const auto&... p) { return std::array<ArgumentCheck, sizeof...(P)>{check_argument(p)...}; }, params);
+  for (std::size_t i = 0; i < checks.size(); ++i)
+    if (!checks[i].ok) {
+      std::fprintf(stderr, "CUDA emulation: kernel argument %zu (%p) is not device memory\n", i, checks[i].address);
+      fail(cudaErrorIllegalAddress);
+      return;
+    }
   run_grid(c.grid, c.block, [&] { std::apply(kernel, params); });
 }
 }  // namespace emu
@@ -142,6 +171,7 @@ inline const char* cudaGetErrorString(cudaError_t e) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorInvalidDevicePointer: return "invalid device pointer";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorIllegalAddress: return "an illegal memory access was encountered";
   }
   return "unknown error";
 }
