@@ -227,7 +227,7 @@ TEST_CASE("emulated: softcap + self-distillation row kernels match the CPU refer
 
 // Hidden (run by ctest, expected to fail): logits one bf16 off a 16-byte boundary. The device faults
 // on the kernel's 16-byte loads; UBSan's alignment check, compiled into every emulated build, must
-// stop the emulated run as well (tests/cuda_emulated/CMakeLists.txt: alignment.vector_load).
+// stop the emulated run as well (ctest: loss_emulated.misaligned_vector_load).
 TEST_CASE("emulated: a misaligned vector load stops the run", "[.misaligned_vector_load]") {
   Inputs in = inputs();
   std::vector<bf16> shifted(in.zs.size() + 8);
