@@ -6,7 +6,7 @@
 // many rare ones, as in text).
 //
 //   pgolf-bench-cuda-step [--spec baseline|frugendorff|records_stack] [--phase P] [--batch-tokens N]
-//                         [--seq T] [--micro-seqs B] [--steps S] [--warmup W]
+//                         [--seq T] [--micro-seqs B] [--steps S] [--warmup W] [--nccl]
 #include <cstdio>
 #include <string>
 
@@ -27,6 +27,7 @@ int main(int argc, char** argv) {
   app.add_option("--micro-seqs", o.micro, "sequences per micro-batch")->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--steps", o.steps)->check(CLI::PositiveNumber)->capture_default_str();
   app.add_option("--warmup", o.warmup)->check(CLI::NonNegativeNumber)->capture_default_str();
+  app.add_flag("--nccl", o.nccl, "all-reduce the gradients through NCCL at world size 1 every step (the communicator's cost)");
   CLI11_PARSE(app, argc, argv);
   try {
     if (pgolf::cuda::device_count() == 0) {

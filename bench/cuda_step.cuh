@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,6 +15,9 @@
 #include <pgolf/model/gpt_cuda.cuh>
 #include <pgolf/optim/cuda/adam.cuh>
 #include <pgolf/optim/cuda/muon.cuh>
+#ifdef PGOLF_HAVE_NCCL
+#include <pgolf/dist/nccl.cuh>
+#endif
 
 #include <pgolf/presets/frugendorff.hpp>
 #include <pgolf/presets/records_stack.hpp>
@@ -22,6 +27,7 @@ namespace pgolf::bench {
 struct StepOptions {
   long long batch_tokens = 524288;
   int seq = 1024, micro = 64, steps = 10, warmup = 3, phase = 0;
+  bool nccl = false;  // reduce the gradients through NCCL at world size 1, as each rank of a data-parallel run does
 };
 
 struct Events {
@@ -107,8 +113,18 @@ int run_steps(const char* name, const StepOptions& o) {
     xs.emplace_back(t.begin(), t.end() - 1);
     ys.emplace_back(t.begin() + 1, t.end());
   }
-  double fwd_ms = 0, bwd_ms = 0, opt_ms = 0, loss = 0;
-  Events e1, e2, e3;
+#ifdef PGOLF_HAVE_NCCL
+  std::unique_ptr<pgolf::dist::NcclCommunicator> comm;
+  if (o.nccl) {  // one rank: its own rendezvous on this host
+    ::setenv("MASTER_ADDR", "127.0.0.1", 0);
+    ::setenv("MASTER_PORT", "29500", 0);
+    comm = std::make_unique<pgolf::dist::NcclCommunicator>(pgolf::dist::LaunchEnv{0, 1, 0, "torchrun", "WORLD_SIZE"});
+  }
+#else
+  PGOLF_CHECK(!o.nccl, "--nccl: this benchmark was built without NCCL");
+#endif
+  double fwd_ms = 0, bwd_ms = 0, red_ms = 0, opt_ms = 0, loss = 0;
+  Events e1, e2, e3, e4;
   auto step = [&](bool timed) {
     model.zero_grad();
     loss = 0;
@@ -124,6 +140,18 @@ int run_steps(const char* name, const StepOptions& o) {
       PGOLF_CUDA_CHECK(cudaEventElapsedTime(&b, e1.b, e2.a));
       if (timed) fwd_ms += f, bwd_ms += b;
     }
+#ifdef PGOLF_HAVE_NCCL
+    if (comm) {  // the Trainer's all_reduce_grads: every fp32 gradient in place, once per step
+      PGOLF_CUDA_CHECK(cudaEventRecord(e4.a));
+      const pgolf::cuda::DeviceParamSpan g = model.grads();
+      comm->all_reduce_sum_device(g.data, g.size);
+      PGOLF_CUDA_CHECK(cudaEventRecord(e4.b));
+      PGOLF_CUDA_CHECK(cudaEventSynchronize(e4.b));
+      float r = 0;
+      PGOLF_CUDA_CHECK(cudaEventElapsedTime(&r, e4.a, e4.b));
+      if (timed) red_ms += r;
+    }
+#endif
     PGOLF_CUDA_CHECK(cudaEventRecord(e3.a));
     muon.step(model.device_params(), model.device_grads(), 0.04);
     embed.step(model.device_params(), model.device_grads(), 0.05);
@@ -183,10 +211,14 @@ int run_steps(const char* name, const StepOptions& o) {
               "optimizers: %.2f GiB before the first step)\n",
               double(model.arena_bytes()) / (1 << 30), double(total_b - free_b) / (1 << 30),
               double(total_b) / (1 << 30), double(total_b - free0) / (1 << 30));
+  std::printf("communicator: %s\n", o.nccl ? "NCCL, world size 1 (gradients all-reduced in place every step)"
+                                             : "none (single process)");
   std::printf("\nphase (per step, mean over timed steps)     ms      share\n");
-  const double sum = (fwd_ms + bwd_ms + opt_ms) / steps;
+  const double sum = (fwd_ms + bwd_ms + red_ms + opt_ms) / steps;
   std::printf("  forward (incl. loss to host)        %8.2f   %5.1f%%\n", fwd_ms / steps, 100 * fwd_ms / steps / sum);
   std::printf("  backward                            %8.2f   %5.1f%%\n", bwd_ms / steps, 100 * bwd_ms / steps / sum);
+  if (o.nccl)
+    std::printf("  gradient all-reduce (NCCL)          %8.2f   %5.1f%%\n", red_ms / steps, 100 * red_ms / steps / sum);
   std::printf("  optimizers (Muon + 2 Adam)          %8.2f   %5.1f%%\n", opt_ms / steps, 100 * opt_ms / steps / sum);
   return 0;
 }

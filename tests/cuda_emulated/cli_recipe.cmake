@@ -1,19 +1,22 @@
 # cmake -DCPU=<pgolf-tiny> -DEMU=<pgolf-tiny-emulated> -DDIR=<scratch> [-DBUILD=<verify build folder>]
-#       -P cli_recipe.cmake
+#       [-DNO_SUBMIT=ON] -P cli_recipe.cmake
 # The records' recipe through the command line's CUDA path, on the CPU under the CUDA emulation:
 # `train --device cuda` with EMA, late QAT, GPTQ int6 (Hessians on the device), LZMA and
 # sliding-window scores, against the same command on the CPU backend; then `eval --device cuda`
 # of its artifact, `export --device cuda` of its checkpoint and a resume on the device from the
 # step-3 checkpoint (each the run's artifact, bit for bit), and `submit` + `verify` of the device
 # run (verify scores on the CPU: the cross-device tolerance). BUILD: a folder where
-# `verify --build-dir` built pgolf-tiny's packed code (reused).
+# `verify --build-dir` built pgolf-tiny's packed code (reused). On a GPU machine (scripts/device-check's
+# step recipe) EMU is the real CUDA binary, and NO_SUBMIT skips submit + verify, which need the
+# build machine's compilers and libraries.
 include(${CMAKE_CURRENT_LIST_DIR}/scores.cmake)
 set(recipe train --iterations 6 --val-loss-every 0 --val-tokens 4097 --train-batch-tokens 2048 --no-progress
            --max-wallclock-seconds 0 --warmdown-iters 4 --ema-decay 0.9 --qat-threshold 0.5 --quant gptq
            --quant-min-numel 4096 --gptq-calib-batches 2 --compressor lzma --eval-stride 128 --checkpoint-every 3)
 file(REMOVE_RECURSE "${DIR}")
 
-run("the CPU run" cpu ${CPU} ${recipe} --out-dir ${DIR}/cpu)
+# --device cpu: the default (auto) picks the GPU where there is one.
+run("the CPU run" cpu ${CPU} ${recipe} --device cpu --out-dir ${DIR}/cpu)
 run("the CUDA run" gpu ${EMU} ${recipe} --device cuda --out-dir ${DIR}/cuda)
 foreach(expect "device:cuda" "qat:on step:4 bits:6" "weights:ema decay:0.9"
                "gptq: calibrated 24 tensors on 2 training micro-batches \\(GPU\\)" "Serialized model int6\\+lzma: [0-9]+ bytes")
@@ -57,6 +60,12 @@ endif()
 file(SHA256 ${DIR}/resumed/model.pgolf resumed_sha)
 if(NOT run_sha STREQUAL resumed_sha)
   message(FATAL_ERROR "the run resumed from step 3 on the device wrote another artifact than the uninterrupted run")
+endif()
+
+message(STATUS "the CUDA run's output:\n${gpu}")
+if(NO_SUBMIT)
+  message(STATUS "CUDA recipe run: val_loss ${trained}; resumed artifact identical (submit and verify skipped)")
+  return()
 endif()
 
 # A submission of the device run; verify scores it on the CPU within the cross-device tolerance.
