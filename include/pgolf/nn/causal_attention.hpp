@@ -102,8 +102,8 @@ namespace pgolf {
 // Two implementations with the same calls, chosen at run time by PGOLF_ATTENTION
 // (ops/attention_path.hpp): "gemm" (default), strided-batched cuBLASLt products over (batch, KV head)
 // pairs with masked softmax kernels (ops/cuda/attention.cuh); "flash", the fused kernel that keeps
-// scores on chip (ops/cuda/flash_attention.cuh; not yet run on a GPU; its backward deterministic or
-// with atomics, --deterministic). Both take the gain gradient
+// scores on chip (ops/cuda/flash_attention.cuh; checked on an H200, no faster than gemm yet; its
+// backward deterministic or with atomics, --deterministic). Both take the gain gradient
 // from fp32 scores. The learned gain only: a unit-gain attention has no CUDA implementation.
 template <int DocBos>
 struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
