@@ -17,6 +17,10 @@
 //     device), store_matrix_sync is written by lane 0 between two warp barriers; mma_sync sums in
 //     fp32 in k order (the tensor cores' internal order differs: results agree to rounding only);
 //   - bf16 conversions round to nearest even, __expf/__logf are std::exp/std::log;
+//   - mma.sync m16n8k16 (ops/cuda/mma.cuh) is a warp collective: the lanes' registers go to a
+//     per-warp table between two warp barriers, and each lane forms its four outputs from the lanes
+//     that hold its row of A and its column of B, by the PTX ISA's fragment table, summing in fp32
+//     in k order;
 //   - atomicAdd on float is a plain addition (one thread runs at a time);
 //   - dynamic shared memory is one static array (one block at a time), filled with 0xff bytes (NaN)
 //     before each launch.
@@ -41,6 +45,9 @@
 #include <vector>
 
 #include <ucontext.h>
+
+// Library code that must take another path here than on the device (ops/cuda/mma.cuh's inline PTX).
+#define PGOLF_CUDA_EMULATION 1
 
 #define __global__
 #define __device__
@@ -81,6 +88,7 @@ inline uint4 make_uint4(unsigned a, unsigned b, unsigned c, unsigned d) { return
 struct alignas(8) float2 {
   float x, y;
 };
+inline float2 make_float2(float a, float b) { return {a, b}; }
 struct alignas(16) float4 {
   float x, y, z, w;
 };
@@ -313,6 +321,38 @@ T __shfl_up_sync(unsigned, T v, unsigned delta) {
   const int lane = int(emu::linear_tid % 32);
   return emu::exchange(v, lane >= int(delta) ? lane - int(delta) : lane);
 }
+
+namespace emu {
+// d += a b as mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 (see ops/cuda/mma.cuh for the
+// fragments). Lane l holds A[l/4 (+8)][2(l%4) (+8) + 0/1] in a[0..3], B[2(l%4) (+8) + 0/1][l/4] in
+// b[0..1], and receives D[l/4 (+8)][2(l%4) + 0/1].
+struct MmaTable {
+  std::uint32_t a[32][4], b[32][2];
+};
+inline MmaTable mma_table[32];  // one per warp of the block
+inline float bf16_half(std::uint32_t r, int h) {
+  return __bfloat162float(__nv_bfloat16{std::uint16_t(h ? r >> 16 : r & 0xffffu)});
+}
+// A[r][k] and B[k][n] from the lanes that hold them.
+inline float table_a(const MmaTable& t, int r, int k) {
+  return bf16_half(t.a[(r % 8) * 4 + (k % 8) / 2][(r / 8) + 2 * (k / 8)], k % 2);
+}
+inline float table_b(const MmaTable& t, int k, int n) { return bf16_half(t.b[n * 4 + (k % 8) / 2][k / 8], k % 2); }
+inline void mma_16x8x16_bf16(float d[4], const std::uint32_t a[4], const std::uint32_t b[2]) {
+  const int lane = int(linear_tid % 32);
+  MmaTable& t = mma_table[linear_tid / 32];
+  __syncwarp();  // the previous product's readers are done with the table
+  std::memcpy(t.a[lane], a, sizeof t.a[lane]);
+  std::memcpy(t.b[lane], b, sizeof t.b[lane]);
+  __syncwarp();
+  for (int i = 0; i < 4; ++i) {
+    const int r = lane / 4 + 8 * (i / 2), n = 2 * (lane % 4) + i % 2;
+    float s = d[i];
+    for (int k = 0; k < 16; ++k) s += table_a(t, r, k) * table_b(t, k, n);
+    d[i] = s;
+  }
+}
+}  // namespace emu
 
 namespace nvcuda::wmma {
 struct matrix_a {};
