@@ -153,6 +153,7 @@ int main() {
     // Both attention paths on the same inputs: "gemm" (cuBLASLt, scores through a workspace) and
     // "flash" (fused, scores on chip). Causal flops: forward 2*2*B*H*T*T*Hd/2, backward 2.5x that.
     // "fl-at": flash with the atomic backward (FlashAttention(dims, false); same forward).
+    // "fl-mm": flash on the kernels on registers (FlashKernels::mma; its deterministic backward).
     // doc_len > 0: flash only ("fl/dc", and "fa/dc" with the atomic backward), with document masking
     // (documents of doc_len tokens), flops counted
     // over the visible (query, key) pairs only (sum over t of t - start + 1, not T*T/2): the work
@@ -213,6 +214,9 @@ int main() {
         measure(attn, "flash");
         ops::cuda::FlashAttention<64> atomic({b, t, H, G, Hd}, false);
         measure(atomic, "fl-at");
+        ops::cuda::FlashAttention<64> regs({b, t, H, G, Hd});
+        regs.set_kernels(ops::cuda::FlashKernels::mma);
+        measure(regs, "fl-mm");
       }
     };
     const int tiles = ops::cuda::Attention<64>::kDefaultQueryTiles;

@@ -96,6 +96,11 @@ FlashAttentionRun run_all(const Inputs& in, bool with_gemm, bool deterministic) 
   for (auto* b : {&o.dq, &o.dk}) b->fill_bytes(0xff);
   run(flash, in, o, false, true);  // dv and dgain accumulate onto the first run's
   r.again = o.host(in);
+  flash.set_kernels(pgolf::ops::cuda::FlashKernels::mma);
+  if (flash.kernels() != pgolf::ops::cuda::FlashKernels::mma) PGOLF_FAIL("FlashAttention: set_kernels not kept");
+  Outputs om(in);
+  run(flash, in, om);
+  r.mma = om.host(in);
   if (with_gemm) {
     pgolf::cuda::Gemm gemm;
     pgolf::ops::cuda::Attention<Hd> attn(gemm, dims, std::size_t(1) << 28);

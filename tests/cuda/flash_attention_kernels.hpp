@@ -19,6 +19,8 @@ struct FlashAttentionRun {
   AttentionOutputs again;
   // The cuBLASLt path (Attention<Hd>) on the same inputs, when asked for (it needs T % 8 == 0).
   AttentionOutputs gemm;
+  // Forward and backward again on the kernels on registers (FlashKernels::mma), in the same mode.
+  AttentionOutputs mma;
 };
 // doc_start: document starts [B*T] (ops::cpu::AttentionShape::doc_start), uploaded and set with
 // FlashAttention::set_doc_starts; empty: plain causal. deterministic: FlashAttention's backward mode

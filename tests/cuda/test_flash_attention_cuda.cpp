@@ -14,7 +14,9 @@
 // documents. The atomic backward (FlashAttention(dims, false)) against the same reference with the
 // same bounds, with and without documents; its dq is summed with atomicAdd in no fixed order, so its
 // two runs' dq agree only to rounding (relative L2 < 1e-5), not bitwise, while dk, dv and dgain
-// (fixed order in both modes) are still checked bitwise.
+// (fixed order in both modes) are still checked bitwise. Every case also runs the forward on
+// registers (FlashKernels::mma: forward_mma_kernel, and in the deterministic mode dq_mma_kernel and
+// dkv_mma_kernel), same bounds.
 #include <catch2/catch.hpp>
 
 #include "../test_util.hpp"
@@ -82,6 +84,19 @@ void check_case(int Hd, int B, int T, int H, int G, const Bos& bos = {}, bool de
   CHECK(rel_l2(f.dk, dk) < 1e-2);
   CHECK(rel_l2(f.dv, dv) < 1e-2);
   CHECK(rel_l2(f.dgain, dgain) < 2e-3);
+  // The kernels on registers (FlashKernels::mma; the atomic backward stays wmma's).
+  const AttentionOutputs& fm = g.mma;
+  double lse_err_mma = 0;
+  for (std::size_t i = 0; i < lse.size(); ++i)
+    lse_err_mma = std::max(lse_err_mma, std::isfinite(fm.lse[i]) ? std::abs(double(fm.lse[i]) - lse[i]) : INFINITY);
+  std::printf("    on registers (mma): y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n", rel_l2(fm.y, y),
+              lse_err_mma, rel_l2(fm.dq, dq), rel_l2(fm.dk, dk), rel_l2(fm.dv, dv), rel_l2(fm.dgain, dgain));
+  CHECK(rel_l2(fm.y, y) < 1e-2);
+  CHECK(lse_err_mma < 1e-3);
+  CHECK(rel_l2(fm.dq, dq) < 1e-2);
+  CHECK(rel_l2(fm.dk, dk) < 1e-2);
+  CHECK(rel_l2(fm.dv, dv) < 1e-2);
+  CHECK(rel_l2(fm.dgain, dgain) < 2e-3);
   // Deterministic backward; in the atomic mode dq only to rounding (atomicAdd's order varies).
   if (deterministic)
     CHECK(bitwise_equal(g.again.dq, f.dq));

@@ -1,6 +1,8 @@
 // Flash attention's CUDA kernels (the text of namespace flash in ops/cuda/flash_attention.cuh,
 // extracted at configure time) run on the CPU under emulate_cuda.hpp, against the CPU reference in
 // double on the same bf16-rounded inputs, with the bounds of tests/cuda/test_flash_attention_cuda.cpp.
+// Both sets of kernels: wmma, and mma (forward_mma_kernel, dq_mma_kernel and dkv_mma_kernel on
+// registers through ops/cuda/mma.cuh), the latter's backward wherever the deterministic one runs.
 // Head dims 64 and 128 with 1, 2 and 4 query heads per KV head and 32 with 2 (the test models'),
 // T = 1, 37 (one partial tile), 64 (one full tile) and 130 (three key tiles, the last of 2 rows).
 // Document masking (Params::doc_start) at T = 150 for every head dim and group size, and the atomic
@@ -77,6 +79,10 @@ void check(int B, int T, int G, const Bos& bos = {}, int modes = kDeterministic)
   const unsigned query_tiles = unsigned((T + fl::kRows / R - 1) / (fl::kRows / R)), pairs = unsigned(B * G);
   const unsigned key_tiles = unsigned((T + fl::kRows - 1) / fl::kRows);
   emu::launch(query_tiles, pairs, [&] { fl::forward_kernel<Hd, R>(p, y.data(), lse.data()); });
+  // The register-level forward (FlashKernels::mma) on the same inputs.
+  std::vector<bf16> y_mma(nq, __float2bfloat16_rn(NAN));
+  std::vector<float> lse_mma(lse.size(), NAN);
+  emu::launch(query_tiles, pairs, [&] { fl::forward_mma_kernel<Hd, R>(p, y_mma.data(), lse_mma.data()); });
 
   const pgolf::ops::cpu::AttentionShape s{B, T, H, G, Hd, docs ? starts.data() : nullptr};
   std::vector<double> ry(nq), rl(lse.size()), rdq(nq), rdk(nk), rdv(nk), rdg(H, 0.0);
@@ -91,16 +97,34 @@ void check(int B, int T, int G, const Bos& bos = {}, int modes = kDeterministic)
   const double ey = rel_l2(yc, ry);
   CHECK(ey < 1e-2);
   CHECK(lse_err < 1e-3);
+  for (std::size_t i = 0; i < nq; ++i) yc[i] = __bfloat162float(y_mma[i]);
+  double lse_err_mma = 0;
+  for (std::size_t i = 0; i < lse.size(); ++i)
+    lse_err_mma = std::max(lse_err_mma, std::isfinite(lse_mma[i]) ? std::abs(double(lse_mma[i]) - rl[i]) : INFINITY);
+  const double ey_mma = rel_l2(yc, ry);
+  std::printf("  emulated flash Hd %3d R %d T %4d%s forward on registers (mma): y %.2e  lse %.2e\n", Hd, R, T,
+              docs ? " docs" : "", ey_mma, lse_err_mma);
+  CHECK(ey_mma < 1e-2);
+  CHECK(lse_err_mma < 1e-3);
 
-  for (const bool atomic : {false, true}) {
+  // 0: the deterministic backward, 1: the atomic one, 2: the deterministic one on registers
+  // (FlashKernels::mma: dq_mma_kernel, dkv_mma_kernel), run wherever the deterministic one is.
+  for (const int mode : {0, 1, 2}) {
+    const bool atomic = mode == 1, regs = mode == 2;
     if (!(modes & (atomic ? kAtomic : kDeterministic))) continue;
-    CAPTURE(atomic);
+    CAPTURE(atomic, regs);
     std::vector<float> D(lse.size(), NAN), dq(nq, NAN), dk(nk, NAN), dv(nk, NAN), part(std::size_t(B) * H * chunks, NAN),
         dgain(H, 0.f);
     // dk overwritten, dv overwritten or (accumulate) added to, dq and part as the mode has them.
     const auto backward = [&](std::vector<float>& dq_, std::vector<float>& dk_, std::vector<float>& dv_,
                               std::vector<float>& part_, bool accumulate) {
-      if (!atomic) {
+      if (regs) {
+        emu::launch(query_tiles, pairs,
+                    [&] { fl::dq_mma_kernel<Hd, R>(p, dyt.data(), lse.data(), dq_.data(), D.data(), part_.data()); });
+        emu::launch(key_tiles, pairs, [&] {
+          fl::dkv_mma_kernel<Hd, R>(p, dyt.data(), lse.data(), D.data(), dk_.data(), dv_.data(), accumulate);
+        });
+      } else if (!atomic) {
         emu::launch(query_tiles, pairs,
                     [&] { fl::dq_kernel<Hd, R>(p, dyt.data(), lse.data(), dq_.data(), D.data(), part_.data()); });
         emu::launch(key_tiles, pairs, [&] {
@@ -143,7 +167,7 @@ void check(int B, int T, int G, const Bos& bos = {}, int modes = kDeterministic)
       }
     const double eq = rel_l2(dqc, rdq), ek = rel_l2(dkc, rdk), ev = rel_l2(dvc, rdv), eg = rel_l2(dgain, rdg);
     std::printf("  emulated flash Hd %3d R %d T %4d%s%s: y %.2e  lse %.2e  dq %.2e  dk %.2e  dv %.2e  dgain %.2e\n",
-                Hd, R, T, docs ? " docs" : "", atomic ? " atomic" : "", ey, lse_err, eq, ek, ev, eg);
+                Hd, R, T, docs ? " docs" : "", atomic ? " atomic" : regs ? " mma" : "", ey, lse_err, eq, ek, ev, eg);
     CHECK(eq < 1e-2);
     CHECK(ek < 1e-2);
     CHECK(ev < 1e-2);

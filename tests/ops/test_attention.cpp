@@ -196,6 +196,8 @@ TEST_CASE("PGOLF_ATTENTION names the CUDA attention path; anything else is refus
   CHECK(pgolf::parse_attention_path("") == pgolf::AttentionPath::gemm);
   CHECK(pgolf::parse_attention_path("gemm") == pgolf::AttentionPath::gemm);
   CHECK(pgolf::parse_attention_path("flash") == pgolf::AttentionPath::flash);
+  CHECK(pgolf::parse_attention_path("flash-mma") == pgolf::AttentionPath::flash_mma);
+  CHECK_THROWS_AS(pgolf::parse_attention_path("flash_mma"), pgolf::Error);
   CHECK_THROWS_WITH(pgolf::parse_attention_path("Flash"), Catch::Contains("PGOLF_ATTENTION") && Catch::Contains("'Flash'"));
   CHECK_THROWS_AS(pgolf::parse_attention_path("cudnn"), pgolf::Error);
 }

@@ -103,7 +103,8 @@ namespace pgolf {
 // (ops/attention_path.hpp): "gemm" (default), strided-batched cuBLASLt products over (batch, KV head)
 // pairs with masked softmax kernels (ops/cuda/attention.cuh); "flash", the fused kernel that keeps
 // scores on chip (ops/cuda/flash_attention.cuh; checked on an H200, no faster than gemm yet; its
-// backward deterministic or with atomics, --deterministic). Both take the gain gradient
+// backward deterministic or with atomics, --deterministic); "flash-mma", the same on its kernels
+// on registers (FlashKernels::mma; not yet run on a GPU). Both take the gain gradient
 // from fp32 scores. The learned gain only: a unit-gain attention has no CUDA implementation.
 template <int DocBos>
 struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
@@ -116,8 +117,13 @@ struct Impl<Cuda, CausalAttention<LearnedGain, DocBos>> {
     Resources(const Shape& sh, Cuda::Runtime& rt) {
       const ops::cuda::AttentionDims d{sh.batch, sh.seq, A::heads, A::kv_heads, A::head_dim};
       // The flash backward's mode: TrainConfig::deterministic, set by the trainer before it builds a model.
-      if (attention_path_from_env() == AttentionPath::flash) flash.emplace(d, attention_deterministic());
-      else gemm.emplace(rt.gemm, d);  // only this path allocates the score workspace
+      const AttentionPath path = attention_path_from_env();
+      if (path == AttentionPath::gemm) {
+        gemm.emplace(rt.gemm, d);  // only this path allocates the score workspace
+      } else {
+        flash.emplace(d, attention_deterministic());
+        if (path == AttentionPath::flash_mma) flash->set_kernels(ops::cuda::FlashKernels::mma);
+      }
     }
     template <class F>
     void with(F&& f) {

@@ -11,7 +11,10 @@
 // pipelining of the tile loads). Status: matches the CPU reference on an H200 (2026-12-04,
 // tests/cuda/test_flash_attention_cuda.cpp, compute-sanitizer memcheck, racecheck and synccheck
 // clean) and under the emulation (tests/cuda_emulated); slow: about 48 TFLOP/s forward and 34
-// backward at seq 1024, head dim 64 (bench/results/2026-12-04-h200-cuda.md).
+// backward at seq 1024, head dim 64 (bench/results/2026-12-04-h200-cuda.md). FlashKernels::mma is
+// the first step past that: forward_mma_kernel, dq_mma_kernel and dkv_mma_kernel keep scores and
+// accumulators on registers (mma.sync through ops/cuda/mma.cuh); checked under the emulation only,
+// not yet run on a GPU.
 // tests/cuda_emulated copies the text of `namespace flash` below: keep the kernels inside it, using
 // only what emulate_cuda.hpp provides.
 //
@@ -60,6 +63,7 @@
 #include "pgolf/core/error.hpp"
 #include "pgolf/ops/cuda/attention.cuh"
 #include "pgolf/ops/cuda/common.cuh"
+#include "pgolf/ops/cuda/mma.cuh"
 
 namespace pgolf::ops::cuda {
 
@@ -200,6 +204,47 @@ struct QueryRows {
   __device__ int first_key_tile(const Params& p) const { return first_key(p, b, t0) / kKeys; }
 };
 
+// Key tile j0 of the (batch, KV head) whose rows start at kv0: K and V rows, zeros past T.
+template <int Hd>
+__device__ void load_kv_tile(bf16* Ks, bf16* Vs, const Params& p, std::size_t kv0, int j0) {
+  const int T = p.T;
+  load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
+  load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+}
+// A forward / dq block's query rows (QueryRows), of q and of dy_tokens.
+template <int Hd, class Rows>
+__device__ void load_query_rows(bf16* Qs, const Params& p, const Rows& qr) {
+  load_tile<Hd>(Qs, [&](int i) -> const bf16* {
+    const int t = qr.pos(i);
+    return t < p.T ? p.q + ((std::size_t(qr.b) * p.H + qr.head(i, p)) * p.T + t) * Hd : nullptr;
+  });
+}
+template <int Hd, class Rows>
+__device__ void load_dy_rows(bf16* dYs, const Params& p, const Rows& qr, const bf16* dy_tokens) {
+  load_tile<Hd>(dYs, [&](int i) -> const bf16* {
+    const int t = qr.pos(i);
+    return t < p.T ? dy_tokens + ((std::size_t(qr.b) * p.T + t) * p.H + qr.head(i, p)) * Hd : nullptr;
+  });
+}
+// The query tile t0 of head h a dk/dv block visits: Q and dY rows, and each query's lse, D and
+// first key (queries past T: lse inf, so P = 0).
+template <int Hd>
+__device__ void load_query_tile(const Params& p, const bf16* dy_tokens, const float* lse, const float* Din, int b,
+                                int h, int t0, bf16* Qs, bf16* dYs, float* lses, float* Ds, int* los) {
+  const int T = p.T;
+  const std::size_t bh = std::size_t(b) * p.H + h;
+  load_tile<Hd>(Qs, [&](int i) { return t0 + i < T ? p.q + (bh * T + t0 + i) * Hd : nullptr; });
+  load_tile<Hd>(dYs, [&](int i) {
+    return t0 + i < T ? dy_tokens + ((std::size_t(b) * T + t0 + i) * p.H + h) * Hd : nullptr;
+  });
+  for (int i = threadIdx.x; i < kKeys; i += kThreads) {
+    const bool in = t0 + i < T;
+    lses[i] = in ? lse[bh * T + t0 + i] : INFINITY;
+    Ds[i] = in ? Din[bh * T + t0 + i] : 0.f;
+    los[i] = in ? first_key(p, b, t0 + i) : 0;
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward.
 template <int Hd, int R>
@@ -217,10 +262,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   const QueryRows<R> qr(p);
   const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;  // row of (b, g, t = 0) in k, v
-  load_tile<Hd>(Qs, [&](int i) -> const bf16* {
-    const int t = qr.pos(i);
-    return t < T ? p.q + ((std::size_t(qr.b) * p.H + qr.head(i, p)) * T + t) * Hd : nullptr;
-  });
+  load_query_rows<Hd>(Qs, p, qr);
   for (int i = threadIdx.x; i < kRows * ldo<Hd>; i += kThreads) Os[i] = 0.f;
 
   // This lane's row: two lanes per row, one with the even columns and one with the odd (interleaved, so
@@ -238,8 +280,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   for (int kt = qr.first_key_tile(p); kt < tiles; ++kt) {
     const int j0 = kt * kKeys;
     __syncthreads();  // every warp is done with the previous K, V tiles
-    load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
-    load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+    load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
     __syncthreads();
     product_abt<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, Ss + warp * kChunk * lds);
     __syncwarp();
@@ -288,6 +329,132 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Params p, bf16* __res
   if (half == 0) lse[(std::size_t(qr.b) * p.H + h) * T + t] = m + __logf(l);
 }
 
+// This warp's s = A B^T on registers: A its 16 rows x Hd, B a tile's 64 rows x Hd (both row-major
+// in shared memory, leading dimension ldb); s[n] holds columns 8n..8n+7.
+template <int Hd>
+__device__ void product_abt_regs(const bf16* a, const bf16* b, mma::FragC (&s)[kKeys / 8], int lane) {
+  for (auto& f : s) mma::zero(f);
+  for (int kk = 0; kk < Hd / 16; ++kk) {
+    mma::FragA fa;
+    mma::load_a(fa, a + kk * 16, ldb<Hd>, lane);
+    for (int n = 0; n < kKeys / 8; ++n) {
+      mma::FragB fb;
+      mma::load_b_nk(fb, b + n * 8 * ldb<Hd> + kk * 16, ldb<Hd>, lane);
+      mma::mma_16x8x16(s[n], fa, fb);
+    }
+  }
+}
+// acc += P B on registers: P this warp's 16 x 64 accumulators (rounded to bf16 as the A operand),
+// B a tile's 64 rows x Hd in shared memory; acc[n] holds columns 8n..8n+7.
+template <int Hd>
+__device__ void product_ab_regs(const mma::FragC (&pc)[kKeys / 8], const bf16* b, mma::FragC (&acc)[Hd / 8],
+                                int lane) {
+  for (int kk = 0; kk < kKeys / 16; ++kk) {
+    mma::FragA fa;
+    mma::a_from_c(fa, pc[2 * kk], pc[2 * kk + 1]);
+    for (int n = 0; n < Hd / 8; ++n) {
+      mma::FragB fb;
+      mma::load_b_kn(fb, b + kk * 16 * ldb<Hd> + n * 8, ldb<Hd>, lane);
+      mma::mma_16x8x16(acc[n], fa, fb);
+    }
+  }
+}
+
+// The same forward with the scores, probabilities and output accumulator in registers (mma.sync
+// m16n8k16, ops/cuda/mma.cuh): no score or accumulator tile in shared memory (a third of the
+// shared memory: 27 KB at head dim 64 against 70), the online softmax on the accumulator where it
+// lies, and the probabilities reused as the next product's operand. Warp w still owns rows
+// 16w..16w+15; lane l holds rows l/4 and l/4 + 8 of them, the quad of lanes 4(l/4)..4(l/4)+3 a
+// row's 64 keys (16 each). Same results as forward_kernel to rounding (the sums' order differs).
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) forward_mma_kernel(Params p, bf16* __restrict__ y_tokens,
+                                                               float* __restrict__ lse) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Qs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+
+  const QueryRows<R> qr(p);
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;
+  load_query_rows<Hd>(Qs, p, qr);
+
+  // This lane's two rows (u = 0, 1): one head (a warp's rows are), positions t[u].
+  const int row0 = warp * kChunk + mma::group(lane), h = qr.head(row0, p);
+  int t[2], lo[2];
+  float m[2], l[2];
+  for (int u = 0; u < 2; ++u) {
+    t[u] = qr.pos(row0 + 8 * u);
+    lo[u] = t[u] < T ? first_key(p, qr.b, t[u]) : 0;
+    m[u] = -INFINITY, l[u] = 0.f;
+  }
+  const float c = p.gain[h] * p.inv_sqrt_d;
+  mma::FragC o[Hd / 8];
+  for (auto& f : o) mma::zero(f);
+
+  const int tiles = qr.key_tiles(p);
+  for (int kt = qr.first_key_tile(p); kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    __syncthreads();  // every warp is done with the previous K, V tiles
+    load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
+    __syncthreads();
+    mma::FragC s[kKeys / 8];  // keys 8n..8n+7 of the tile
+    product_abt_regs<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, s, lane);
+    // Scale and mask (j > t, j < lo, j past T: -inf), then the online softmax per row; a row's
+    // 64 scores lie in the 4 lanes of its quad (xor 1 and 2 reach them).
+    float mx[2] = {-INFINITY, -INFINITY};
+    for (int n = 0; n < kKeys / 8; ++n)
+      for (int i = 0; i < 4; ++i) {
+        const int u = i / 2, j = j0 + n * 8 + mma::c_col(lane, i);
+        const float v = (j <= t[u] && j >= lo[u] && j < T) ? s[n].x[i] * c : -INFINITY;
+        s[n].x[i] = v;
+        mx[u] = fmaxf(mx[u], v);
+      }
+    float alpha[2];
+    for (int u = 0; u < 2; ++u) {
+      mx[u] = fmaxf(mx[u], __shfl_xor_sync(0xffffffffu, mx[u], 1));
+      mx[u] = fmaxf(mx[u], __shfl_xor_sync(0xffffffffu, mx[u], 2));
+      const float m_new = fmaxf(m[u], mx[u]);
+      // Fully masked so far (a row's tiles before its first key lo): m stays -inf, l and O at zero.
+      alpha[u] = m[u] == -INFINITY ? 0.f : __expf(m[u] - m_new);
+      m[u] = m_new;
+    }
+    float sum[2] = {0.f, 0.f};
+    for (int n = 0; n < kKeys / 8; ++n)
+      for (int i = 0; i < 4; ++i) {
+        const int u = i / 2;
+        const float pv = s[n].x[i] == -INFINITY ? 0.f : __expf(s[n].x[i] - m[u]);
+        s[n].x[i] = pv;
+        sum[u] += pv;
+      }
+    for (int u = 0; u < 2; ++u) {
+      sum[u] += __shfl_xor_sync(0xffffffffu, sum[u], 1);
+      sum[u] += __shfl_xor_sync(0xffffffffu, sum[u], 2);
+      l[u] = l[u] * alpha[u] + sum[u];
+    }
+    for (auto& f : o) {
+      f.x[0] *= alpha[0], f.x[1] *= alpha[0];
+      f.x[2] *= alpha[1], f.x[3] *= alpha[1];
+    }
+    product_ab_regs<Hd>(s, Vs, o, lane);  // O += P V, P (bf16) straight from the score accumulators
+  }
+  for (int u = 0; u < 2; ++u) {
+    if (t[u] >= T) continue;
+    const float inv = 1.f / l[u];
+    bf16* out = y_tokens + ((std::size_t(qr.b) * T + t[u]) * p.H + h) * Hd + 2 * mma::pair(lane);
+    for (int n = 0; n < Hd / 8; ++n)
+      *reinterpret_cast<__nv_bfloat162*>(out + n * 8) =
+          __floats2bfloat162_rn(o[n].x[2 * u] * inv, o[n].x[2 * u + 1] * inv);
+    if (mma::pair(lane) == 0) lse[(std::size_t(qr.b) * p.H + h) * T + t[u]] = m[u] + __logf(l[u]);
+  }
+}
+
+template <int Hd>
+struct ForwardMmaSmem {
+  static constexpr std::size_t bytes = 3 * align128(std::size_t(kRows) * ldb<Hd> * 2);
+};
+
 // ---------------------------------------------------------------------------------------------
 // Backward 1: dq, D and the gain's partial sums, one block per query tile.
 // part: [B, H, ceil(T/16)], one slot per 16 positions of a head (a warp's rows).
@@ -310,14 +477,8 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
   const QueryRows<R> qr(p);
   const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;
-  load_tile<Hd>(Qs, [&](int i) -> const bf16* {
-    const int t = qr.pos(i);
-    return t < T ? p.q + ((std::size_t(qr.b) * p.H + qr.head(i, p)) * T + t) * Hd : nullptr;
-  });
-  load_tile<Hd>(dYs, [&](int i) -> const bf16* {
-    const int t = qr.pos(i);
-    return t < T ? dy_tokens + ((std::size_t(qr.b) * T + t) * p.H + qr.head(i, p)) * Hd : nullptr;
-  });
+  load_query_rows<Hd>(Qs, p, qr);
+  load_dy_rows<Hd>(dYs, p, qr, dy_tokens);
 
   const int row = warp * kChunk + lane / 2, half = lane % 2;
   const int t = qr.pos(row), h = qr.head(row, p);
@@ -331,8 +492,7 @@ __global__ void __launch_bounds__(kThreads) dq_kernel(Params p, const bf16* __re
 
   const auto scores = [&](int j0) {  // S and dP of this warp's rows against key tile j0
     __syncthreads();
-    load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
-    load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+    load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
     __syncthreads();
     product_abt<Hd>(Qs + warp * kChunk * ldb<Hd>, Ks, Ss + warp * kChunk * lds);
     product_abt<Hd>(dYs + warp * kChunk * ldb<Hd>, Vs, dPs + warp * kChunk * lds);
@@ -424,8 +584,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
   const int j0 = int(blockIdx.x) * kRows;
   const int j_last = min(j0 + kRows, T) - 1;
   const std::size_t kv0 = (std::size_t(b) * p.G + g) * T;
-  load_tile<Hd>(Ks, [&](int i) { return j0 + i < T ? p.k + (kv0 + j0 + i) * Hd : nullptr; });
-  load_tile<Hd>(Vs, [&](int i) { return j0 + i < T ? p.v + (kv0 + j0 + i) * Hd : nullptr; });
+  load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
 
   const int row = warp * kChunk + lane / 2, half = lane % 2;
   const int j = j0 + row;
@@ -445,16 +604,7 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
     // Query tiles from the diagonal on; the condition reads the same value in every thread.
     for (int t0 = j0; t0 < T && first_key(p, b, t0) <= j_last; t0 += kKeys) {
       __syncthreads();
-      load_tile<Hd>(Qs, [&](int i) { return t0 + i < T ? p.q + (bh * T + t0 + i) * Hd : nullptr; });
-      load_tile<Hd>(dYs, [&](int i) {
-        return t0 + i < T ? dy_tokens + ((std::size_t(b) * T + t0 + i) * p.H + h) * Hd : nullptr;
-      });
-      for (int i = threadIdx.x; i < kKeys; i += kThreads) {
-        const bool in = t0 + i < T;
-        lses[i] = in ? lse[bh * T + t0 + i] : INFINITY;
-        Ds[i] = in ? Din[bh * T + t0 + i] : 0.f;
-        los[i] = in ? first_key(p, b, t0 + i) : 0;
-      }
+      load_query_tile<Hd>(p, dy_tokens, lse, Din, b, h, t0, Qs, dYs, lses, Ds, los);
       __syncthreads();
       product_abt<Hd>(Ks + warp * kChunk * ldb<Hd>, Qs, Ss + warp * kChunk * lds);   // S^T = K Q^T
       product_abt<Hd>(Vs + warp * kChunk * ldb<Hd>, dYs, dPs + warp * kChunk * lds);  // dP^T = V dY^T
@@ -526,6 +676,177 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// The deterministic backward on registers (mma.sync, ops/cuda/mma.cuh), for FlashKernels::mma:
+// dq_kernel's and dkv_kernel's work (non-atomic) with S, dP, P and dZ as accumulators, reused as
+// the next products' A operands; shared memory holds only the Q, dY, K, V tiles (and, for dk/dv,
+// the queries' lse, D and first keys). Same results to rounding.
+template <int Hd>
+struct DqMmaSmem {
+  static constexpr std::size_t bytes = 4 * align128(std::size_t(kRows) * ldb<Hd> * 2);
+};
+template <int Hd>
+struct DkvMmaSmem {
+  static constexpr std::size_t bytes = 4 * align128(std::size_t(kRows) * ldb<Hd> * 2) + 3 * align128(kKeys * 4);
+};
+
+// dq, D and the gain's partial sums of one query tile (dq_kernel's outputs, same layouts).
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) dq_mma_kernel(Params p, const bf16* __restrict__ dy_tokens,
+                                                          const float* __restrict__ lse, float* __restrict__ dq,
+                                                          float* __restrict__ Dout, float* __restrict__ part) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Qs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* dYs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+
+  const QueryRows<R> qr(p);
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const std::size_t kv0 = (std::size_t(qr.b) * p.G + qr.g) * T;
+  load_query_rows<Hd>(Qs, p, qr);
+  load_dy_rows<Hd>(dYs, p, qr, dy_tokens);
+
+  const int row0 = warp * kChunk + mma::group(lane), h = qr.head(row0, p);
+  const float c = p.gain[h] * p.inv_sqrt_d;
+  int t[2], lo[2];
+  float l[2];
+  for (int u = 0; u < 2; ++u) {
+    t[u] = qr.pos(row0 + 8 * u);
+    lo[u] = t[u] < T ? first_key(p, qr.b, t[u]) : 0;
+    l[u] = t[u] < T ? lse[(std::size_t(qr.b) * p.H + h) * T + t[u]] : INFINITY;  // rows past T: P = 0
+  }
+  const int first = qr.first_key_tile(p), tiles = qr.key_tiles(p);
+  const bf16* q_rows = Qs + warp * kChunk * ldb<Hd>;
+  const bf16* dy_rows = dYs + warp * kChunk * ldb<Hd>;
+
+  // S = Q K^T and dP = dY V^T of this warp's rows against key tile j0 (keys 8n.. in s[n], dp[n]).
+  const auto scores = [&](int j0, mma::FragC (&s)[kKeys / 8], mma::FragC (&dp)[kKeys / 8]) {
+    __syncthreads();
+    load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
+    __syncthreads();
+    product_abt_regs<Hd>(q_rows, Ks, s, lane);
+    product_abt_regs<Hd>(dy_rows, Vs, dp, lane);
+  };
+  const auto prob = [&](int j0, int n, int i, float sv) {
+    const int u = i / 2, j = j0 + n * 8 + mma::c_col(lane, i);
+    return (j <= t[u] && j >= lo[u] && j < T) ? __expf(sv * c - l[u]) : 0.f;
+  };
+
+  // Pass 1: D = rowsum(P * dP) in fp32; a row's sum over the 4 lanes of its quad.
+  float D[2] = {0.f, 0.f};
+  for (int kt = first; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    mma::FragC s[kKeys / 8], dp[kKeys / 8];
+    scores(j0, s, dp);
+    for (int n = 0; n < kKeys / 8; ++n)
+      for (int i = 0; i < 4; ++i) D[i / 2] += prob(j0, n, i, s[n].x[i]) * dp[n].x[i];
+  }
+  for (int u = 0; u < 2; ++u) {  // (a + b) + (c + d) either way round: every lane of the quad the same bits
+    D[u] += __shfl_xor_sync(0xffffffffu, D[u], 1);
+    D[u] += __shfl_xor_sync(0xffffffffu, D[u], 2);
+    if (t[u] < T && mma::pair(lane) == 0) Dout[(std::size_t(qr.b) * p.H + h) * T + t[u]] = D[u];
+  }
+  // Pass 2: dZ = P (dP - D); d gain's share sum dZ S; dQ += (c dZ) K.
+  mma::FragC acc[Hd / 8];
+  for (auto& f : acc) mma::zero(f);
+  float gs = 0.f;
+  for (int kt = first; kt < tiles; ++kt) {
+    const int j0 = kt * kKeys;
+    mma::FragC s[kKeys / 8], dp[kKeys / 8];
+    scores(j0, s, dp);
+    for (int n = 0; n < kKeys / 8; ++n)
+      for (int i = 0; i < 4; ++i) {
+        const float z = prob(j0, n, i, s[n].x[i]) * (dp[n].x[i] - D[i / 2]);
+        gs += z * s[n].x[i];
+        s[n].x[i] = z * c;
+      }
+    product_ab_regs<Hd>(s, Ks, acc, lane);  // dQ += (c dZ) K
+  }
+  gs = warp_sum(gs);  // the warp's 16 rows: one head, 16 consecutive positions
+  const int t_first = qr.pos(warp * kChunk);
+  const int chunks = (T + kChunk - 1) / kChunk;
+  if (lane == 0 && t_first < T)
+    part[(std::size_t(qr.b) * p.H + qr.head(warp * kChunk, p)) * chunks + t_first / kChunk] = gs * p.inv_sqrt_d;
+  for (int u = 0; u < 2; ++u) {
+    if (t[u] >= T) continue;
+    float* out = dq + ((std::size_t(qr.b) * p.H + h) * T + t[u]) * Hd + 2 * mma::pair(lane);
+    for (int n = 0; n < Hd / 8; ++n)
+      *reinterpret_cast<float2*>(out + n * 8) = make_float2(acc[n].x[2 * u], acc[n].x[2 * u + 1]);
+  }
+}
+
+// dk, dv of one key tile (dkv_kernel's non-atomic work, same layouts and query tiles visited).
+// Rows are keys (warp w: keys 16w.., lane l: keys l/4 and l/4 + 8 of them), columns queries.
+template <int Hd, int R>
+__global__ void __launch_bounds__(kThreads) dkv_mma_kernel(Params p, const bf16* __restrict__ dy_tokens,
+                                                           const float* __restrict__ lse,
+                                                           const float* __restrict__ Din, float* __restrict__ dk,
+                                                           float* __restrict__ dv, bool accumulate_dv) {
+  extern __shared__ __align__(128) char smem[];
+  Carve cv{smem};
+  bf16* Ks = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Vs = cv.take<bf16>(kRows * ldb<Hd>);
+  bf16* Qs = cv.take<bf16>(kKeys * ldb<Hd>);
+  bf16* dYs = cv.take<bf16>(kKeys * ldb<Hd>);
+  float* lses = cv.take<float>(kKeys);
+  float* Ds = cv.take<float>(kKeys);
+  int* los = cv.take<int>(kKeys);  // each query's first key
+
+  const int b = int(blockIdx.y) / p.G, g = int(blockIdx.y) % p.G;
+  const int T = p.T, warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int j0 = int(blockIdx.x) * kRows;
+  const int j_last = min(j0 + kRows, T) - 1;
+  const std::size_t kv0 = (std::size_t(b) * p.G + g) * T;
+  load_kv_tile<Hd>(Ks, Vs, p, kv0, j0);
+  const bf16* k_rows = Ks + warp * kChunk * ldb<Hd>;
+  const bf16* v_rows = Vs + warp * kChunk * ldb<Hd>;
+  int j[2];
+  for (int u = 0; u < 2; ++u) j[u] = j0 + warp * kChunk + mma::group(lane) + 8 * u;
+
+  mma::FragC dK[Hd / 8], dV[Hd / 8];
+  for (int n = 0; n < Hd / 8; ++n) mma::zero(dK[n]), mma::zero(dV[n]);
+
+  for (int r = 0; r < R; ++r) {
+    const int h = g * R + r;
+    const float c = p.gain[h] * p.inv_sqrt_d;
+    // Query tiles from the diagonal on; the condition reads the same value in every thread.
+    for (int t0 = j0; t0 < T && first_key(p, b, t0) <= j_last; t0 += kKeys) {
+      __syncthreads();
+      load_query_tile<Hd>(p, dy_tokens, lse, Din, b, h, t0, Qs, dYs, lses, Ds, los);
+      __syncthreads();
+      mma::FragC s[kKeys / 8], dp[kKeys / 8];  // S^T = K Q^T, dP^T = V dY^T (queries 8n.. in [n])
+      product_abt_regs<Hd>(k_rows, Qs, s, lane);
+      product_abt_regs<Hd>(v_rows, dYs, dp, lane);
+      // P^T (into s) and c dZ^T (into dp).
+      for (int n = 0; n < kKeys / 8; ++n)
+        for (int i = 0; i < 4; ++i) {
+          const int col = n * 8 + mma::c_col(lane, i), t = t0 + col, jj = j[i / 2];
+          const float pv = (t >= jj && jj >= los[col] && t < T && jj < T) ? __expf(s[n].x[i] * c - lses[col]) : 0.f;
+          const float z = pv * (dp[n].x[i] - Ds[col]);
+          s[n].x[i] = pv;
+          dp[n].x[i] = z * c;
+        }
+      product_ab_regs<Hd>(s, dYs, dV, lane);  // dV += P^T dY
+      product_ab_regs<Hd>(dp, Qs, dK, lane);  // dK += (c dZ)^T Q
+    }
+  }
+  for (int u = 0; u < 2; ++u) {
+    if (j[u] >= T) continue;
+    const std::size_t o = (kv0 + j[u]) * Hd + 2 * mma::pair(lane);
+    for (int n = 0; n < Hd / 8; ++n) {
+      *reinterpret_cast<float2*>(dk + o + n * 8) = make_float2(dK[n].x[2 * u], dK[n].x[2 * u + 1]);
+      float2 x = make_float2(dV[n].x[2 * u], dV[n].x[2 * u + 1]);
+      if (accumulate_dv) {
+        const float2 a = *reinterpret_cast<const float2*>(dv + o + n * 8);
+        x.x += a.x, x.y += a.y;
+      }
+      *reinterpret_cast<float2*>(dv + o + n * 8) = x;
+    }
+  }
+}
+
 }  // namespace flash
 
 // Same forward/backward calls as Attention<Hd>; no score workspace. Head dims 32, 64 and 128, query
@@ -533,6 +854,12 @@ __global__ void __launch_bounds__(kThreads) dkv_kernel(Params p, const bf16* __r
 // deterministic (the default): the backward without atomics, bitwise reproducible; false: the
 // atomic backward (dq summed with atomicAdd, one pass fewer over the scores; see the top of this
 // file). Both give the same results to rounding; set_deterministic switches between them.
+// The kernels: wmma (forward_kernel, dq_kernel, dkv_kernel: scores and accumulators staged in shared
+// memory; have matched the CPU on an H200) or mma (forward_mma_kernel and, for the deterministic
+// backward, dq_mma_kernel and dkv_mma_kernel: on registers through mma.sync; checked under the CUDA
+// emulation only until they run on a GPU). The atomic backward is wmma's in both.
+enum class FlashKernels { wmma, mma };
+
 template <int Hd>
 class FlashAttention {
  public:
@@ -551,7 +878,9 @@ class FlashAttention {
     PGOLF_CUDA_CHECK(cudaGetDevice(&dev));
     PGOLF_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     if constexpr (flash::supports_head_dim<Hd>) {
-      for (const std::size_t bytes : {flash::ForwardSmem<Hd>::bytes, flash::DqSmem<Hd>::bytes, flash::DkvSmem<Hd>::bytes})
+      for (const std::size_t bytes : {flash::ForwardSmem<Hd>::bytes, flash::ForwardMmaSmem<Hd>::bytes,
+                                      flash::DqSmem<Hd>::bytes, flash::DkvSmem<Hd>::bytes,
+                                      flash::DqMmaSmem<Hd>::bytes, flash::DkvMmaSmem<Hd>::bytes})
         PGOLF_CHECK(bytes <= std::size_t(optin), "FlashAttention: a block needs ", bytes,
                     " bytes of shared memory, the device allows ", optin);
     }
@@ -562,6 +891,8 @@ class FlashAttention {
   const AttentionDims& dims() const { return d_; }
   bool deterministic() const { return deterministic_; }
   void set_deterministic(bool deterministic) { deterministic_ = deterministic; }
+  FlashKernels kernels() const { return kernels_; }
+  void set_kernels(FlashKernels k) { kernels_ = k; }
 
   // Document masking for the following forward and backward calls (held until changed): starts is
   // a device array [B*T] (int32) with ops::cpu::AttentionShape::doc_start's meaning: query t of row
@@ -578,9 +909,15 @@ class FlashAttention {
     if constexpr (flash::supports_head_dim<Hd>) {
       const flash::Params p = params(q, k, v, gain);
       with_group([&]<int R>() {
-        raise_smem(flash::forward_kernel<Hd, R>, flash::ForwardSmem<Hd>::bytes);
-        flash::forward_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::ForwardSmem<Hd>::bytes, st>>>(
-            p, y_tokens, lse);
+        if (kernels_ == FlashKernels::mma) {
+          raise_smem(flash::forward_mma_kernel<Hd, R>, flash::ForwardMmaSmem<Hd>::bytes);
+          flash::forward_mma_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::ForwardMmaSmem<Hd>::bytes, st>>>(
+              p, y_tokens, lse);
+        } else {
+          raise_smem(flash::forward_kernel<Hd, R>, flash::ForwardSmem<Hd>::bytes);
+          flash::forward_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::ForwardSmem<Hd>::bytes, st>>>(
+              p, y_tokens, lse);
+        }
       });
       PGOLF_CUDA_CHECK_LAUNCH("flash_attention_forward");
     }
@@ -595,7 +932,18 @@ class FlashAttention {
     if constexpr (flash::supports_head_dim<Hd>) {
       const flash::Params p = params(q, k, v, gain);
       const dim3 key_grid(unsigned((d_.T + flash::kRows - 1) / flash::kRows), unsigned(d_.pairs()));
-      if (deterministic_) {
+      if (deterministic_ && kernels_ == FlashKernels::mma) {
+        with_group([&]<int R>() {
+          raise_smem(flash::dq_mma_kernel<Hd, R>, flash::DqMmaSmem<Hd>::bytes);
+          raise_smem(flash::dkv_mma_kernel<Hd, R>, flash::DkvMmaSmem<Hd>::bytes);
+          flash::dq_mma_kernel<Hd, R><<<query_grid(R), flash::kThreads, flash::DqMmaSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, dq, D_.data(), part_.data());
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dq_mma");
+          flash::dkv_mma_kernel<Hd, R><<<key_grid, flash::kThreads, flash::DkvMmaSmem<Hd>::bytes, st>>>(
+              p, dy_tokens, lse, D_.data(), dk, dv, accumulate_dv);
+          PGOLF_CUDA_CHECK_LAUNCH("flash_attention_dkv_mma");
+        });
+      } else if (deterministic_) {
         with_group([&]<int R>() {
           raise_smem(flash::dq_kernel<Hd, R>, flash::DqSmem<Hd>::bytes);
           raise_smem(flash::dkv_kernel<Hd, R>, flash::DkvSmem<Hd>::bytes);
@@ -626,6 +974,7 @@ class FlashAttention {
 
   // Shared memory per block of each kernel (bytes), for reports.
   static constexpr std::size_t forward_smem() { return flash::ForwardSmem<Hd>::bytes; }
+  static constexpr std::size_t forward_mma_smem() { return flash::ForwardMmaSmem<Hd>::bytes; }
   static constexpr std::size_t dq_smem() { return flash::DqSmem<Hd>::bytes; }
   static constexpr std::size_t dkv_smem() { return flash::DkvSmem<Hd>::bytes; }
 
@@ -660,6 +1009,7 @@ class FlashAttention {
 
   AttentionDims d_;
   bool deterministic_ = true;
+  FlashKernels kernels_ = FlashKernels::wmma;
   const std::int32_t* doc_start_ = nullptr;
   pgolf::cuda::DeviceBuffer<float> D_, part_;
 };
